@@ -1,0 +1,1 @@
+"""Inference core: numpy + onnxruntime + Pillow only. Never import Qt or torch here."""
