@@ -163,6 +163,8 @@ class UNet(nn.Module):
                 raise ValueError("an SR3 denoiser needs y_t and noise_level")
             emb = self.noise_mlp(noise_features(noise_level, self.config.base_channels))
             x = torch.cat([lr_up, y_t], dim=1)
+            if emb.dtype != x.dtype:  # fp16 export: the embedding is computed in fp32, then cast
+                emb = emb.to(x.dtype)
         else:
             x = lr_up
         h = self.input_conv(x)

@@ -1,0 +1,73 @@
+"""Checkpoints: plain tensors and containers only, written atomically, read with weights_only=True.
+
+A checkpoint is a dict of model / EMA / optimiser state dicts, ints, strings, lists and the
+training config as a dict. ``torch.load(weights_only=True)`` refuses any pickled object, so a
+tampered file cannot run code when it is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sr3_desktop.core.errors import SR3Error
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = "sr3-exporter-checkpoint-1"
+REQUIRED_KEYS = ("format", "step", "config", "model", "ema")
+
+
+class CheckpointError(SR3Error):
+    """A checkpoint is missing, unreadable, unsafe, or not one of ours."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` via a temp file + os.replace: a kill mid-write keeps the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resolve(path: str | Path) -> Path:
+    """Accept a checkpoint file or a run directory holding checkpoint.pt."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load safely (weights_only=True); refuse pickled objects and files that are not our checkpoints."""
+    path = resolve(path)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains pickled Python objects, which could run code "
+            f"({str(err).splitlines()[0][:200]}). Only checkpoints written by `python -m exporter train` load."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an SR3 exporter checkpoint (format {FORMAT!r} expected)")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return data

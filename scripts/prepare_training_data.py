@@ -1,0 +1,46 @@
+"""Lay out the bundled models' training and validation photos (run once before training).
+
+train/: 13 of the 15 photos in ../shared/datasets/photos-train, at full size and at half size
+        (Lanczos), so crops see both fine texture and larger structures.
+val/:   the 2 held-out photos at half size, plus the colour photos shipped in scikit-image.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+HELD_OUT = ("bridge.jpg", "umang.jpg")
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # hubble_deep_field: mostly black sky
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=Path, default=Path("../shared/datasets/photos-train"))
+    parser.add_argument("--out", type=Path, default=Path("/work/runs/data"))
+    args = parser.parse_args()
+    train, val = args.out / "train", args.out / "val"
+    train.mkdir(parents=True, exist_ok=True)
+    val.mkdir(parents=True, exist_ok=True)
+    for path in sorted(args.photos.glob("*.jpg")):
+        image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+        half = image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
+        if path.name in HELD_OUT:
+            half.save(val / f"{path.stem}_half.png")
+        else:
+            image.save(train / f"{path.stem}.png")
+            half.save(train / f"{path.stem}_half.png")
+    import skimage.data as photos  # the exporter extra installs scikit-image
+
+    for name in SKIMAGE_PHOTOS:
+        Image.fromarray(np.asarray(getattr(photos, name)())).convert("RGB").save(val / f"skimage_{name}.png")
+    left, _, _ = photos.stereo_motorcycle()
+    Image.fromarray(left).save(val / "skimage_motorcycle.png")
+    print(f"train: {len(list(train.glob('*.png')))} images, val: {len(list(val.glob('*.png')))} images")
+
+
+if __name__ == "__main__":
+    main()

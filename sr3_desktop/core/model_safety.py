@@ -1,0 +1,194 @@
+"""Checks an untrusted ``.onnx`` file before any onnxruntime session is created.
+
+A model from a stranger must not read files outside its folder (external data through absolute
+paths, "..", symlinks or hardlinks), must not need a custom-op library (only the standard ONNX
+operator domains are accepted, so no library is ever registered), and must parse as ONNX.
+The file is parsed without touching external data. Signature checks against the model card
+happen later, in the denoiser.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+
+from sr3_desktop.core.errors import ModelError
+
+MAX_MODEL_BYTES = 2 * 1024**3
+"""2 GiB: the protobuf limit for a single-file model; larger files are refused unread."""
+ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+"""Standard ONNX operators only; "com.microsoft" contrib ops come from ORT's optimiser, not exporters."""
+
+
+def check_onnx_file(path: str | os.PathLike[str]) -> None:
+    """Raise ``ModelError`` (with an actionable message) unless ``path`` is a safe ONNX model."""
+    model_path = Path(path)
+    name = model_path.name or str(model_path)
+    size = _checked_size(model_path, name)
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, UnicodeDecodeError, ...: all mean "not ONNX"
+        raise ModelError(f"{name} is not a valid ONNX model: the file is truncated or damaged "
+                         f"({_brief(exc)}).") from exc
+    if size == 0 or model.ir_version <= 0 or len(model.graph.node) == 0 or len(model.opset_import) == 0:
+        raise ModelError(f"{name} is not a valid ONNX model: it has no graph (the file is truncated or damaged).")
+    _check_domains(model, name)
+    _check_external_data(model, model_path, name)
+    try:
+        onnx.checker.check_model(str(model_path))  # by path, so external data resolves from its folder
+    except Exception as exc:
+        raise ModelError(f"{name} is not a valid ONNX model: {_brief(exc)}") from exc
+
+
+def _brief(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _checked_size(model_path: Path, name: str) -> int:
+    try:
+        info = model_path.stat()
+    except FileNotFoundError as exc:
+        raise ModelError(f"The model file {name} was not found.") from exc
+    except OSError as exc:
+        raise ModelError(f"The model file {name} cannot be read: {exc.strerror or exc}.") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelError(f"{name} is not a regular file, so it cannot be a model.")
+    if info.st_size > MAX_MODEL_BYTES:
+        raise ModelError(f"{name} is {info.st_size / 1024**3:.1f} GiB, over the {MAX_MODEL_BYTES / 1024**3:.0f} GiB "
+                         "limit for model files.")
+    return info.st_size
+
+
+# ----------------------------------------------------------------------------------------------
+# Operator domains
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every subgraph inside its nodes' attributes (If, Loop, Scan bodies)."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                yield from _graphs(attribute.g)
+            for sub in attribute.graphs:
+                yield from _graphs(sub)
+
+
+def _all_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
+    yield from _graphs(model.graph)
+    for info in model.training_info:
+        yield from _graphs(info.initialization)
+        yield from _graphs(info.algorithm)
+    for function in model.functions:
+        for node in function.node:
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    yield from _graphs(attribute.g)
+                for sub in attribute.graphs:
+                    yield from _graphs(sub)
+
+
+def _refuse_domain(name: str, domain: str, where: str) -> ModelError:
+    return ModelError(f"{name} uses operators from the custom domain '{domain}' ({where}). Only standard ONNX "
+                      "operators are allowed, so no custom-operator library is ever loaded; re-export the model "
+                      "without custom operators.")
+
+
+def _check_domains(model: onnx.ModelProto, name: str) -> None:
+    for opset in model.opset_import:
+        if opset.domain not in ALLOWED_DOMAINS:
+            raise _refuse_domain(name, opset.domain, "opset import")
+    for function in model.functions:
+        if function.domain not in ALLOWED_DOMAINS:
+            raise _refuse_domain(name, function.domain, f"function '{function.name}'")
+        for node in function.node:
+            if node.domain not in ALLOWED_DOMAINS:
+                raise _refuse_domain(name, node.domain, f"node '{node.name}' of type {node.op_type}")
+    for graph in _all_graphs(model):
+        for node in graph.node:
+            if node.domain not in ALLOWED_DOMAINS:
+                raise _refuse_domain(name, node.domain, f"node '{node.name}' of type {node.op_type}")
+
+
+# ----------------------------------------------------------------------------------------------
+# External data
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        yield from _attribute_tensors(node)
+
+
+def _attribute_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
+    for attribute in node.attribute:
+        if attribute.HasField("t"):
+            yield attribute.t
+        yield from attribute.tensors
+        if attribute.HasField("sparse_tensor"):
+            yield attribute.sparse_tensor.values
+            yield attribute.sparse_tensor.indices
+        for sparse in attribute.sparse_tensors:
+            yield sparse.values
+            yield sparse.indices
+
+
+def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    for graph in _all_graphs(model):
+        yield from _tensors(graph)
+    for function in model.functions:
+        for node in function.node:
+            yield from _attribute_tensors(node)
+
+
+def _check_external_data(model: onnx.ModelProto, model_path: Path, name: str) -> None:
+    folder = model_path.parent.resolve()
+    for tensor in _all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        _check_location(entries.get("location", ""), folder, name, tensor.name, entries)
+
+
+def _check_location(location: str, folder: Path, name: str, tensor: str, entries: dict[str, str]) -> None:
+    def refuse(reason: str) -> ModelError:
+        return ModelError(f"{name} is refused: the weights of tensor '{tensor}' are stored in an external file "
+                          f"'{location}' that {reason}. External data must be a plain file inside the model's folder.")
+
+    parts = location.replace("\\", "/").split("/")
+    if not location:
+        raise refuse("has no name")
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or (len(location) > 1 and location[1] == ":"):
+        raise refuse("is an absolute path")
+    if ".." in parts:
+        raise refuse("climbs out of the folder with '..'")
+    current = folder
+    for part in (p for p in parts if p not in ("", ".")):
+        current = current / part
+        if current.is_symlink():
+            raise refuse("goes through a symbolic link")
+    try:
+        resolved = current.resolve(strict=True)
+        info = os.stat(current, follow_symlinks=False)
+    except (OSError, RuntimeError) as exc:
+        raise refuse("is missing") from exc
+    if not resolved.is_relative_to(folder):
+        raise refuse("lies outside the model's folder")
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse("is not a regular file")
+    if info.st_nlink > 1:
+        raise refuse("is a hard link to another file")
+    try:
+        end = int(entries.get("offset", "0") or 0) + int(entries.get("length", "0") or 0)
+    except ValueError as exc:
+        raise refuse("has a malformed offset or length") from exc
+    if end > info.st_size:
+        raise refuse("is shorter than the model says (truncated)")

@@ -1,0 +1,243 @@
+"""The model registry: bundled models (package data) and models a user imported.
+
+Imported models live in ``<user data dir>/models`` (platformdirs; ``SR3_DESKTOP_DATA_DIR``
+overrides the base folder). A model is known by its card's name. Importing validates the file
+(safety, card, graph signature, a tiny test run) and then copies it in atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sr3_desktop.core.denoiser import OnnxDenoiser
+from sr3_desktop.core.errors import ModelError, SR3Error
+from sr3_desktop.core.model_card import ModelCard, read_card
+from sr3_desktop.core.model_safety import check_onnx_file
+from sr3_desktop.core.sampler import network_noise_level
+
+DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
+PREFERRED_DEFAULTS = {"sr3": "sr3-photo-4x", "regression": "regression-photo-4x"}
+_TEMP_PREFIX = ".sr3tmp-"
+
+
+def data_dir() -> Path:
+    """The app's data folder (SR3_DESKTOP_DATA_DIR, else the platform's user data folder)."""
+    override = os.environ.get(DATA_DIR_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sr3-desktop", appauthor=False))
+
+
+def user_models_dir() -> Path:
+    """Where imported models are kept."""
+    return data_dir() / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One installed model."""
+
+    name: str
+    """The card's name; unique among installed models."""
+    path: Path
+    """The .onnx file."""
+    card: ModelCard
+    """The validated model card."""
+    bundled: bool
+    """Shipped with the app (True) or imported by the user (False)."""
+
+    @property
+    def kind(self) -> str:
+        return self.card.kind
+
+    def summary(self) -> str:
+        """One line: name, kind, scale, presets, where it comes from."""
+        origin = "bundled" if self.bundled else "imported"
+        presets = ""
+        if self.card.inference_presets:
+            steps = ", ".join(f"{n} {self.card.inference_presets[n].steps}" for n in self.card.preset_names())
+            presets = f"; presets (steps): {steps}"
+        return f"{self.name}: {self.kind} {self.card.scale}x, {origin}{presets}"
+
+
+@dataclass(frozen=True)
+class ModelScan:
+    """The models found, and a line for each file that could not be read."""
+
+    entries: list[ModelEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_CARD_CACHE: dict[tuple[str, int, int], ModelCard] = {}
+
+
+def _cached_card(path: Path) -> ModelCard:
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _CARD_CACHE:
+        _CARD_CACHE[key] = read_card(path)
+    return _CARD_CACHE[key]
+
+
+def _onnx_files(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.glob("*.onnx") if p.is_file() and not p.name.startswith(_TEMP_PREFIX))
+    except OSError:
+        return []
+
+
+def scan_models(bundled_dir: Path | None = None, user_dir: Path | None = None) -> ModelScan:
+    """Bundled models first, then imported ones; unreadable files become warnings."""
+    scan = ModelScan()
+    seen: dict[str, Path] = {}
+    for folder, bundled in ((bundled_dir or BUNDLED_DIR, True), (user_dir or user_models_dir(), False)):
+        for path in _onnx_files(folder):
+            try:
+                card = _cached_card(path)
+            except (SR3Error, OSError) as err:
+                scan.warnings.append(f"skipped {path}: {err}")
+                continue
+            key = card.name.casefold()
+            if key in seen:
+                scan.warnings.append(f"skipped {path}: a model named {card.name!r} is already installed ({seen[key]})")
+                continue
+            seen[key] = path
+            scan.entries.append(ModelEntry(card.name, path, card, bundled))
+    return scan
+
+
+def list_models() -> list[ModelEntry]:
+    """All installed models, bundled first (see ``scan_models`` for the warnings)."""
+    return scan_models().entries
+
+
+def default_model(kind: str) -> ModelEntry | None:
+    """The model used when none is named: the preferred bundled one, else the first of its kind."""
+    entries = [e for e in list_models() if e.kind == kind]
+    preferred = [e for e in entries if e.bundled and e.path.stem == PREFERRED_DEFAULTS.get(kind)]
+    bundled = [e for e in entries if e.bundled]
+    ranked = preferred or bundled or entries
+    return ranked[0] if ranked else None
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.lower().endswith(".onnx") or os.sep in text or "/" in text or Path(text).exists()
+
+
+def resolve_model(name_or_path: str | os.PathLike[str], kind: str | None = None) -> ModelEntry:
+    """A model by installed name (or file stem), or by the path of an .onnx file."""
+    text = str(name_or_path)
+    if _looks_like_path(text):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ModelError(f"model file not found: {text}")
+        card = read_card(path)
+        entry = ModelEntry(card.name, path.resolve(), card, bundled=False)
+    else:
+        entries = list_models()
+        matches = [e for e in entries if text.casefold() in (e.name.casefold(), e.path.stem.casefold())]
+        if not matches:
+            names = [e.name for e in entries if kind is None or e.kind == kind]
+            listed = ", ".join(names) if names else "none are installed"
+            raise SR3Error(f"no model named {text!r}; available{f' {kind}' if kind else ''} models: {listed}")
+        entry = matches[0]
+    if kind is not None and entry.kind != kind:
+        raise ModelError(f"{entry.name} is a {entry.kind} model, but a {kind} model is needed here")
+    return entry
+
+
+def _test_inputs(card: ModelCard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A smooth image, noise and a noise level at 2 * size_multiple px."""
+    side = 2 * card.size_multiple
+    ramp = np.linspace(-0.8, 0.8, side, dtype=np.float32)
+    lr_up = np.broadcast_to(ramp[None, None, :, None] * ramp[None, None, None, :], (1, 3, side, side)).copy()
+    y_t = np.random.default_rng(0).standard_normal((1, 3, side, side), dtype=np.float32)
+    gamma = card.preset(card.default_preset).noise_levels[0] if card.kind == "sr3" else 0.5
+    return lr_up, y_t, network_noise_level(gamma, card.noise_conditioning, 1)
+
+
+def validate_model(path: str | os.PathLike[str]) -> ModelCard:
+    """Everything short of installing: safety, card, graph signature and a tiny test run."""
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise ModelError(f"model file not found: {path}")
+    check_onnx_file(source)
+    model = OnnxDenoiser(source, "cpu")
+    card = model.card
+    lr_up, y_t, level = _test_inputs(card)
+    out = model.predict_noise(lr_up, y_t, level) if card.kind == "sr3" else model.predict_image(lr_up)
+    if not np.all(np.isfinite(out)):
+        raise ModelError(f"{source.name} produced invalid values (NaN or infinity) on a test image")
+    return card
+
+
+def _uses_external_data(path: Path) -> bool:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _safe_file_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
+    return (cleaned or "model") + ".onnx"
+
+
+def import_model(path: str | os.PathLike[str]) -> ModelEntry:
+    """Validate ``path`` and copy it into the imported-models folder (atomically)."""
+    source = Path(path).expanduser().resolve()
+    card = validate_model(source)
+    if _uses_external_data(source):
+        raise ModelError(f"{source.name} keeps its weights in separate files; export it as a single .onnx file")
+    folder = user_models_dir()
+    target = folder / _safe_file_name(card.name)
+    for existing in scan_models().entries:
+        if existing.name.casefold() == card.name.casefold():
+            if _digest(existing.path) == _digest(source):
+                return existing  # importing the same file twice is fine
+            raise ModelError(
+                f"a different model named {card.name!r} is already installed ({existing.path}); "
+                "rename the model when exporting it, or remove the installed one first"
+            )
+    if target.exists():
+        raise ModelError(f"{target} already exists and holds another model; remove it first")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _copy_atomically(source, target)
+    except OSError as err:
+        raise ModelError(f"could not copy the model into {folder}: {err.strerror or err}") from None
+    return ModelEntry(card.name, target, card, bundled=False)
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    handle, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".onnx", dir=target.parent)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise

@@ -1,0 +1,94 @@
+"""Icons: qtawesome glyphs that follow the palette, and the app icon from the package resources."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from PySide6.QtGui import QIcon, QPalette
+from PySide6.QtWidgets import QApplication
+
+# Names of Material Design Icons (mdi6) that the installed qtawesome ships.
+NAMES = {
+    "open": "mdi6.folder-open",
+    "open_folder": "mdi6.folder-multiple-image",
+    "paste": "mdi6.content-paste",
+    "run": "mdi6.play",
+    "cancel": "mdi6.stop",
+    "save": "mdi6.content-save",
+    "save_as": "mdi6.content-save-edit",
+    "fit": "mdi6.fit-to-screen",
+    "actual": "mdi6.image-size-select-actual",
+    "zoom_in": "mdi6.magnify-plus",
+    "zoom_out": "mdi6.magnify-minus",
+    "single": "mdi6.image",
+    "side": "mdi6.view-grid",
+    "wipe": "mdi6.compare-horizontal",
+    "all": "mdi6.view-grid",
+    "dice": "mdi6.dice-5",
+    "lock": "mdi6.lock",
+    "unlock": "mdi6.lock-open-variant",
+    "import": "mdi6.import",
+    "model": "mdi6.cube-outline",
+    "about": "mdi6.information-outline",
+    "metrics": "mdi6.chart-box-outline",
+    "reference": "mdi6.image-search",
+    "drop": "mdi6.tray-arrow-down",
+    "batch": "mdi6.format-list-checks",
+    "done": "mdi6.check-circle",
+    "skipped": "mdi6.skip-next-circle",
+    "error": "mdi6.alert-circle",
+    "running": "mdi6.progress-clock",
+    "pending": "mdi6.circle-outline",
+    "cancelled": "mdi6.close-circle",
+    "noise": "mdi6.grain",
+    "clean": "mdi6.creation",
+    "settings": "mdi6.cog",
+    "quit": "mdi6.exit-to-app",
+    "clear": "mdi6.delete-sweep",
+    "folder": "mdi6.folder-outline",
+    "recent": "mdi6.history",
+}
+STATUS_COLOURS = {"done": "#2e9d57", "skipped": "#7d8590", "error": "#d1453b", "running": "#2f7dd1",
+                  "cancelled": "#b07b16", "pending": "#7d8590"}
+
+
+def icon(key: str, colour: str | None = None) -> QIcon:
+    """A themed icon by our short name (see ``NAMES``), or an empty icon if qtawesome is unusable."""
+    app = QApplication.instance()
+    text = colour or (app.palette().color(QPalette.ColorRole.ButtonText).name()  # type: ignore[attr-defined]
+                      if app else "#444444")
+    return _icon(NAMES.get(key, key), text)
+
+
+@cache
+def _icon(name: str, colour: str) -> QIcon:
+    try:
+        import qtawesome
+
+        return qtawesome.icon(name, color=colour, color_disabled="#8a8a8a")
+    except Exception:  # a missing glyph or font must never stop the app
+        return QIcon()
+
+
+def status_icon(status: str) -> QIcon:
+    return icon(status, STATUS_COLOURS.get(status, "#7d8590"))
+
+
+def app_icon_path(kind: str = "png") -> Path:
+    return Path(str(resources.files("sr3_desktop") / "resources" / "icons" / f"sr3-desktop.{kind}"))
+
+
+def app_icon() -> QIcon:
+    result = QIcon()
+    for kind in ("svg", "png"):
+        path = app_icon_path(kind)
+        if path.exists():
+            result.addFile(str(path))
+    return result
+
+
+def clear_cache() -> None:
+    """Forget coloured icons (after the palette changes between light and dark)."""
+    _icon.cache_clear()

@@ -1,0 +1,34 @@
+"""Plain data shared by the controller and the views (no Qt widgets here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RESULT_METHODS = ("bicubic", "regression", "sr3")
+METHOD_LABELS = {"input": "Input", "bicubic": "Bicubic", "regression": "Regression", "sr3": "SR3"}
+PAPER_NOTE = "Regression usually wins PSNR; SR3 is sharper (Saharia et al.)."
+
+
+@dataclass(frozen=True)
+class MetricsRow:
+    """Scores of one method's result; PSNR, SSIM and sharpness only with a high-resolution reference."""
+
+    method: str
+    consistency: float | None
+    psnr: float | None = None
+    ssim: float | None = None
+    sharpness: float | None = None
+
+
+@dataclass
+class BatchItem:
+    """One input of a batch and where its output goes."""
+
+    source: Path
+    output: Path
+    label: str
+    """The input's path relative to the dropped folder (or its file name)."""
+    status: str = "pending"
+    """pending / running / done / skipped / error / cancelled"""
+    message: str = ""

@@ -1,0 +1,254 @@
+"""The image area: one pane (the live preview / result), 2-4 synchronised panes, or a wipe slider."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sr3_desktop.qt import icons
+from sr3_desktop.qt.signals import emit
+from sr3_desktop.qt.views.canvas import ImagePane, ViewSync, WipePane
+
+METHODS = ("input", "bicubic", "regression", "sr3")
+TITLES = {"input": "Input (nearest)", "bicubic": "Bicubic", "regression": "Regression", "sr3": "SR3"}
+MODES = ("single", "side", "wipe")
+MODE_LABELS = {"single": "Single", "side": "Side by side", "wipe": "Wipe"}
+MODE_SHORT = {"single": "Single", "side": "Panes", "wipe": "Wipe"}
+MODE_ICONS = {"single": "single", "side": "side", "wipe": "wipe"}
+PREVIEW_LABELS = {"pred_y0": "Predicted ŷ₀", "y_t": "Noisy yₜ"}
+PREVIEW_SHORT = {"pred_y0": "ŷ₀", "y_t": "yₜ"}
+
+
+class CompareView(QWidget):
+    """Panes for input, bicubic, regression and SR3 sharing one zoom and pan."""
+
+    mode_changed = Signal(str)
+    preview_kind_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.sync = ViewSync()
+        self.panes = {m: ImagePane(self.sync, TITLES[m]) for m in METHODS}
+        self.panes["sr3"].set_placeholder("Press Run (Ctrl+Enter) to refine")
+        self.wipe = WipePane(self.sync)
+        self.mode = "single"
+        self.visible_methods = ["bicubic", "sr3"]
+        self.wipe_pair = ("bicubic", "sr3")
+
+        self.grid_page = QWidget()
+        self.grid = QGridLayout(self.grid_page)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(4)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.grid_page)
+        self.stack.addWidget(self.wipe)
+        self._build_bar()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.stack, 1)
+        self.sync.changed.connect(self._show_zoom)
+        self._relayout()
+
+    # --- the bar above the panes ---------------------------------------------------------------
+    def _build_bar(self) -> None:
+        self.bar = QWidget()
+        row = QHBoxLayout(self.bar)
+        row.setContentsMargins(4, 2, 4, 2)
+        self.mode_group = QButtonGroup(self)
+        self.mode_buttons: dict[str, QToolButton] = {}
+        for key, mode in enumerate(MODES, start=1):
+            button = self._tool_button(MODE_SHORT[mode], MODE_ICONS[mode], f"{MODE_LABELS[mode]} ({key})")
+            button.setCheckable(True)
+            button.clicked.connect(lambda _=False, m=mode: self.set_mode(m))
+            self.mode_group.addButton(button)
+            self.mode_buttons[mode] = button
+            row.addWidget(button)
+        row.addSpacing(12)
+        self.pane_actions: dict[str, QAction] = {}
+        self.panes_menu = QMenu(self)
+        for method in METHODS:
+            action = self.panes_menu.addAction(TITLES[method])
+            action.setCheckable(True)
+            action.toggled.connect(lambda on, m=method: self._toggle_pane(m, on))
+            self.pane_actions[method] = action
+        self.panes_box = self._tool_button("Show", "side", "Choose 2 to 4 panes to show side by side")
+        self.panes_box.setMenu(self.panes_menu)
+        self.panes_box.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        row.addWidget(self.panes_box)
+        self.wipe_box = QWidget()
+        wipe_row = QHBoxLayout(self.wipe_box)
+        wipe_row.setContentsMargins(0, 0, 0, 0)
+        self.wipe_left, self.wipe_right = QComboBox(), QComboBox()
+        for combo in (self.wipe_left, self.wipe_right):
+            for method in METHODS:
+                combo.addItem(TITLES[method].split(" ")[0], method)
+            combo.currentIndexChanged.connect(self._wipe_choice_changed)
+        self.wipe_left.setToolTip("Left of the divider (before)")
+        self.wipe_right.setToolTip("Right of the divider (after)")
+        wipe_row.addWidget(self.wipe_left)
+        wipe_row.addWidget(QLabel("|"))
+        wipe_row.addWidget(self.wipe_right)
+        row.addWidget(self.wipe_box)
+        row.addStretch(1)
+        self.preview_group = QButtonGroup(self)
+        self.preview_buttons: dict[str, QToolButton] = {}
+        for kind, glyph in (("pred_y0", "clean"), ("y_t", "noise")):
+            button = self._tool_button(PREVIEW_SHORT[kind], glyph,
+                                       f"Live preview shows the {PREVIEW_LABELS[kind].lower()} (toggle with T)")
+            button.setCheckable(True)
+            button.clicked.connect(lambda _=False, k=kind: emit(self.preview_kind_changed, k))
+            self.preview_group.addButton(button)
+            self.preview_buttons[kind] = button
+            row.addWidget(button)
+        row.addSpacing(12)
+        self.fit_button = self._tool_button("", "fit", "Fit to window (F)")
+        self.fit_button.clicked.connect(self.fit)
+        self.actual_button = self._tool_button("", "actual", "Actual pixels, 100% (0)")
+        self.actual_button.clicked.connect(self.actual_size)
+        self.zoom_label = QLabel("Fit")
+        self.zoom_label.setMinimumWidth(40)
+        row.addWidget(self.fit_button)
+        row.addWidget(self.actual_button)
+        row.addWidget(self.zoom_label)
+        self.wipe_left.setCurrentIndex(METHODS.index(self.wipe_pair[0]))
+        self.wipe_right.setCurrentIndex(METHODS.index(self.wipe_pair[1]))
+        self._check_panes(self.visible_methods)
+        self.preview_buttons["pred_y0"].setChecked(True)
+
+    def _tool_button(self, text: str, glyph: str | None, tip: str) -> QToolButton:
+        button = QToolButton()
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        if glyph:
+            button.setIcon(icons.icon(glyph))
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon if text
+                                      else Qt.ToolButtonStyle.ToolButtonIconOnly)
+        return button
+
+    # --- modes and panes -----------------------------------------------------------------------
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown compare mode {mode!r}")
+        self.mode = mode
+        self.mode_buttons[mode].setChecked(True)
+        self._relayout()
+        emit(self.mode_changed, mode)
+
+    def show_all_panes(self) -> None:
+        self.visible_methods = list(METHODS)
+        self._check_panes(self.visible_methods)
+        self.set_mode("side")
+
+    def _check_panes(self, methods: list[str]) -> None:
+        for method, action in self.pane_actions.items():
+            action.blockSignals(True)
+            action.setChecked(method in methods)
+            action.blockSignals(False)
+
+    def set_visible_panes(self, methods: list[str]) -> None:
+        """Show 2 to 4 of input / bicubic / regression / sr3 side by side."""
+        chosen = [m for m in METHODS if m in methods]
+        if not 2 <= len(chosen) <= 4:
+            raise ValueError("choose 2 to 4 panes")
+        self.visible_methods = chosen
+        self._check_panes(chosen)
+        self._relayout()
+
+    def _toggle_pane(self, method: str, on: bool) -> None:
+        chosen = set(self.visible_methods) | {method} if on else set(self.visible_methods) - {method}
+        if len(chosen) < 2:  # keep at least two panes: undo the click
+            self._check_panes(self.visible_methods)
+            return
+        self.visible_methods = [m for m in METHODS if m in chosen]
+        self._relayout()
+
+    def shown_methods(self) -> list[str]:
+        """Methods whose panes are on screen now."""
+        if self.mode == "single":
+            return ["sr3"]
+        if self.mode == "wipe":
+            return list(self.wipe_pair)
+        return list(self.visible_methods)
+
+    def _relayout(self) -> None:
+        self.panes_box.setVisible(self.mode == "side")
+        self.wipe_box.setVisible(self.mode == "wipe")
+        if self.mode == "wipe":
+            self._update_wipe()
+            self.stack.setCurrentWidget(self.wipe)
+            return
+        while self.grid.count():
+            self.grid.takeAt(0)
+        shown = self.shown_methods()
+        columns = 2 if len(shown) == 4 else len(shown)
+        for index, method in enumerate(shown):
+            self.grid.addWidget(self.panes[method], index // columns, index % columns)
+        for method, pane in self.panes.items():
+            pane.setVisible(method in shown)
+        self.stack.setCurrentWidget(self.grid_page)
+
+    def _wipe_choice_changed(self) -> None:
+        self.wipe_pair = (self.wipe_left.currentData(), self.wipe_right.currentData())
+        self._update_wipe()
+
+    def _update_wipe(self) -> None:
+        left, right = (self.panes[m] for m in self.wipe_pair)
+        self.wipe.set_images(
+            (left.title, left.layer.array, left.layer.nearest),
+            (right.title, right.layer.array, right.layer.nearest),
+        )
+
+    # --- images --------------------------------------------------------------------------------
+    def set_frame(self, width: int, height: int) -> None:
+        self.sync.set_frame(QSize(width, height))
+        self.sync.set_fit()
+
+    def set_image(self, method: str, array: np.ndarray | None, caption: str = "") -> None:
+        self.panes[method].set_image(array, nearest=method == "input")
+        self.panes[method].set_caption(caption)
+        if self.mode == "wipe" and method in self.wipe_pair:
+            self._update_wipe()
+
+    def set_placeholder(self, method: str, text: str) -> None:
+        self.panes[method].set_placeholder(text)
+
+    def set_preview_kind(self, kind: str) -> None:
+        if kind in self.preview_buttons:
+            self.preview_buttons[kind].setChecked(True)
+
+    def clear_results(self) -> None:
+        for method in ("bicubic", "regression", "sr3"):
+            self.set_image(method, None)
+
+    # --- zoom ----------------------------------------------------------------------------------
+    def fit(self) -> None:
+        self.sync.set_fit()
+
+    def actual_size(self) -> None:
+        self.sync.set_zoom(1.0)
+
+    def zoom_by(self, factor: float) -> None:
+        pane = self.wipe if self.mode == "wipe" else self.panes[self.shown_methods()[0]]
+        pane.zoom_at(pane.rect().center().toPointF(), factor)
+
+    def _show_zoom(self) -> None:
+        if self.sync.fit:
+            self.zoom_label.setText("Fit")
+        else:
+            self.zoom_label.setText(f"{self.sync.zoom * 100:.0f}%")

@@ -1,0 +1,215 @@
+"""The command line end to end: outputs, naming, bad files in a batch, exit codes, no tracebacks."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_fixtures import local_sr3, oracle_sr3, regression, save
+from PIL import Image
+
+import sr3_desktop.__main__ as entry
+from sr3_desktop import cli
+from sr3_desktop.core import models
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty bundled and data folders, two input images (one RGBA in a sub-folder) and a bad file."""
+    monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SR3_THREADS", "1")
+    bundled = tmp_path / "bundled"
+    bundled.mkdir()
+    monkeypatch.setattr(models, "BUNDLED_DIR", bundled)
+    rng = np.random.default_rng(0)
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    Image.fromarray((rng.uniform(0, 1, (10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / "a.png")
+    Image.fromarray((rng.uniform(0, 1, (8, 8, 4)) * 255).astype(np.uint8)).save(tmp_path / "in" / "sub" / "b.png")
+    (tmp_path / "in" / "bad.png").write_bytes(b"this is not a png")
+    save(oracle_sr3(name="fixture-oracle"), tmp_path / "models" / "oracle.onnx")
+    save(local_sr3(name="fixture-local"), tmp_path / "models" / "local.onnx")
+    save(regression(name="fixture-regression"), tmp_path / "models" / "regression.onnx")
+    return tmp_path
+
+
+def call(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def size_of(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def test_batch_with_a_bad_file_in_a_fresh_interpreter(env: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sr3_desktop", "upscale", str(env / "in"), "--out-dir", str(env / "out"),
+         "--model", str(env / "models" / "local.onnx"), "--preset", "quality"],
+        capture_output=True, text=True, cwd=REPO, timeout=240, env={**os.environ},
+    )
+    assert result.returncode == 1
+    assert size_of(env / "out" / "a.png") == (48, 40)
+    assert size_of(env / "out" / "sub" / "b.png") == (32, 32)
+    with Image.open(env / "out" / "sub" / "b.png") as b:
+        assert b.mode == "RGBA"  # alpha kept, upscaled separately
+    assert not (env / "out" / "bad.png").exists()
+    assert "bad.png" in result.stderr and "done: 2 written, 1 failed" in result.stderr
+    assert "step 10/10" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.split() == [str(env / "out" / "a.png"), str(env / "out" / "sub" / "b.png")]
+
+
+@pytest.mark.parametrize(
+    ("method", "model"), [("bicubic", None), ("regression", "regression.onnx"), ("sr3", "oracle.onnx")]
+)
+def test_each_method_writes_one_file(env: Path, method: str, model: str | None) -> None:
+    target = env / f"{method}.png"
+    args = ["upscale", str(env / "in" / "a.png"), "-o", str(target), "--method", method, "--quiet"]
+    if model:
+        args += ["--model", str(env / "models" / model)]
+    code, out, err = call(*args)
+    assert code == 0, err
+    assert out.strip() == str(target) and err == ""
+    assert size_of(target) == (48, 40)
+
+
+def test_out_dir_naming_format_and_overwrite(env: Path) -> None:
+    args = ["upscale", str(env / "in" / "a.png"), "--out-dir", str(env / "out"), "--method", "bicubic",
+            "--format", "jpg", "--quiet"]
+    assert call(*args)[0] == 0
+    assert (env / "out" / "a.jpg").is_file()
+    code, out, _ = call(*args)
+    assert code == 0 and out.strip() == str(env / "out" / "a (1).jpg")
+    code, out, _ = call(*args, "--overwrite")
+    assert code == 0 and out.strip() == str(env / "out" / "a.jpg")
+    assert sorted(p.name for p in (env / "out").iterdir()) == ["a (1).jpg", "a.jpg"]
+
+
+def test_samples_write_an_uncertainty_image(env: Path) -> None:
+    code, out, err = call("upscale", str(env / "in" / "a.png"), "--out-dir", str(env / "out"), "--samples", "2",
+                          "--model", str(env / "models" / "local.onnx"), "--preset", "quality", "--seed", "3")
+    assert code == 0, err
+    assert out.split() == [str(env / "out" / "a.png"), str(env / "out" / "a_uncertainty.png")]
+    assert size_of(env / "out" / "a_uncertainty.png") == (48, 40)
+    assert "step 20/20" in err
+
+
+def test_default_models_and_the_models_command(env: Path) -> None:
+    code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "x.png"))
+    assert code == 1 and "no sr3 model is installed" in err
+    models.import_model(env / "models" / "oracle.onnx")
+    models.import_model(env / "models" / "regression.onnx")
+    code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "x.png"), "--preset", "balanced")
+    assert code == 0, err
+    assert "start estimates from fixture-regression" in err
+    code, out, _ = call("models")
+    assert code == 0
+    assert "fixture-oracle  [imported]" in out and "fixture-regression  [imported]" in out
+    assert "preset balanced (default): 6 steps, ddim eta=0, from noised regression @ strength 0.5" in out
+    code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "y.png"), "--model", "nonesuch")
+    assert code == 1 and "available sr3 models: fixture-oracle" in err
+
+
+def test_usage_mistakes(env: Path) -> None:
+    a, b = str(env / "in" / "a.png"), str(env / "in" / "sub" / "b.png")
+    code, _, err = call("upscale", a, b, "-o", str(env / "x.png"), "--method", "bicubic")
+    assert code == 1 and "exactly one input" in err
+    with pytest.raises(SystemExit):  # argparse: --preset and --steps exclude each other
+        cli.build_parser().parse_args(["upscale", a, "-o", "x.png", "--preset", "fast", "--steps", "3"])
+    assert call("upscale", a, "-o", "x.png", "--preset", "fast", "--steps", "3")[0] == 2
+    code, _, err = call("upscale", a, "-o", str(env / "x.bmp"), "--method", "bicubic")
+    assert code == 1 and "cannot tell the format" in err
+    code, _, err = call("upscale", a, "-o", str(env / "x.png"), "--format", "jpg", "--method", "bicubic")
+    assert code == 1 and "says png but --format says jpg" in err
+    code, _, err = call("upscale", str(env / "missing.png"), "--out-dir", str(env / "out"), "--method", "bicubic")
+    assert code == 1 and "missing.png: file not found" in err
+    code, _, err = call("upscale", a, "-o", str(env / "x.png"), "--model", str(env / "models" / "local.onnx"),
+                        "--tile", "4")
+    assert code == 1 and "too small" in err
+    assert "Traceback" not in err
+
+
+def test_without_the_upscale_word(env: Path) -> None:
+    code, out, _ = call(str(env / "in" / "a.png"), "-o", str(env / "plain.png"), "--method", "bicubic")
+    assert code == 0 and out.strip() == str(env / "plain.png")
+
+
+def test_unexpected_errors_go_to_a_log_file(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(path: Path) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "load_image", broken)
+    code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "x.png"), "--method", "bicubic")
+    assert code == 2 and "Traceback" not in err and "RuntimeError" in err
+    log = env / "data" / "logs" / "cli.log"
+    assert str(log) in err and "RuntimeError: a bug" in log.read_text()
+
+
+def test_ctrl_c_leaves_no_partial_file(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupt(self: cli.Progress, step: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.Progress, "update", interrupt)
+    code, _, err = call("upscale", str(env / "in"), "--out-dir", str(env / "out"),
+                        "--model", str(env / "models" / "local.onnx"))
+    assert code == 130 and "interrupted" in err
+    assert not (env / "out").exists() or [p for p in (env / "out").rglob("*") if p.is_file()] == []
+
+
+def test_stale_temp_files_are_cleaned(env: Path) -> None:
+    (env / "out").mkdir()
+    stale = env / "out" / ".sr3tmp-0123456789abcdef.png"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1_000_000, 1_000_000))
+    assert call("upscale", str(env / "in" / "a.png"), "--out-dir", str(env / "out"), "--method", "bicubic")[0] == 0
+    assert not stale.exists()
+
+
+def test_main_module_routes_to_cli_or_window(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert entry.wants_cli(["upscale", "x"]) and entry.wants_cli(["models"]) and entry.wants_cli(["--help"])
+    assert not entry.wants_cli([]) and not entry.wants_cli(["photo.png"])
+    opened: list[list[str]] = []
+
+    def fake_window(files: list[str]) -> int:
+        opened.append(files)
+        return 0
+
+    import sr3_desktop.qt.app as app
+
+    monkeypatch.setattr(app, "main", fake_window)
+    assert entry.main([]) == 0 and entry.main(["a.png", "b.png"]) == 0
+    assert opened == [[], ["a.png", "b.png"]]
+    assert entry.main(["models"]) == 0
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    sys.path.insert(0, str(REPO / "tests"))
+    from model_factory import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+def test_cli_on_tiny_exported_models(env: Path, tiny_models: tuple[Path, Path]) -> None:
+    """The exporter's real (tiny, untrained) models: a default-preset SR3 run, a short one, regression."""
+    sr3, reg = tiny_models
+    scale = models.resolve_model(str(sr3), "sr3").card.scale
+    image = str(env / "in" / "a.png")
+    runs = {
+        "default": ["--model", str(sr3)],
+        "two-steps": ["--model", str(sr3), "--steps", "2", "--seed", "5"],
+        "regression": ["--method", "regression", "--model", str(reg)],
+    }
+    for name, extra in runs.items():
+        target = env / f"tiny-{name}.png"
+        code, out, err = call("upscale", image, "-o", str(target), *extra)
+        assert code == 0, err
+        assert out.strip() == str(target) and "Traceback" not in err
+        assert size_of(target) == (12 * scale, 10 * scale)

@@ -1,0 +1,197 @@
+"""refine(...) end to end on fixture ONNX models: every parametrisation, determinism, cancelling."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_fixtures import local_sr3, oracle_sr3, regression, save, sharpen_numpy
+
+from sr3_desktop.core import resample
+from sr3_desktop.core.denoiser import OnnxDenoiser
+from sr3_desktop.core.errors import ImageLoadError, SR3Error
+from sr3_desktop.core.model_card import ModelCardError
+from sr3_desktop.core.pipeline import RefineOptions, back_project, from_model, refine, run, to_model
+from sr3_desktop.core.tiling import pad_to_multiple
+
+LR = np.random.default_rng(0).uniform(0, 1, (9, 13, 3)).astype(np.float32)
+
+
+class CountingDenoiser(OnnxDenoiser):
+    """The real denoiser on a device with room for one 16x16 tile per run, counting the runs."""
+
+    budget_pixels = 16 * 16
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "cpu")
+        self.runs: list[int] = []
+
+    def predict_noise(self, lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
+        self.runs.append(lr_up.shape[0])
+        return super().predict_noise(lr_up, y_t, noise_level)
+
+
+def expected_sharpened(lr: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """What the oracle's chain must end at: clip(sharpen(lr_up)) on the padded canvas, cropped."""
+    lr_up = to_model(resample.upscale(lr, 4))[0]
+    h, w = lr_up.shape[1:]
+    return from_model(sharpen_numpy(pad_to_multiple(lr_up, multiple))[:, :h, :w])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OnnxDenoiser]:
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "oracle": OnnxDenoiser(save(oracle_sr3(), folder / "oracle.onnx"), "cpu"),
+        "local": OnnxDenoiser(save(local_sr3(), folder / "local.onnx"), "cpu"),
+        "regression": OnnxDenoiser(save(regression(), folder / "regression.onnx"), "cpu"),
+        "regression_residual": OnnxDenoiser(save(regression(target="residual"), folder / "rr.onnx"), "cpu"),
+    }
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "x0", "v"])
+@pytest.mark.parametrize("target", ["hr", "residual"])
+@pytest.mark.parametrize("conditioning", ["gamma", "sqrt_gamma"])
+def test_every_parametrisation_reaches_the_oracles_answer(
+    tmp_path: Path, models: dict[str, OnnxDenoiser], prediction: str, target: str, conditioning: str
+) -> None:
+    path = save(oracle_sr3(prediction=prediction, target=target, noise_conditioning=conditioning), tmp_path / "m.onnx")
+    sr3 = OnnxDenoiser(path, "cpu")
+    expected = expected_sharpened(LR)
+    for preset in ("fast", "balanced", "quality"):
+        result = run(LR, RefineOptions(preset=preset, back_projection=0), sr3, models["regression"])
+        assert result.image.shape == (36, 52, 3) and result.image.dtype == np.float32
+        np.testing.assert_allclose(result.image, expected, atol=1e-4)
+        assert result.notes == ()
+
+
+def test_bicubic_and_regression_go_through_the_same_generator(models: dict[str, OnnxDenoiser]) -> None:
+    steps = list(refine(LR, RefineOptions(method="bicubic"), None, scale=3))
+    assert len(steps) == 1 and steps[0].step == steps[0].total == 1 and steps[0].result is not None
+    np.testing.assert_array_equal(steps[0].result.image, np.clip(resample.upscale(LR, 3), 0, 1))
+    assert steps[0].result.steps == 0 and steps[0].result.method == "bicubic"
+    many = run(LR, RefineOptions(method="bicubic", samples=3), None, scale=2)
+    assert many.uncertainty is None and "deterministic" in many.notes[0]
+    for name in ("regression", "regression_residual"):
+        result = run(LR, RefineOptions(method="regression"), None, models[name])
+        np.testing.assert_allclose(result.image, expected_sharpened(LR), atol=1e-6)
+        assert result.steps == 1 and result.method == "regression" and result.uncertainty is None
+
+
+def test_same_seed_same_bits_other_seed_other_image(models: dict[str, OnnxDenoiser]) -> None:
+    options = RefineOptions(preset="quality", seed=7)
+    first = run(LR, options, models["local"]).image
+    again = run(LR, options, models["local"]).image
+    other = run(LR, RefineOptions(preset="quality", seed=8), models["local"]).image
+    assert np.array_equal(first, again)
+    assert np.abs(first - other).max() > 0.05
+    tiled = run(LR, RefineOptions(preset="quality", seed=7, tile=16), models["local"]).image
+    np.testing.assert_allclose(tiled, first, atol=1e-4)  # a local model does not see the tiles
+
+
+def test_previews_every_k_steps_and_the_result_last(models: dict[str, OnnxDenoiser]) -> None:
+    steps = list(refine(LR, RefineOptions(preset="quality", preview_every=3), models["local"]))
+    assert [s.step for s in steps] == [3, 6, 9, 10]
+    assert all(s.total == 10 for s in steps)
+    assert [s.result is not None for s in steps] == [False, False, False, True]
+    for s in steps:
+        assert s.y_t.shape == s.pred_y0.shape == (36, 52, 3)
+        assert s.y_t.dtype == np.float32 and s.y_t.min() >= 0.0 and s.y_t.max() <= 1.0
+    final = steps[-1].result
+    assert final is not None and final.steps == 10 and final.preset == "quality" and final.seconds > 0
+
+
+def test_stopping_iteration_wastes_no_further_work(tmp_path: Path) -> None:
+    sr3 = CountingDenoiser(save(local_sr3(), tmp_path / "local.onnx"))
+    steps = refine(LR, RefineOptions(preset="quality", tile=16, preview_every=1), sr3)
+    runs_per_step = None
+    for step in steps:
+        runs_per_step = runs_per_step or len(sr3.runs)
+        if step.step == 2:
+            break
+    steps.close()
+    assert runs_per_step is not None and runs_per_step > 1  # several tile batches per step
+    assert len(sr3.runs) == 2 * runs_per_step and set(sr3.runs) == {1}
+
+
+def test_should_stop_cancels_within_one_tile_batch(tmp_path: Path) -> None:
+    sr3 = CountingDenoiser(save(local_sr3(), tmp_path / "local.onnx"))
+    steps = list(refine(LR, RefineOptions(preset="quality", tile=16), sr3, should_stop=lambda: len(sr3.runs) >= 3))
+    assert steps == [] and len(sr3.runs) == 3 and set(sr3.runs) == {1}  # stopped inside the first step
+
+
+def test_k_samples_give_a_mean_and_a_std(models: dict[str, OnnxDenoiser]) -> None:
+    result = run(LR, RefineOptions(preset="quality", seed=4, samples=3), models["local"])
+    singles = [run(LR, RefineOptions(preset="quality", seed=4 + k), models["local"]).image for k in range(3)]
+    np.testing.assert_allclose(result.image, np.mean(singles, axis=0), atol=1e-6)
+    assert result.uncertainty is not None and result.uncertainty.shape == (36, 52)
+    np.testing.assert_allclose(result.uncertainty, np.std(singles, axis=0).mean(axis=2), atol=1e-6)
+    assert result.steps == 30
+
+
+def test_regression_start_falls_back_to_bicubic_with_a_note(models: dict[str, OnnxDenoiser]) -> None:
+    with_reg = run(LR, RefineOptions(preset="balanced"), models["local"], models["regression"])
+    without = run(LR, RefineOptions(preset="balanced"), models["local"])
+    assert with_reg.notes == () and with_reg.steps == 6 + 1
+    assert len(without.notes) == 1 and "bicubic" in without.notes[0] and without.steps == 6
+    assert not np.array_equal(with_reg.image, without.image)
+
+
+def test_steps_and_strength_override_the_preset(models: dict[str, OnnxDenoiser]) -> None:
+    steps = list(refine(LR, RefineOptions(preset="quality", steps=3), models["local"]))
+    assert steps[-1].total == 3
+    result = run(LR, RefineOptions(preset="quality", strength=0.4, steps=5), models["oracle"])
+    assert any("bicubic" in n for n in result.notes)
+    np.testing.assert_allclose(result.image, expected_sharpened(LR), atol=1e-4)
+
+
+def test_back_projection_restores_consistency(models: dict[str, OnnxDenoiser]) -> None:
+    def inconsistency(image: np.ndarray) -> float:
+        return float(np.mean((resample.downscale(image, 4) - LR) ** 2))
+
+    plain = run(LR, RefineOptions(preset="fast", back_projection=0), models["oracle"]).image
+    projected = run(LR, RefineOptions(preset="fast", back_projection=3), models["oracle"]).image
+    assert inconsistency(projected) < 0.5 * inconsistency(plain)
+    np.testing.assert_allclose(projected, back_project(plain, LR, 4, 3), atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 7), (2, 9)])
+def test_tiny_inputs(models: dict[str, OnnxDenoiser], size: tuple[int, int]) -> None:
+    lr = np.random.default_rng(1).uniform(0, 1, (*size, 3)).astype(np.float32)
+    result = run(lr, RefineOptions(preset="fast", back_projection=0), models["oracle"])
+    assert result.image.shape == (size[0] * 4, size[1] * 4, 3)
+    np.testing.assert_allclose(result.image, expected_sharpened(lr), atol=1e-4)
+
+
+def test_mistakes_are_refused_before_any_work(models: dict[str, OnnxDenoiser]) -> None:
+    with pytest.raises(ImageLoadError, match="8192"):  # output over the pixel cap, from the shape alone
+        refine(np.broadcast_to(np.float32(0.5), (2100, 2100, 3)), RefineOptions(), models["local"])
+    with pytest.raises(SR3Error, match="needs a sr3 model"):
+        refine(LR, RefineOptions(), None)
+    with pytest.raises(SR3Error, match="4x, not 2x"):
+        refine(LR, RefineOptions(), models["local"], scale=2)
+    with pytest.raises(SR3Error, match="given as the sr3 model"):
+        refine(LR, RefineOptions(), models["regression"])
+    with pytest.raises(SR3Error, match="RGB"):
+        refine(LR[:, :, 0], RefineOptions(), models["local"])
+    with pytest.raises(SR3Error, match="samples"):
+        refine(LR, RefineOptions(samples=0), models["local"])
+    with pytest.raises(SR3Error, match="seed"):
+        refine(LR, RefineOptions(seed=-1), models["local"])
+    with pytest.raises(SR3Error, match="strength"):
+        refine(LR, RefineOptions(strength=1.5), models["local"])
+    with pytest.raises(ModelCardError, match="no preset 'turbo'"):
+        refine(LR, RefineOptions(preset="turbo"), models["local"])
+    with pytest.raises(SR3Error, match="too small"):
+        run(LR, RefineOptions(tile=4), models["local"])
+    with pytest.raises(SR3Error, match="needs a scale"):
+        refine(LR, RefineOptions(method="bicubic"), None)
+    with pytest.raises(SR3Error, match="NaN"):
+        refine(np.full((4, 4, 3), np.nan, dtype=np.float32), RefineOptions(method="bicubic"), None, scale=2)
+
+
+def test_model_space_conversions() -> None:
+    image = np.random.default_rng(2).uniform(0, 1, (5, 6, 3)).astype(np.float32)
+    model = to_model(image)
+    assert model.shape == (1, 3, 5, 6) and model.min() >= -1 and model.max() <= 1
+    np.testing.assert_allclose(from_model(model), image, atol=1e-7)
+    np.testing.assert_array_equal(from_model(np.full((3, 2, 2), 3.0)), np.ones((2, 2, 3)))

@@ -1,0 +1,184 @@
+"""Sampler maths against an oracle that returns the true eps / x0 / v for a known y0."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sr3_desktop.core.sampler import (
+    Sampler,
+    clip_y0,
+    ddim_sigma,
+    ddpm_posterior,
+    eps_from_y0,
+    network_noise_level,
+    split_prediction,
+)
+from sr3_desktop.core.schedule import ScheduleSpec, inference_levels
+
+PAPER = ScheduleSpec("linear", 2000, 1e-6, 1e-2)
+SHAPE = (3, 6, 5)
+
+
+def oracle_output(y_t: np.ndarray, y0: np.ndarray, gamma: float, prediction: str) -> np.ndarray:
+    """What a perfect network returns for the known y0, rounded to float32 like a real one."""
+    eps = (y_t.astype(np.float64) - np.sqrt(gamma) * y0) / np.sqrt(1.0 - gamma)
+    out = {"epsilon": eps, "x0": y0, "v": np.sqrt(gamma) * eps - np.sqrt(1.0 - gamma) * y0}[prediction]
+    return np.asarray(out, dtype=np.float32)
+
+
+def run_chain(sampler: Sampler, y0: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+              lr_up: np.ndarray | None = None) -> np.ndarray:
+    for i in range(sampler.num_steps):
+        y, _ = sampler.step(oracle_output(y, y0, sampler.gamma(i), sampler.prediction), i, y, rng, lr_up)
+    return y
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    steps=st.integers(1, 60),
+    strength=st.floats(0.05, 1.0),
+    prediction=st.sampled_from(["epsilon", "x0", "v"]),
+    target=st.sampled_from(["hr", "residual"]),
+    start_scale=st.floats(0.0, 5.0),
+)
+def test_ddim_eta0_with_an_oracle_recovers_y0_from_any_start(
+    seed: int, steps: int, strength: float, prediction: str, target: str, start_scale: float
+) -> None:
+    rng = np.random.default_rng(seed)
+    hr = rng.uniform(-1, 1, SHAPE)
+    lr_up = np.clip(hr + rng.normal(0, 0.2, SHAPE), -1, 1).astype(np.float32)
+    y0 = hr - lr_up if target == "residual" else hr
+    start = (rng.standard_normal(SHAPE) * start_scale).astype(np.float32)  # anything at all
+    sampler = Sampler(inference_levels(PAPER, steps, strength), "ddim", 0.0, prediction, target)  # type: ignore[arg-type]
+    out = run_chain(sampler, y0, start, rng, lr_up)
+    np.testing.assert_allclose(out, y0, atol=1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "x0", "v"])
+@pytest.mark.parametrize("kind", ["ddpm", "ddim"])
+def test_stochastic_samplers_with_an_oracle_end_at_y0(prediction: str, kind: str) -> None:
+    rng = np.random.default_rng(1)
+    y0 = rng.uniform(-1, 1, SHAPE)
+    sampler = Sampler(inference_levels(PAPER, 25, 1.0), kind, 1.0, prediction, "hr")  # type: ignore[arg-type]
+    out = run_chain(sampler, y0, rng.standard_normal(SHAPE).astype(np.float32), rng)
+    np.testing.assert_allclose(out, y0, atol=1e-5)
+
+
+def test_ddpm_step_is_the_papers_algorithm_2() -> None:
+    """On consecutive training steps the posterior mean is Alg. 2's mean; the variance is beta-tilde."""
+    gammas = PAPER.gammas()
+    t = 700  # gamma_t = gammas[t-1], gamma_s = gammas[t-2]
+    g_t, g_s = gammas[t - 1], gammas[t - 2]
+    alpha = g_t / g_s
+    rng = np.random.default_rng(5)
+    y_t = rng.standard_normal(SHAPE).astype(np.float32)
+    eps = (rng.standard_normal(SHAPE) * 0.1).astype(np.float32)  # keeps y0_hat inside [-1, 1]
+    y_t = (np.sqrt(g_t) * rng.uniform(-0.9, 0.9, SHAPE) + np.sqrt(1 - g_t) * eps).astype(np.float32)
+    sampler = Sampler(np.array([g_t, g_s]), "ddpm", 0.0, "epsilon", "hr")
+    y_prev, _ = sampler.step(eps, 0, y_t, np.random.default_rng(9))
+    z = np.random.default_rng(9).standard_normal(SHAPE, dtype=np.float32)
+    mean = (y_t - (1 - alpha) / np.sqrt(1 - g_t) * eps.astype(np.float64)) / np.sqrt(alpha)  # Alg. 2, line 4
+    variance = (1 - g_s) / (1 - g_t) * (1 - alpha)
+    np.testing.assert_allclose(y_prev, mean + np.sqrt(variance) * z, atol=2e-6)
+    _, var = ddpm_posterior(y_t, np.zeros(SHAPE), g_t, g_s)
+    assert var == pytest.approx(variance, rel=1e-12)
+    assert ddim_sigma(g_t, g_s, 1.0) ** 2 == pytest.approx(variance, rel=1e-12)
+    assert ddim_sigma(g_t, g_s, 0.0) == 0.0
+
+
+def test_ddim_step_matches_song_eq_12() -> None:
+    g_t, g_s, eta = 0.3, 0.6, 0.5
+    rng = np.random.default_rng(3)
+    y0 = rng.uniform(-0.5, 0.5, SHAPE)
+    eps = rng.standard_normal(SHAPE)
+    y_t = (np.sqrt(g_t) * y0 + np.sqrt(1 - g_t) * eps).astype(np.float32)
+    sampler = Sampler(np.array([g_t, g_s]), "ddim", eta, "x0", "hr")
+    y_prev, pred = sampler.step(y0.astype(np.float32), 0, y_t, np.random.default_rng(4))
+    z = np.random.default_rng(4).standard_normal(SHAPE, dtype=np.float32)
+    sigma = eta * np.sqrt((1 - g_s) / (1 - g_t) * (1 - g_t / g_s))
+    eps_hat = (y_t - np.sqrt(g_t) * y0.astype(np.float32).astype(np.float64)) / np.sqrt(1 - g_t)
+    expected = np.sqrt(g_s) * y0 + np.sqrt(1 - g_s - sigma**2) * eps_hat + sigma * z
+    np.testing.assert_allclose(y_prev, expected, atol=1e-5)
+    np.testing.assert_allclose(pred, y0, atol=1e-6)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "x0", "v"])
+def test_split_prediction_inverts_each_parametrisation(prediction: str) -> None:
+    rng = np.random.default_rng(0)
+    y0, eps, gamma = rng.uniform(-1, 1, SHAPE), rng.standard_normal(SHAPE), 0.37
+    y_t = np.sqrt(gamma) * y0 + np.sqrt(1 - gamma) * eps
+    got_y0, got_eps = split_prediction(oracle_output(y_t, y0, gamma, prediction), y_t, gamma, prediction)  # type: ignore[arg-type]
+    np.testing.assert_allclose(got_y0, y0, atol=1e-6)
+    np.testing.assert_allclose(got_eps, eps, atol=1e-6)
+    with pytest.raises(ValueError):
+        split_prediction(y0, y_t, gamma, "score")  # type: ignore[arg-type]
+
+
+def test_clipping_keeps_the_hr_estimate_in_range_and_eps_consistent() -> None:
+    y0 = np.array([-3.0, -0.5, 0.2, 4.0])
+    np.testing.assert_array_equal(clip_y0(y0, "hr", None), [-1.0, -0.5, 0.2, 1.0])
+    lr_up = np.array([0.5, -0.9, 0.9, 0.0])
+    residual = clip_y0(y0, "residual", lr_up)
+    assert np.all(lr_up + residual <= 1.0) and np.all(lr_up + residual >= -1.0)
+    np.testing.assert_allclose(residual, [-1.5, -0.1, 0.1, 1.0])
+    with pytest.raises(ValueError):
+        clip_y0(y0, "residual", None)
+    # after clipping, eps is recomputed so that y_t = sqrt(g) y0 + sqrt(1-g) eps still holds
+    gamma, y_t = 0.8, np.array([2.5, 0.0, 0.1, -0.3])
+    sampler = Sampler(np.array([gamma]), "ddim", 0.0, "x0", "hr")
+    clipped, eps = sampler.predict_y0(np.array([3.0, 0.0, 0.1, -2.0]), 0, y_t)
+    np.testing.assert_array_equal(clipped, [1.0, 0.0, 0.1, -1.0])
+    np.testing.assert_allclose(np.sqrt(gamma) * clipped + np.sqrt(1 - gamma) * eps, y_t, atol=1e-12)
+    np.testing.assert_allclose(eps, eps_from_y0(y_t, clipped, gamma))
+
+
+def test_a_clipped_prediction_stays_in_range_through_the_chain() -> None:
+    rng = np.random.default_rng(2)
+    sampler = Sampler(inference_levels(PAPER, 10, 1.0), "ddpm", 0.0, "epsilon", "hr")
+    y = rng.standard_normal(SHAPE).astype(np.float32)
+    for i in range(sampler.num_steps):
+        y, pred = sampler.step(rng.standard_normal(SHAPE).astype(np.float32) * 5, i, y, rng)
+        assert pred.min() >= -1.0 and pred.max() <= 1.0
+    assert y.dtype == np.float32 and y.min() >= -1.0 and y.max() <= 1.0
+
+
+def test_noise_level_follows_the_card() -> None:
+    sampler = Sampler(np.array([0.25, 0.64]), "ddim", 0.0, "epsilon", "hr", "sqrt_gamma")
+    level = sampler.noise_level(0, 3)
+    assert level.dtype == np.float32 and level.shape == (3,)
+    np.testing.assert_allclose(level, [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(network_noise_level(0.64, "gamma", 2), [0.64, 0.64])
+    assert sampler.next_gamma(1) == 1.0
+
+
+def test_start_noises_an_estimate_to_the_first_level() -> None:
+    sampler = Sampler(np.array([0.36, 0.9]), "ddim", 0.0, "epsilon", "hr")
+    estimate, noise = np.full(SHAPE, 0.5), np.ones(SHAPE, dtype=np.float32)
+    np.testing.assert_allclose(sampler.start(noise, estimate), 0.6 * 0.5 + 0.8 * 1.0, atol=1e-7)
+    np.testing.assert_array_equal(sampler.start(noise), noise)
+
+
+def test_the_same_generator_state_gives_the_same_chain() -> None:
+    sampler = Sampler(inference_levels(PAPER, 8, 1.0), "ddpm", 0.0, "epsilon", "hr")
+    outputs = []
+    for _ in range(2):
+        rng = np.random.default_rng(42)
+        y = rng.standard_normal(SHAPE, dtype=np.float32)
+        for i in range(sampler.num_steps):
+            y, _ = sampler.step(np.tanh(y), i, y, rng)
+        outputs.append(y)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_bad_configurations_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Sampler(np.array([0.5, 0.4]))
+    with pytest.raises(ValueError):
+        Sampler(np.array([0.5]), "ddim", eta=1.5)
+    with pytest.raises(ValueError):
+        Sampler(np.array([0.5]), "euler")  # type: ignore[arg-type]
+    stochastic = Sampler(np.array([0.5, 0.9]), "ddpm")
+    with pytest.raises(ValueError):
+        stochastic.step(np.zeros(SHAPE, dtype=np.float32), 0, np.zeros(SHAPE, dtype=np.float32), None)

@@ -1,0 +1,133 @@
+"""The controller against a mocked view (MagicMock(spec=View)), with real workers and the real core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from unittest.mock import MagicMock
+
+import numpy as np
+import pytest
+from qt_helpers import write_image
+
+from sr3_desktop.core.pipeline import RefineResult
+from sr3_desktop.qt.controller import Controller
+from sr3_desktop.qt.settings import AppSettings, SettingsStore
+from sr3_desktop.qt.view import View
+
+
+@pytest.fixture
+def controller(qtbot: Any, installed_models: tuple[Path, Path], tmp_path: Path) -> Any:
+    view = MagicMock(spec=View)
+    settings = AppSettings(output_dir=str(tmp_path / "out"), preset="fast", seed=3, seed_locked=True)
+    ctrl = Controller(view, settings, SettingsStore(tmp_path / "c.ini"))
+    with qtbot.waitSignal(ctrl.models_changed, timeout=10_000):
+        ctrl.start()
+    yield ctrl
+    ctrl.shutdown()
+
+
+def called_methods(view: MagicMock, name: str) -> list[tuple[Any, ...]]:
+    return [c.args for c in getattr(view, name).call_args_list]
+
+
+def test_models_are_listed_and_the_sr3_card_fills_the_presets(controller: Controller) -> None:
+    entries, sr3, regression = controller.view.show_models.call_args.args  # type: ignore[attr-defined]
+    assert {e.name for e in entries} == {"qt-test-sr3", "qt-test-regression"}
+    assert (sr3, regression) == ("qt-test-sr3", "qt-test-regression")
+    card, preset = controller.view.show_presets.call_args.args  # type: ignore[attr-defined]
+    assert card.name == "qt-test-sr3" and preset == "fast"
+
+
+def test_load_and_run_reports_previews_results_and_metrics(controller: Controller, qtbot: Any,
+                                                           sample_image: Path) -> None:
+    view: MagicMock = controller.view  # type: ignore[assignment]
+    with qtbot.waitSignal(controller.image_loaded, timeout=5000):
+        controller.open_paths([str(sample_image)])
+    image, name, scale = view.show_image.call_args.args
+    assert (name, scale, image.size) == ("sample.png", 4, (24, 16))
+    controller.settings.preset = "quality"  # 20 steps: several previews
+    with qtbot.waitSignal(controller.run_finished, timeout=30_000) as finished:
+        controller.run()
+    assert finished.args == [False]
+    assert [args[0] for args in called_methods(view, "show_result")] == ["bicubic", "regression", "sr3"]
+    previews = called_methods(view, "show_preview")
+    assert len(previews) >= 2 and previews[-1][1] < previews[-1][2]  # (image, step, total, kind)
+    assert previews[0][0].shape == (64, 96, 3)
+    engine = view.show_engine.call_args.args
+    assert engine[0] and engine[0][0].endswith("ExecutionProvider")
+    qtbot.waitUntil(lambda: set(controller.metrics) == {"bicubic", "regression", "sr3"}, timeout=10_000)
+    assert all(row.consistency is not None and row.psnr is None for row in controller.metrics.values())
+
+
+def test_stale_results_of_an_older_generation_are_dropped(controller: Controller, qtbot: Any,
+                                                          sample_image: Path) -> None:
+    view: MagicMock = controller.view  # type: ignore[assignment]
+    with qtbot.waitSignal(controller.image_loaded, timeout=5000):
+        controller.open_paths([str(sample_image)])
+    old = controller.generation - 1
+    view.reset_mock()
+    image = np.zeros((64, 96, 3), np.float32)
+    controller._result(old, "sr3", RefineResult(image, None, "sr3", "fast", 4, 0.1))
+    controller._progress(old, 1, 4)
+    controller._failed(old, "late failure")
+    view.show_result.assert_not_called()
+    view.show_progress.assert_not_called()
+    view.show_error.assert_not_called()
+    assert "sr3" not in controller.results
+
+
+def test_loading_a_new_image_while_running_abandons_the_run(controller: Controller, qtbot: Any,
+                                                            sample_image: Path, tmp_path: Path) -> None:
+    other = write_image(tmp_path / "other.png", (20, 12), seed=5)
+    with qtbot.waitSignal(controller.image_loaded, timeout=5000):
+        controller.open_paths([str(sample_image)])
+    controller.settings.preset = "quality"
+    controller.run()
+    with qtbot.waitSignal(controller.image_loaded, timeout=5000):
+        controller.open_paths([str(other)])
+    assert not controller.busy and controller.image is not None and controller.image.size == (20, 12)
+    qtbot.waitUntil(lambda: controller.thread_count() == 0, timeout=10_000)
+    assert controller.results == {}  # nothing from the abandoned run arrived
+
+
+def test_unlocked_seed_draws_a_new_seed_for_every_run(controller: Controller, qtbot: Any,
+                                                     sample_image: Path) -> None:
+    controller.settings.seed_locked = False
+    with qtbot.waitSignal(controller.image_loaded, timeout=5000):
+        controller.open_paths([str(sample_image)])
+    seeds = []
+    for _ in range(2):
+        with qtbot.waitSignal(controller.run_finished, timeout=30_000):
+            controller.run()
+        seeds.append(controller.view.show_seed.call_args.args[0])  # type: ignore[attr-defined]
+    assert seeds[0] != seeds[1]
+    assert controller.settings.seed == seeds[1]
+
+
+def test_a_corrupt_file_reports_an_error(controller: Controller, qtbot: Any, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with qtbot.waitSignal(controller.error_shown, timeout=5000) as error:
+        controller.open_paths([str(bad)])
+    title, message = controller.view.show_error.call_args.args  # type: ignore[attr-defined]
+    assert title == "Cannot open image" and "broken.png" in message and message == error.args[0]
+    controller.view.show_empty.assert_called()  # type: ignore[attr-defined]
+
+
+def test_run_without_an_image_only_explains(controller: Controller) -> None:
+    controller.run()
+    assert not controller.busy
+    assert "Open an image first" in controller.view.show_status.call_args.args[0]  # type: ignore[attr-defined]
+
+
+def test_refine_options_follow_the_settings(controller: Controller) -> None:
+    card = controller.sr3_entry().card
+    controller.settings.preset, controller.settings.custom_steps = "custom", 12
+    controller.settings.strength, controller.settings.tile, controller.settings.samples = 0.4, 128, 3
+    options = controller.refine_options(card, seed=11)
+    assert (options.preset, options.steps, options.strength, options.tile, options.samples, options.seed) == (
+        None, 12, 0.4, 128, 3, 11)
+    controller.settings.preset, controller.settings.strength, controller.settings.tile = "quality", 0.0, 0
+    options = controller.refine_options(card, seed=1)
+    assert (options.preset, options.steps, options.strength, options.tile) == ("quality", None, None, None)
