@@ -98,12 +98,18 @@ def per_sample_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> to
 
 def sr3_loss(
     model: nn.Module, config: TrainConfig, sampler: GammaSampler, lr_up: torch.Tensor, hr: torch.Tensor,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, noise_generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Paper Algorithm 1, one step: E || f(x, y_t, sqrt(gamma)) - target ||_p (plus the options above)."""
+    """Paper Algorithm 1, one step: E || f(x, y_t, sqrt(gamma)) - target ||_p (plus the options above).
+
+    ``generator`` (CPU) draws gamma, and eps too unless ``noise_generator`` (on the model's device) is given.
+    """
     y0 = hr - lr_up if config.target == "residual" else hr
     gamma = sampler.sample(hr.shape[0], generator).to(hr.device)
-    eps = torch.randn(y0.shape, generator=generator, dtype=y0.dtype).to(hr.device)
+    if noise_generator is not None:
+        eps = torch.randn(y0.shape, generator=noise_generator, dtype=y0.dtype, device=y0.device)
+    else:
+        eps = torch.randn(y0.shape, generator=generator, dtype=y0.dtype).to(y0.device)
     y_t = q_sample(y0, gamma, eps)
     output = model(lr_up, y_t, gamma.sqrt().float())
     target = prediction_target(config.prediction, y0, eps, gamma)

@@ -21,7 +21,7 @@ from sr3_desktop.core import metrics
 from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.pipeline import RefineOptions
 from sr3_desktop.core.pipeline import run as run_pipeline
-from sr3_desktop.core.resample import downscale, upscale
+from sr3_desktop.core.resample import downscale
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 
@@ -56,7 +56,8 @@ def load_crops(folder: Path, crop: int, scale: int, per_image: int = 2, max_imag
         if min(h, w) < crop:
             continue
         corners = [((h - crop) // 2, (w - crop) // 2)]
-        corners += [(int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))) for _ in range(per_image - 1)]
+        for _ in range(per_image - 1):
+            corners.append((int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))))
         for k, (y, x) in enumerate(corners):
             hr = rgb[y : y + crop, x : x + crop]
             crops.append(EvalCrop(f"{path.stem}#{k}", hr, np.clip(downscale(hr, scale), 0.0, 1.0)))

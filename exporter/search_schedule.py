@@ -21,14 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from exporter.evaluate import EvalCrop, load_crops, run_method, score
 from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.model_card import InferencePreset, ModelCard, embed_card
-from sr3_desktop.core.pipeline import RefineOptions
-from sr3_desktop.core.resample import downscale, upscale
+from sr3_desktop.core.pipeline import RefineOptions, back_project
 from sr3_desktop.core.schedule import levels_from_preset_schedule
 
 SHARPNESS_RANGE = (0.85, 1.15)
@@ -55,15 +53,8 @@ class Candidate:
         return self.steps + (1 if self.start == "regression" else 0)
 
     def label(self) -> str:
-        return (f"{self.start}@{self.strength:g} {self.sampler}{'' if self.sampler == 'ddpm' else f'(eta={self.eta:g})'} "
-                f"{self.spacing} {self.steps} steps bp={self.back_projection}")
-
-
-def back_project(image: np.ndarray, lr: np.ndarray, scale: int, iterations: int) -> np.ndarray:
-    """y += up(LR - down(y)), the consistency step presets may add after sampling."""
-    for _ in range(iterations):
-        image = np.clip(image + upscale(lr - downscale(image, scale), scale), 0.0, 1.0)
-    return image
+        sampler = self.sampler if self.sampler == "ddpm" else f"{self.sampler}(eta={self.eta:g})"
+        return f"{self.start}@{self.strength:g} {sampler} {self.spacing} {self.steps} steps bp={self.back_projection}"
 
 
 def candidates_for_budget(budget: int, has_regression: bool, strengths: Sequence[float]) -> list[Candidate]:
@@ -154,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder of held-out HR photos")
     parser.add_argument("--regression", type=Path, help="regression .onnx, enabling chains that start from it")
     parser.add_argument("--budgets", default="10,20,50,100", help="network-evaluation budgets (default 10,20,50,100)")
-    parser.add_argument("--strengths", default="0.1,0.2,0.3,0.5", help="start strengths to try (default 0.1,0.2,0.3,0.5)")
+    parser.add_argument("--strengths", default="0.1,0.2,0.3,0.5", help="start strengths to try")
     parser.add_argument("--back-projection", default="0,1,2,3", help="back-projection counts to try (default 0,1,2,3)")
     parser.add_argument("--crop", type=int, default=128, help="HR crop size (default 128)")
     parser.add_argument("--crops-per-image", type=int, default=2, help="crops per image (default 2)")
@@ -180,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
         if method == "bicubic" or model is not None:
             outputs, _ = run_method(crops, RefineOptions(method=method), None, model, sr3.card.scale)
             reference[method] = score(outputs, crops, sr3.card.scale)
-            print(f"{method:<10} PSNR-Y {reference[method]['psnr_y']:.2f} sharpness {reference[method]['sharpness']:.3f}")
+            ref = reference[method]
+            print(f"{method:<10} PSNR-Y {ref['psnr_y']:.2f} sharpness {ref['sharpness']:.3f}")
     min_sharp = reference["regression"]["sharpness"] + 1e-3 if "regression" in reference else 0.0
 
     tried: dict[int, list[Candidate]] = {}

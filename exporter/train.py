@@ -261,12 +261,14 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def train_step(self, lr_up: torch.Tensor, hr: torch.Tensor, generator: torch.Generator) -> float:
+    def train_step(
+        self, lr_up: torch.Tensor, hr: torch.Tensor, generator: torch.Generator, noise_generator: torch.Generator
+    ) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         with self.autocast():
             if self.config.kind == "sr3":
-                loss = sr3_loss(self.train_model, self.config, self.sampler, lr_up, hr, generator)
+                loss = sr3_loss(self.train_model, self.config, self.sampler, lr_up, hr, generator, noise_generator)
             else:
                 loss = regression_loss(self.train_model, self.config, lr_up, hr)
         self.optimizer.zero_grad(set_to_none=True)
@@ -317,7 +319,8 @@ class Trainer:
         rank_seed = config.seed * 1_000_003 + self.dist.rank * 10_007 + self.step
         stream = data_mod.CropStream(images.train, config.crop, config.scale, config.batch_size, rank_seed)
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data_mod.loader(stream, config.workers)
-        generator = torch.Generator(device=self.device).manual_seed(rank_seed)
+        generator = torch.Generator().manual_seed(rank_seed)  # gammas, on the CPU
+        noise_generator = torch.Generator(device=self.device).manual_seed(rank_seed + 1)  # eps, where the model is
         log = JsonlLog(self.run_dir / "log.jsonl")
         bar = ProgressBar(config.steps, self.step)
         if main:
@@ -339,7 +342,7 @@ class Trainer:
                 lr_up, hr = next(batches)
                 lr_up, hr = lr_up.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
                 t1 = time.perf_counter()
-                loss_value = self.train_step(lr_up, hr, generator)
+                loss_value = self.train_step(lr_up, hr, generator, noise_generator)
                 self.images_seen += config.batch_size * self.dist.world_size
                 data_time += t1 - t0
                 step_time += time.perf_counter() - t0

@@ -39,6 +39,8 @@ from sr3_desktop.core.tiling import (
 Method = Literal["sr3", "regression", "bicubic"]
 METHODS = ("sr3", "regression", "bicubic")
 MAX_SAMPLES = 64
+ATTENTION_TILE_TOKENS = 64
+"""Automatic tiles keep self-attention to at most 64 x 64 positions (a 64 MiB score matrix per head)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,27 @@ def resolve_levels(card: ModelCard, preset: InferencePreset, steps: int | None, 
         raise SR3Error(f"cannot build {steps} steps at strength {strength} for this model: {err}") from None
 
 
+def attention_downsample(card: ModelCard) -> int:
+    """The finest downsampling factor at which the network runs self-attention.
+
+    Attention cost grows with the square of the positions it sees, so it bounds the automatic
+    tile size. SR3 U-Nets attend at least in the middle block (factor = size_multiple); the card's
+    ``architecture`` (channel_mults, attention_levels) can name finer levels.
+    """
+    factor = card.size_multiple
+    mults, levels = card.architecture.get("channel_mults"), card.architecture.get("attention_levels")
+    if isinstance(mults, list) and mults and isinstance(levels, list):
+        for level in levels:
+            if isinstance(level, int):
+                factor = min(factor, 2 ** (level % len(mults)))
+    return max(1, factor)
+
+
+def max_auto_tile(card: ModelCard) -> int:
+    """The largest automatic tile side for this model."""
+    return ATTENTION_TILE_TOKENS * attention_downsample(card)
+
+
 def _check_options(options: RefineOptions) -> None:
     if options.method not in METHODS:
         raise SR3Error(f"unknown method {options.method!r}; choose one of {', '.join(METHODS)}")
@@ -195,8 +218,10 @@ class _Canvas:
     def shape(self) -> tuple[int, int, int]:
         return (3, self.padded_height, self.padded_width)
 
-    def grid(self, multiple: int) -> tuple[TileGrid, int]:
-        side = self.tile or choose_tile_size(self.padded_height, self.padded_width, multiple, self.budget)
+    def grid(self, card: ModelCard) -> tuple[TileGrid, int]:
+        multiple = card.size_multiple
+        automatic = choose_tile_size(self.padded_height, self.padded_width, multiple, self.budget)
+        side = self.tile or min(automatic, max_auto_tile(card))
         try:
             grid = plan_tiles(self.padded_height, self.padded_width, side, multiple)
         except ValueError:
@@ -213,7 +238,7 @@ class _Canvas:
 
 def _regression_estimate(canvas: _Canvas, model: OnnxDenoiser, should_stop: Callable[[], bool] | None) -> np.ndarray:
     """The regression model's HR estimate in padded model space (C, H, W)."""
-    grid, batch = canvas.grid(model.card.size_multiple)
+    grid, batch = canvas.grid(model.card)
     out = run_tiled(lambda planes: model.predict_image(planes[0]), [canvas.lr_up_model], grid, batch, should_stop)
     return out + canvas.lr_up_model if model.card.target == "residual" else out
 
@@ -314,7 +339,7 @@ def _refine_sr3(
     if start == "regression" and regression is not None:
         multiple = math.lcm(multiple, regression.card.size_multiple)
     canvas = _Canvas(lr, scale, multiple, options.tile, sr3.budget_pixels)
-    grid, batch = canvas.grid(card.size_multiple)
+    grid, batch = canvas.grid(card)
     evaluations = 0
     estimate: np.ndarray | None = None  # start estimate in the diffused space
     if start == "bicubic":

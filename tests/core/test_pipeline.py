@@ -4,29 +4,43 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_fixtures import local_sr3, oracle_sr3, regression, save, sharpen_numpy
+from onnx_fixtures import local_sr3, make_card, oracle_sr3, regression, save, sharpen_numpy
 
 from sr3_desktop.core import resample
 from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.errors import ImageLoadError, SR3Error
 from sr3_desktop.core.model_card import ModelCardError
-from sr3_desktop.core.pipeline import RefineOptions, back_project, from_model, refine, run, to_model
+from sr3_desktop.core.pipeline import (
+    RefineOptions,
+    attention_downsample,
+    back_project,
+    from_model,
+    max_auto_tile,
+    refine,
+    run,
+    to_model,
+)
 from sr3_desktop.core.tiling import pad_to_multiple
 
 LR = np.random.default_rng(0).uniform(0, 1, (9, 13, 3)).astype(np.float32)
 
 
 class CountingDenoiser(OnnxDenoiser):
-    """The real denoiser on a device with room for one 16x16 tile per run, counting the runs."""
+    """The real denoiser on a device with room for ``budget`` pixels per run, counting the runs."""
 
-    budget_pixels = 16 * 16
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, budget: int = 16 * 16) -> None:
         super().__init__(path, "cpu")
+        self.budget = budget
         self.runs: list[int] = []
+        self.tile_shapes: set[tuple[int, int]] = set()
+
+    @property
+    def budget_pixels(self) -> int:
+        return self.budget
 
     def predict_noise(self, lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
         self.runs.append(lr_up.shape[0])
+        self.tile_shapes.add(lr_up.shape[2:])
         return super().predict_noise(lr_up, y_t, noise_level)
 
 
@@ -117,6 +131,23 @@ def test_should_stop_cancels_within_one_tile_batch(tmp_path: Path) -> None:
     sr3 = CountingDenoiser(save(local_sr3(), tmp_path / "local.onnx"))
     steps = list(refine(LR, RefineOptions(preset="quality", tile=16), sr3, should_stop=lambda: len(sr3.runs) >= 3))
     assert steps == [] and len(sr3.runs) == 3 and set(sr3.runs) == {1}  # stopped inside the first step
+
+
+def test_automatic_tiles_bound_self_attention(tmp_path: Path) -> None:
+    """A U-Net attending at 2x down must not see a 256 px tile (128 x 128 attention positions)."""
+    card = make_card("sr3", size_multiple=2, architecture={"channel_mults": [1, 2], "attention_levels": [-1]})
+    assert attention_downsample(card) == 2 and max_auto_tile(card) == 128
+    assert attention_downsample(make_card("sr3")) == 8  # no architecture: the middle block at size_multiple
+    fine = make_card("sr3", architecture={"channel_mults": [1, 2, 4], "attention_levels": [0]})
+    assert attention_downsample(fine) == 1
+    sr3 = CountingDenoiser(save(local_sr3(card), tmp_path / "attn.onnx"), budget=512 * 512)
+    lr = np.random.default_rng(3).uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    run(lr, RefineOptions(preset="fast"), sr3)
+    assert max(max(shape) for shape in sr3.tile_shapes) <= 128
+    assert sr3.runs[0] > 1  # the small tiles share a session run
+    explicit = CountingDenoiser(save(local_sr3(card), tmp_path / "attn2.onnx"), budget=512 * 512)
+    run(lr, RefineOptions(preset="fast", tile=256), explicit)  # --tile overrides
+    assert explicit.tile_shapes == {(256, 256)}
 
 
 def test_k_samples_give_a_mean_and_a_std(models: dict[str, OnnxDenoiser]) -> None:

@@ -73,7 +73,6 @@ def test_ddpm_step_is_the_papers_algorithm_2() -> None:
     g_t, g_s = gammas[t - 1], gammas[t - 2]
     alpha = g_t / g_s
     rng = np.random.default_rng(5)
-    y_t = rng.standard_normal(SHAPE).astype(np.float32)
     eps = (rng.standard_normal(SHAPE) * 0.1).astype(np.float32)  # keeps y0_hat inside [-1, 1]
     y_t = (np.sqrt(g_t) * rng.uniform(-0.9, 0.9, SHAPE) + np.sqrt(1 - g_t) * eps).astype(np.float32)
     sampler = Sampler(np.array([g_t, g_s]), "ddpm", 0.0, "epsilon", "hr")

@@ -91,6 +91,8 @@ def make_window(qtbot: Any, settings_path: Path) -> Iterator[Any]:
         created.append(window)
         qtbot.waitUntil(lambda: window.controller.tasks.pending == 0, timeout=10_000)
         window.show()
+        window.activateWindow()  # window shortcuts (Ctrl+Return, Esc, 1-4) need the active window
+        qtbot.waitUntil(window.isActiveWindow, timeout=5000)
         return window
 
     yield make

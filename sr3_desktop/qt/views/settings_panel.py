@@ -47,6 +47,7 @@ class SettingsPanel(QWidget):
         self.preset_hint.setWordWrap(True)
         self.steps = QSpinBox()
         self.steps.setRange(1, 2000)
+        self.steps.setEnabled(False)
         self.steps.setToolTip("Refinement steps (network evaluations). Choose “Custom steps” to edit")
         self.strength = QDoubleSpinBox()
         self.strength.setRange(0.0, 1.0)
@@ -143,8 +144,8 @@ class SettingsPanel(QWidget):
         wanted = selected or (card.default_preset if card else CUSTOM_PRESET)
         index = self.preset.findData(wanted)
         self.preset.setCurrentIndex(index if index >= 0 else 0)
-        self._loading = False
         self._preset_changed()
+        self._loading = False
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         """(label, value) pairs, e.g. ("Automatic", "auto"), ("CPU", "cpu")."""
@@ -171,8 +172,8 @@ class SettingsPanel(QWidget):
         self.output_dir.setText(settings.output_dir)
         self._select(self.output_format, settings.output_format)
         self.auto_compare.setChecked(settings.auto_compare)
-        self._loading = False
         self._preset_changed()
+        self._loading = False
 
     def collect(self, settings: AppSettings) -> None:
         """Write the widgets' values into ``settings``."""
@@ -231,10 +232,11 @@ class SettingsPanel(QWidget):
         self._emit_changed()
 
     def _emit_changed(self) -> None:
+        if self._loading:
+            return
         if self.steps.isEnabled():
             self._custom_steps = self.steps.value()
-        if not self._loading:
-            emit(self.changed)
+        emit(self.changed)
 
     def _browse_output(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.output_dir.text())

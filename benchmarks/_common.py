@@ -1,0 +1,172 @@
+"""Shared helpers of the benchmark scripts: model files, timing, and the RESULT line.
+
+Every script measures its ratios inside one run (absolute times drift on shared machines) and
+ends with one line per figure: ``RESULT <name> <value> target <op> <target> <ok|FAIL>``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(__file__).resolve().parent / ".cache"
+BUNDLED = ROOT / "sr3_desktop" / "resources" / "models"
+RECIPES = {"sr3": ROOT / "recipes" / "sr3-photo-4x.toml", "regression": ROOT / "recipes" / "regression-photo-4x.toml"}
+BUNDLED_NAMES = {"sr3": "sr3-photo-4x.onnx", "regression": "regression-photo-4x.onnx"}
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
+
+
+def threads() -> int:
+    """The thread count every benchmark uses (the app's own default: physical cores)."""
+    from sr3_desktop.core.denoiser import default_threads
+
+    return default_threads()
+
+
+def _write_photos(folder: Path) -> Path:
+    """A few colour photos from scikit-image (bundled with it, no network) as training data."""
+    import skimage.data
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in PHOTOS:
+        target = folder / f"{name}.png"
+        if not target.exists():
+            Image.fromarray(getattr(skimage.data, name)()[..., :3]).save(target)
+    return folder
+
+
+def model_path(kind: str = "sr3", fp16: bool = False) -> Path:
+    """The bundled model when it exists, else one exported once from a 1-step run of its recipe.
+
+    Only the compute matters here, so the weights of the 1-step run do as well as trained ones:
+    the architecture comes from the same recipe as the bundled model.
+    """
+    bundled = BUNDLED / BUNDLED_NAMES[kind]
+    if bundled.is_file() and not fp16:
+        return bundled
+    out = CACHE / (bundled.stem + ("-fp16" if fp16 else "") + ".onnx")
+    if out.is_file():
+        return out
+    run_dir = CACHE / f"run-{kind}"
+    if not (run_dir / "checkpoint.pt").is_file():
+        data = _write_photos(CACHE / "photos")
+        _exporter("train", "--config", str(RECIPES[kind]), "--data", str(data), "--out", str(run_dir),
+                  "--steps", "1", "--threads", "1")
+    _exporter("export", str(run_dir), "-o", str(out), *(["--fp16"] if fp16 else []))
+    return out
+
+
+def _exporter(*args: str) -> None:
+    print(f"[setup] python -m exporter {' '.join(args)}", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "exporter", *args], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs, after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def sr3_feeds(height: int, width: int, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random SR3 inputs (lr_up, y_t, noise_level) at an output size."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, 3, height, width)
+    return {
+        "lr_up": rng.uniform(-1, 1, shape).astype(np.float32),
+        "y_t": rng.standard_normal(shape, dtype=np.float32),
+        "noise_level": np.full((batch,), 0.7, dtype=np.float32),
+    }
+
+
+def test_lr(side: int, seed: int = 0) -> np.ndarray:
+    """An HWC [0, 1] float32 low-resolution image with photo-like structure (a resized skimage photo)."""
+    import skimage.data
+    from PIL import Image
+
+    photo = Image.fromarray(skimage.data.astronaut()).resize((side, side), Image.Resampling.BICUBIC)
+    return np.asarray(photo, dtype=np.float32) / 255.0
+
+
+def result(name: str, value: float, op: str, target: float, digits: int = 3) -> str:
+    """The final line of a figure; ``op`` is '<=' or '>='."""
+    ok = value <= target if op == "<=" else value >= target
+    return f"RESULT {name} {value:.{digits}f} target {op} {target:g} {'ok' if ok else 'FAIL'}"
+
+
+def machine() -> str:
+    import platform
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.python_version()}, load {load:.1f}"
+
+
+def recorded_batches(denoiser: object, run: Callable[[], object]) -> list[tuple[int, ...]]:
+    """The (N, C, h, w) shapes of every ``predict_noise`` call that ``run()`` makes, in order.
+
+    Wraps the instance's method for the duration only, so a benchmark can replay exactly the tile
+    batches the pipeline sent, with a bare ``session.run``, without depending on tiling internals.
+    """
+    shapes: list[tuple[int, ...]] = []
+    original = denoiser.predict_noise  # type: ignore[attr-defined]
+
+    def recording(lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
+        shapes.append(tuple(y_t.shape))
+        return original(lr_up, y_t, noise_level)
+
+    denoiser.predict_noise = recording  # type: ignore[attr-defined]
+    try:
+        run()
+    finally:
+        del denoiser.predict_noise  # type: ignore[attr-defined]
+    return shapes
+
+
+def feeds_for(shapes: list[tuple[int, ...]], seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Random SR3 feeds of the given (N, 3, h, w) shapes."""
+    rng = np.random.default_rng(seed)
+    return [{"lr_up": rng.uniform(-1, 1, s).astype(np.float32), "y_t": rng.standard_normal(s, dtype=np.float32),
+             "noise_level": np.full((s[0],), 0.5, dtype=np.float32)} for s in shapes]
+
+
+class TimedSession:
+    """Stands in front of an onnxruntime session and adds up the seconds spent inside ``run``."""
+
+    def __init__(self, session: object) -> None:
+        self.session = session
+        self.seconds = 0.0
+        self.calls = 0
+
+    def run(self, *args: object, **kwargs: object) -> object:
+        start = time.perf_counter()
+        try:
+            return self.session.run(*args, **kwargs)  # type: ignore[attr-defined]
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.session, name)

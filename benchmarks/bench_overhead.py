@@ -1,0 +1,171 @@
+"""Figure 2: the overhead of our own code around the network.
+
+  * CLI: ``refine`` consumed exactly as ``sr3_desktop.cli`` does (its RefineOptions, preview_every=1),
+    with the automatic tiling and with 128 px tiles (9 tiles per batch: stacking and blending), and
+    the whole ``upscale`` command in-process (PNG load + save included).
+  * GUI: the real ``qt.worker.RefineWorker`` in its QThread (offscreen Qt), live preview on, and every
+    preview turned into a pixmap on the GUI thread the way ``views.canvas.Layer`` does when painted.
+Ratio = wall time / time inside ``session.run`` during that same run (the app's own cached session,
+timed through a thin proxy): load drift on a shared machine hits numerator and denominator alike.
+As a cross-check, steps x bare ``session.run`` on the recorded tile batches is timed too.
+Targets: CLI <= 1.10, GUI <= 1.15.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from _common import (  # noqa: E402
+    TimedSession,
+    feeds_for,
+    machine,
+    model_path,
+    recorded_batches,
+    result,
+    test_lr,
+    threads,
+)
+from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser  # noqa: E402
+from sr3_desktop.core.pipeline import RefineOptions, refine  # noqa: E402
+
+LR_SIDE = 64  # -> 256^2 output
+PRESET = "fast"
+ROUNDS = 2
+
+
+def cli_refine(denoiser: OnnxDenoiser, lr: np.ndarray, tile: int | None) -> None:
+    """refine() with the CLI's options, consumed step by step as cli.upscale_one does."""
+    options = RefineOptions(method="sr3", preset=PRESET, seed=0, tile=tile, preview_every=1)
+    final = None
+    steps = refine(lr, options, denoiser, None)
+    try:
+        for step in steps:
+            final = step.result or final
+    finally:
+        steps.close()
+    assert final is not None and final.steps == denoiser.card.preset(PRESET).steps
+
+
+def cli_command(path: Path, image: Path, out: Path) -> None:
+    from sr3_desktop import cli
+
+    code = cli.main(["upscale", str(image), "-o", str(out), "--model", str(path), "--preset", PRESET,
+                     "--device", "cpu", "--quiet", "--overwrite"], out=io.StringIO(), err=io.StringIO())
+    assert code == 0, f"the CLI failed with exit code {code}"
+
+
+def gui_worker(path: Path, lr: np.ndarray) -> int:
+    """The real RefineWorker in a QThread; each preview becomes a QPixmap on the GUI thread."""
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication
+
+    from sr3_desktop.qt.views.canvas import Layer
+    from sr3_desktop.qt.worker import RefineJob, RefineWorker, start_in_thread
+
+    app = QApplication.instance() or QApplication([])
+    assert app is not None
+    options = RefineOptions(method="sr3", preset=PRESET, seed=0, preview_every=1)
+    job = RefineJob(1, lr, options, path, None, "cpu", ("sr3",), preview_every=1)
+    worker = RefineWorker(job)
+    layer = Layer()
+    shown: list[int] = []
+    failures: list[str] = []
+    loop = QEventLoop()
+
+    def on_preview(_generation: int, step: object) -> None:
+        layer.set(step.pred_y0)  # type: ignore[attr-defined]  # the default preview kind
+        assert layer.pixmap() is not None  # what the pane's paint event does with a new frame
+        shown.append(step.step)  # type: ignore[attr-defined]
+
+    def on_result(_generation: int, _method: str, res: object) -> None:
+        layer.set(res.image)  # type: ignore[attr-defined]
+        layer.pixmap()
+
+    worker.preview.connect(on_preview)
+    worker.result.connect(on_result)
+    worker.failed.connect(lambda _g, message: failures.append(message))
+    worker.finished.connect(lambda *_: loop.quit())
+    thread = start_in_thread(worker, "bench-refine")
+    loop.exec()
+    thread.wait()
+    if failures:
+        raise RuntimeError(failures[0])
+    return len(shown)
+
+
+def in_run_ratio(denoiser: OnnxDenoiser, run: Callable[[], object]) -> tuple[float, float, float]:
+    """(wall / session time, wall s, session s) of one ``run()``."""
+    timed = TimedSession(denoiser._session)
+    denoiser._session = timed  # type: ignore[assignment]
+    try:
+        start = time.perf_counter()
+        run()
+        wall = time.perf_counter() - start
+    finally:
+        denoiser._session = timed.session  # type: ignore[assignment]
+    return wall / timed.seconds, wall, timed.seconds
+
+
+def bare_steps(denoiser: OnnxDenoiser, feeds: list[dict[str, np.ndarray]], steps: int) -> float:
+    session = denoiser._session
+    start = time.perf_counter()
+    for _ in range(steps):
+        for feed in feeds:
+            session.run(None, feed)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    path = model_path("sr3")
+    denoiser = get_denoiser(path, "cpu")  # the cached session the CLI and the worker get too
+    lr = test_lr(LR_SIDE)
+    steps = denoiser.card.preset(PRESET).steps
+    print(f"model {path.name}, preset {PRESET} ({steps} steps), {LR_SIDE}² -> {LR_SIDE * denoiser.card.scale}², "
+          f"{threads()} threads, {machine()}", flush=True)
+    one_step = RefineOptions(method="sr3", preset=PRESET, steps=1, seed=0)
+    shapes = recorded_batches(denoiser, lambda: list(refine(lr, one_step, denoiser, None)))  # also a warm-up
+    print(f"  tile batches per step: {shapes}")
+    ratios: dict[str, list[float]] = {"cli": [], "tiled": [], "command": [], "gui": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        from PIL import Image
+
+        image = Path(tmp) / "in.png"
+        Image.fromarray((lr * 255 + 0.5).astype(np.uint8)).save(image)
+        runs: dict[str, Callable[[], object]] = {
+            "cli": lambda: cli_refine(denoiser, lr, None),
+            "tiled": lambda: cli_refine(denoiser, lr, 128),
+            "command": lambda: cli_command(path, image, Path(tmp) / "out.png"),
+            "gui": lambda: gui_worker(path, lr),
+        }
+        for r in range(ROUNDS):
+            for name, run in runs.items():
+                ratio, wall, inside = in_run_ratio(denoiser, run)
+                ratios[name].append(ratio)
+                print(f"  round {r + 1} {name:8s}: wall {wall:6.2f} s, in session.run {inside:6.2f} s, "
+                      f"ratio {ratio:.3f}", flush=True)
+        bare = bare_steps(denoiser, feeds_for(shapes), steps)
+        ratio, wall, _ = in_run_ratio(denoiser, runs["cli"])
+        print(f"  cross-check: cli refine {wall:.2f} s / ({steps} x bare session.run = {bare:.2f} s) "
+              f"= {wall / bare:.3f} (drifts with the load)")
+    med = {k: statistics.median(v) for k, v in ratios.items()}
+    print(result("overhead_cli_refine", med["cli"], "<=", 1.10))
+    print(result("overhead_cli_refine_tiled128", med["tiled"], "<=", 1.10))
+    print(result("overhead_cli_command_with_png_io", med["command"], "<=", 1.10))
+    print(result("overhead_gui_worker_preview", med["gui"], "<=", 1.15))
+
+
+if __name__ == "__main__":
+    main()
