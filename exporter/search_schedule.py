@@ -75,24 +75,16 @@ def quality_candidates(budget: int) -> list[Candidate]:
 def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDenoiser,
                        regression: OnnxDenoiser | None, bp_options: Sequence[int], seed: int) -> list[Candidate]:
     """Sample once, then score every back-projection count on the same samples."""
-    preset = to_preset(cand, sr3.card)
-    card = sr3.card.with_updates(inference_presets={"candidate": preset}, default_preset="candidate")
-    options = RefineOptions(method="sr3", preset="candidate", seed=seed, back_projection=0)
-    outputs, seconds = run_method(crops, options, _with_card(sr3, card), regression, card.scale)
+    options = RefineOptions(method="sr3", preset="candidate", custom_preset=to_preset(cand, sr3.card), seed=seed,
+                            back_projection=0)
+    outputs, seconds = run_method(crops, options, sr3, regression, sr3.card.scale)
+    scale = sr3.card.scale
     scored = []
     for bp in bp_options:
-        projected = [back_project(o, c.lr, card.scale, bp) for o, c in zip(outputs, crops, strict=True)]
-        scored.append(replace(cand, back_projection=bp, scores={**score(projected, crops, card.scale),
+        projected = [back_project(o, c.lr, scale, bp) for o, c in zip(outputs, crops, strict=True)]
+        scored.append(replace(cand, back_projection=bp, scores={**score(projected, crops, scale),
                                                                  "seconds_per_crop": seconds}))
     return scored
-
-
-def _with_card(denoiser: OnnxDenoiser, card: ModelCard) -> OnnxDenoiser:
-    """The same session with a card that holds the candidate preset."""
-    clone = object.__new__(OnnxDenoiser)
-    clone.__dict__.update(denoiser.__dict__)
-    clone.card = card
-    return clone
 
 
 def to_preset(cand: Candidate, card: ModelCard, description: str = "") -> InferencePreset:

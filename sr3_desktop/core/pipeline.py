@@ -63,6 +63,8 @@ class RefineOptions:
     """Yield a RefineStep every k steps (and always the last one)."""
     back_projection: int | None = None
     """Iterations of y += up(LR - down(y)); None -> the preset's setting."""
+    custom_preset: InferencePreset | None = None
+    """An explicit recipe (the schedule search's candidates); when set, ``preset`` only names it."""
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,8 @@ def refine(
     lr = _check_lr(lr)
     if options.method == "sr3":
         assert sr3 is not None
-        sr3.card.preset(options.preset or sr3.card.default_preset)  # an unknown preset fails now
+        if options.custom_preset is None:
+            sr3.card.preset(options.preset or sr3.card.default_preset)  # an unknown preset fails now
     return _steps(lr, options, sr3, regression, scale, should_stop)
 
 
@@ -321,8 +324,8 @@ def _refine_sr3(
     should_stop: Callable[[], bool] | None,
 ) -> Iterator[RefineStep]:
     card = sr3.card
-    preset_name = options.preset or card.default_preset
-    preset = card.preset(preset_name)
+    preset_name = options.preset or ("custom" if options.custom_preset else card.default_preset)
+    preset = options.custom_preset or card.preset(preset_name)
     levels = resolve_levels(card, preset, options.steps, options.strength)
     notes: list[str] = []
     start = preset.start

@@ -21,7 +21,6 @@ from sr3_desktop.core.imageio import (
     upscale_alpha,
 )
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult, refine
-from sr3_desktop.qt.signals import emit
 from sr3_desktop.qt.state import BatchItem
 from sr3_desktop.qt.views.progress import format_duration
 
@@ -105,15 +104,15 @@ class BatchWorker(QObject):
         try:
             sr3 = get_denoiser(job.sr3_model, job.device)
             regression = get_denoiser(job.regression_model, job.device) if job.regression_model else None
-            emit(self.engine_ready, job.generation, list(sr3.providers), sr3.fallback_note)
+            self.engine_ready.emit(job.generation, list(sr3.providers), sr3.fallback_note)
         except SR3Error as err:
             for index, item in enumerate(job.items):
                 self._set(index, item, "error", str(err))
-            emit(self.finished, job.generation, False, f"The batch could not start: {err}")
+            self.finished.emit(job.generation, False, f"The batch could not start: {err}")
             return
         except Exception as err:
             log.exception("batch could not start")
-            emit(self.finished, job.generation, False, f"The batch could not start: {err}")
+            self.finished.emit(job.generation, False, f"The batch could not start: {err}")
             return
         for index, item in enumerate(job.items):
             if self._abort.is_set():
@@ -137,7 +136,7 @@ class BatchWorker(QObject):
                 continue
             notes = "; ".join(result.notes)
             self._set(index, item, "done", f"{written}  ({result.seconds:.1f} s){'  · ' + notes if notes else ''}")
-        emit(self.finished, job.generation, self._abort.is_set(), summary(job.items, time.perf_counter() - started))
+        self.finished.emit(job.generation, self._abort.is_set(), summary(job.items, time.perf_counter() - started))
 
     def _process(self, item: BatchItem, sr3: OnnxDenoiser,
                  regression: OnnxDenoiser | None) -> tuple[RefineResult | None, Path | None]:
@@ -152,7 +151,7 @@ class BatchWorker(QObject):
             for step in steps:
                 if self._abort.is_set():
                     return None, None
-                emit(self.progress, job.generation, step.step, step.total)
+                self.progress.emit(job.generation, step.step, step.total)
                 result = step.result or result
         finally:
             steps.close()
@@ -166,7 +165,7 @@ class BatchWorker(QObject):
 
     def _set(self, index: int, item: BatchItem, status: str, message: str) -> None:
         item.status, item.message = status, message
-        emit(self.item_changed, self.job.generation, index, item)
+        self.item_changed.emit(self.job.generation, index, item)
 
 
 def summary(items: list[BatchItem], seconds: float) -> str:

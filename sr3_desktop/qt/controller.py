@@ -33,7 +33,6 @@ from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep
 from sr3_desktop.qt.batch import BatchJob, BatchWorker, plan_batch
 from sr3_desktop.qt.settings import CUSTOM_PRESET, AppSettings, SettingsStore
-from sr3_desktop.qt.signals import emit
 from sr3_desktop.qt.state import METHOD_LABELS, RESULT_METHODS, BatchItem, MetricsRow
 from sr3_desktop.qt.tasks import TaskRunner
 from sr3_desktop.qt.view import View
@@ -384,7 +383,7 @@ class Controller(QObject):
     def _show_preview(self, step: RefineStep) -> None:
         kind = self.settings.preview_kind
         self.view.show_preview(step.y_t if kind == "y_t" else step.pred_y0, step.step, step.total, kind)
-        emit(self.preview_shown, step.step)
+        self.preview_shown.emit(step.step)
 
     def _result(self, generation: int, method: str, result: RefineResult) -> None:
         if generation != self.generation:
@@ -396,7 +395,7 @@ class Controller(QObject):
             note = "; ".join(result.notes)
             self.view.show_status(f"Done in {result.seconds:.1f} s" + (f" ({note})" if note else "")
                                   + ". Save with Ctrl+S.")
-        emit(self.result_shown, method)
+        self.result_shown.emit(method)
         self._compute_metrics([method])
 
     def _caption(self, result: RefineResult) -> str:
@@ -420,7 +419,7 @@ class Controller(QObject):
                        if m not in self.results}
             self.view.clear_results(pending)
             self.last_step = None
-        emit(self.run_finished, cancelled)
+        self.run_finished.emit(cancelled)
 
     def _batch_item_changed(self, generation: int, index: int, item: BatchItem) -> None:
         if generation == self.generation:
@@ -443,7 +442,7 @@ class Controller(QObject):
         self.view.set_running(False, batch=True)
         self.view.show_batch_summary(summary)
         self.view.show_status(summary)
-        emit(self.batch_finished, summary)
+        self.batch_finished.emit(summary)
 
     # --- saving ---------------------------------------------------------------------------------
     def default_output_path(self) -> Path | None:
@@ -546,7 +545,7 @@ class Controller(QObject):
             self.settings.add_recent(str(path))
             self.persist()
             self.view.show_recent(list(self.settings.recent_files))
-        emit(self.image_loaded)
+        self.image_loaded.emit()
 
     def _on_plan_done(self, token: int, value: tuple[list[BatchItem], tuple[str, str]]) -> None:
         if token != self.generation:
@@ -563,7 +562,7 @@ class Controller(QObject):
         self.batch_items, self._batch_key = items, key
         self.view.show_batch(items, key[0])
         self.view.show_status(f"{len(items)} image(s) ready. Press Start batch (Ctrl+Enter).")
-        emit(self.batch_ready)
+        self.batch_ready.emit()
         if self._run_batch_when_planned:
             self._run_batch_when_planned = False
             self.run_batch()
@@ -590,13 +589,13 @@ class Controller(QObject):
             self.metrics[row.method] = row
         ordered = [self.metrics[m] for m in RESULT_METHODS if m in self.metrics]
         self.view.show_metrics(ordered, self.reference is not None)
-        emit(self.metrics_ready)
+        self.metrics_ready.emit()
 
     def _on_save_done(self, token: int, value: tuple[Path, list[str]]) -> None:
         path, notes = value
         self.view.show_saved(path)
         self.view.show_status(f"Saved {path}" + (f" ({' '.join(notes)})" if notes else ""))
-        emit(self.saved, path)
+        self.saved.emit(path)
 
     def _on_models_done(self, token: int, entries: list[Any]) -> None:
         self.model_entries = list(entries)
@@ -608,7 +607,7 @@ class Controller(QObject):
             self.view.show_image(self.image, self.image_name, self.scale)
         if sr3 is None:
             self.view.show_status("No SR3 model installed: import one with Models ▸ Import model…")
-        emit(self.models_changed)
+        self.models_changed.emit()
 
     def _on_import_done(self, token: int, entry: Any) -> None:
         if entry.card.kind == "sr3":
@@ -625,7 +624,7 @@ class Controller(QObject):
 
     def _error(self, title: str, message: str) -> None:
         self.view.show_error(title, message)
-        emit(self.error_shown, message)
+        self.error_shown.emit(message)
 
 
 EXTENSIONS_BY_SUFFIX = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tiff",

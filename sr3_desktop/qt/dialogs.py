@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 log = logging.getLogger(__name__)
 ERROR_DIALOG_NAME = "sr3-error-dialog"
+_open_boxes: set[QMessageBox] = set()  # a parentless box needs a Python reference while it is shown
 
 
 def show_error(parent: QWidget | None, title: str, message: str, details: str = "") -> QMessageBox:
@@ -21,5 +22,7 @@ def show_error(parent: QWidget | None, title: str, message: str, details: str = 
         box.setDetailedText(details)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.setWindowModality(Qt.WindowModality.WindowModal if parent else Qt.WindowModality.ApplicationModal)
+    _open_boxes.add(box)
+    box.finished.connect(lambda _result: _open_boxes.discard(box))
     box.open()
     return box

@@ -38,7 +38,6 @@ from sr3_desktop.qt.about import AboutDialog
 from sr3_desktop.qt.controller import Controller
 from sr3_desktop.qt.logs import current_log_file
 from sr3_desktop.qt.settings import AppSettings, SettingsStore
-from sr3_desktop.qt.signals import emit
 from sr3_desktop.qt.state import BatchItem, MetricsRow
 from sr3_desktop.qt.views.batch_view import BatchView
 from sr3_desktop.qt.views.compare_view import PREVIEW_LABELS, CompareView
@@ -395,7 +394,7 @@ class MainWindow(QMainWindow):
     def show_preview(self, image: np.ndarray, step: int, total: int, kind: str) -> None:
         self.compare.set_image("sr3", image, f"Step {step}/{total} · {PREVIEW_LABELS.get(kind, kind)}")
         self.preview_count += 1
-        emit(self.preview_painted, step)
+        self.preview_painted.emit(step)
 
     def show_result(self, method: str, image: np.ndarray, caption: str) -> None:
         self.compare.set_image(method, image, caption)

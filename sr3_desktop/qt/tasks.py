@@ -13,7 +13,6 @@ from typing import Any
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.qt.signals import emit
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +40,13 @@ class TaskRunner(QObject):
         try:
             result = job()
         except SR3Error as err:
-            emit(self.failed, kind, token, str(err))
+            self.failed.emit(kind, token, str(err))
         except Exception as err:  # a bug: keep the app alive and say where the details are
             log.exception("background task %s failed", kind)
-            emit(self.failed, kind, token, f"Something went wrong ({type(err).__name__}: {err}). "
+            self.failed.emit(kind, token, f"Something went wrong ({type(err).__name__}: {err}). "
                                           "Details are in the log file.")
         else:
-            emit(self.done, kind, token, result)
+            self.done.emit(kind, token, result)
 
     def _count_finished(self, *_args: object) -> None:
         self.pending -= 1

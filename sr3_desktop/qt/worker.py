@@ -19,7 +19,6 @@ from PySide6.QtCore import QObject, QThread, Signal
 from sr3_desktop.core.denoiser import get_denoiser
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.pipeline import RefineOptions, RefineStep, refine
-from sr3_desktop.qt.signals import emit
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong while refining: {error}. Details are in the log file."
@@ -69,7 +68,7 @@ class RefineWorker(QObject):
         cancelled = False
         try:
             sr3 = get_denoiser(job.sr3_model, job.device)
-            emit(self.engine_ready, job.generation, list(sr3.providers), sr3.fallback_note)
+            self.engine_ready.emit(job.generation, list(sr3.providers), sr3.fallback_note)
             regression = get_denoiser(job.regression_model, job.device) if job.regression_model else None
             for method in job.methods:
                 if method == "regression" and regression is None:
@@ -77,19 +76,19 @@ class RefineWorker(QObject):
                 if self.aborted:
                     cancelled = True
                     break
-                emit(self.method_started, job.generation, method)
+                self.method_started.emit(job.generation, method)
                 options = replace(job.options, method=method)
                 steps = refine(job.lr, options, sr3, regression, should_stop=self._abort.is_set)
                 if not self._forward(method, steps):
                     cancelled = True
                     break
         except SR3Error as err:
-            emit(self.failed, job.generation, str(err))
+            self.failed.emit(job.generation, str(err))
         except Exception as err:  # a bug: log it, tell the user, keep the app alive
             log.exception("refinement failed")
-            emit(self.failed, job.generation, UNEXPECTED.format(error=err))
+            self.failed.emit(job.generation, UNEXPECTED.format(error=err))
         finally:
-            emit(self.finished, job.generation, cancelled or self.aborted)
+            self.finished.emit(job.generation, cancelled or self.aborted)
 
     def _forward(self, method: str, steps: Iterator[RefineStep]) -> bool:
         """Emit the steps of one method; False when cancelled before its result."""
@@ -99,13 +98,13 @@ class RefineWorker(QObject):
                 if self.aborted:
                     return False
                 if step.result is not None:
-                    emit(self.progress, self.job.generation, step.step, step.total)
-                    emit(self.result, self.job.generation, method, step.result)
+                    self.progress.emit(self.job.generation, step.step, step.total)
+                    self.result.emit(self.job.generation, method, step.result)
                     return True
-                emit(self.progress, self.job.generation, step.step, step.total)
+                self.progress.emit(self.job.generation, step.step, step.total)
                 if step.step - last_preview >= self.job.preview_every:
                     last_preview = step.step
-                    emit(self.preview, self.job.generation, step)
+                    self.preview.emit(self.job.generation, step)
             return False  # the generator stopped early: the core saw the abort flag
         finally:
             close = getattr(steps, "close", None)

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.signals import emit, emitter
 from sr3_desktop.qt.state import BatchItem
 
 STATUS_TEXT = {"pending": "Waiting", "running": "Refining…", "done": "Done", "skipped": "Skipped",
@@ -54,12 +53,12 @@ class BatchView(QWidget):
         self.run_button = QPushButton(icons.icon("run", "#ffffff"), "Start batch")
         self.run_button.setObjectName("primary")
         self.run_button.setToolTip("Ctrl+Enter")
-        self.run_button.clicked.connect(emitter(self.run_clicked))
+        self.run_button.clicked.connect(self.run_clicked.emit)
         self.cancel_button = QPushButton(icons.icon("cancel"), "Cancel")
         self.cancel_button.setToolTip("Esc")
-        self.cancel_button.clicked.connect(emitter(self.cancel_clicked))
+        self.cancel_button.clicked.connect(self.cancel_clicked.emit)
         self.clear_button = QPushButton(icons.icon("clear"), "Clear")
-        self.clear_button.clicked.connect(emitter(self.clear_clicked))
+        self.clear_button.clicked.connect(self.clear_clicked.emit)
         top = QHBoxLayout()
         top.addWidget(self.title)
         top.addWidget(self.folder_label, 1)
@@ -111,4 +110,4 @@ class BatchView(QWidget):
 
     def _activated(self, row: int, _column: int) -> None:
         if 0 <= row < len(self._items):
-            emit(self.item_activated, str(self._items[row].source))
+            self.item_activated.emit(str(self._items[row].source))

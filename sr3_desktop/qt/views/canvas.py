@@ -25,7 +25,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from sr3_desktop.qt.signals import emit
 from sr3_desktop.qt.views.qimage import rgb_to_qimage
 
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
@@ -48,23 +47,23 @@ class ViewSync(QObject):
         if size != self.frame:
             self.frame = QSize(size)
             self.center = QPointF(size.width() / 2, size.height() / 2)
-            emit(self.changed)
+            self.changed.emit()
 
     def set_fit(self) -> None:
         self.fit = True
         self.center = QPointF(self.frame.width() / 2, self.frame.height() / 2)
-        emit(self.changed)
+        self.changed.emit()
 
     def set_zoom(self, zoom: float, center: QPointF | None = None) -> None:
         self.fit = False
         self.zoom = min(MAX_ZOOM, max(MIN_ZOOM, zoom))
         if center is not None:
             self.center = QPointF(center)
-        emit(self.changed)
+        self.changed.emit()
 
     def pan(self, dx: float, dy: float) -> None:
         self.center = QPointF(self.center.x() + dx, self.center.y() + dy)
-        emit(self.changed)
+        self.changed.emit()
 
 
 class Layer:
@@ -190,7 +189,7 @@ class ZoomPanCanvas(QWidget):
         center = QPointF(anchor.x() - (pos.x() - self.width() / 2) / scale,
                          anchor.y() - (pos.y() - self.height() / 2) / scale)
         self.sync.set_zoom(zoom, center)
-        emit(self.zoom_changed, zoom)
+        self.zoom_changed.emit(zoom)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.signals import emit
 from sr3_desktop.qt.views.canvas import ImagePane, ViewSync, WipePane
 
 METHODS = ("input", "bicubic", "regression", "sr3")
@@ -111,7 +110,7 @@ class CompareView(QWidget):
             button = self._tool_button(PREVIEW_SHORT[kind], glyph,
                                        f"Live preview shows the {PREVIEW_LABELS[kind].lower()} (toggle with T)")
             button.setCheckable(True)
-            button.clicked.connect(lambda _=False, k=kind: emit(self.preview_kind_changed, k))
+            button.clicked.connect(lambda _=False, k=kind: self.preview_kind_changed.emit(k))
             self.preview_group.addButton(button)
             self.preview_buttons[kind] = button
             row.addWidget(button)
@@ -125,8 +124,10 @@ class CompareView(QWidget):
         row.addWidget(self.fit_button)
         row.addWidget(self.actual_button)
         row.addWidget(self.zoom_label)
-        self.wipe_left.setCurrentIndex(METHODS.index(self.wipe_pair[0]))
-        self.wipe_right.setCurrentIndex(METHODS.index(self.wipe_pair[1]))
+        left, right = "bicubic", "sr3"
+        self.wipe_left.setCurrentIndex(METHODS.index(left))
+        self.wipe_right.setCurrentIndex(METHODS.index(right))
+        self.wipe_pair = (left, right)
         self._check_panes(self.visible_methods)
         self.preview_buttons["pred_y0"].setChecked(True)
 
@@ -148,7 +149,7 @@ class CompareView(QWidget):
         self.mode = mode
         self.mode_buttons[mode].setChecked(True)
         self._relayout()
-        emit(self.mode_changed, mode)
+        self.mode_changed.emit(mode)
 
     def show_all_panes(self) -> None:
         self.visible_methods = list(METHODS)
@@ -204,8 +205,10 @@ class CompareView(QWidget):
         self.stack.setCurrentWidget(self.grid_page)
 
     def _wipe_choice_changed(self) -> None:
-        self.wipe_pair = (self.wipe_left.currentData(), self.wipe_right.currentData())
-        self._update_wipe()
+        left, right = self.wipe_left.currentData(), self.wipe_right.currentData()
+        if left in METHODS and right in METHODS:  # both combos filled
+            self.wipe_pair = (left, right)
+            self._update_wipe()
 
     def _update_wipe(self) -> None:
         left, right = (self.panes[m] for m in self.wipe_pair)

@@ -7,7 +7,6 @@ from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent, QPixmap
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.signals import emit, emitter
 
 
 def paths_from_mime(mime: QMimeData) -> list[str]:
@@ -56,7 +55,7 @@ class DropZone(QFrame):
         ):
             button = QPushButton(icons.icon(glyph_name), text)
             button.setToolTip(tip)
-            button.clicked.connect(emitter(signal))
+            button.clicked.connect(signal.emit)
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -90,6 +89,6 @@ class DropZone(QFrame):
         paths = paths_from_mime(event.mimeData())
         if paths:
             event.acceptProposedAction()
-            emit(self.paths_dropped, paths)
+            self.paths_dropped.emit(paths)
         else:
             event.ignore()

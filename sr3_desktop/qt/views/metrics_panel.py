@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.signals import emitter
 from sr3_desktop.qt.state import METHOD_LABELS, PAPER_NOTE, RESULT_METHODS, MetricsRow
 from sr3_desktop.qt.views.canvas import ImagePane, ViewSync
 from sr3_desktop.qt.views.qimage import heatmap_rgb
@@ -58,7 +57,7 @@ class MetricsPanel(QWidget):
         self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + len(METRICS) * ROW_HEIGHT + 4)
         self.reference_button = QPushButton(icons.icon("reference"), "Load reference…")
         self.reference_button.setToolTip("A high-resolution original of this image, for PSNR and SSIM")
-        self.reference_button.clicked.connect(emitter(self.reference_clicked))
+        self.reference_button.clicked.connect(self.reference_clicked.emit)
         self.reference_label = QLabel("No reference loaded")
         self.reference_label.setObjectName("hint")
         self.reference_label.setWordWrap(True)

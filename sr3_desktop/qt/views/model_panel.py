@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
 
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.signals import emit, emitter
 
 
 class ModelLike(Protocol):
@@ -46,7 +45,7 @@ class ModelPanel(QWidget):
             combo.setMinimumContentsLength(12)
         self.import_button = QPushButton(icons.icon("import"), "Import model…")
         self.import_button.setToolTip("Check an exported .onnx model and add it to your models")
-        self.import_button.clicked.connect(emitter(self.import_clicked))
+        self.import_button.clicked.connect(self.import_clicked.emit)
         self.details = QTextBrowser()
         self.details.setOpenExternalLinks(True)
         self.details.setMinimumHeight(160)
@@ -90,11 +89,11 @@ class ModelPanel(QWidget):
 
     def _sr3_changed(self) -> None:
         self._show_card(self.selected_sr3())
-        emit(self.sr3_selected, self.selected_sr3())
+        self.sr3_selected.emit(self.selected_sr3())
 
     def _regression_changed(self) -> None:
         self._show_card(self.selected_regression())
-        emit(self.regression_selected, self.selected_regression())
+        self.regression_selected.emit(self.selected_regression())
 
     def _show_card(self, name: str | None) -> None:
         card = self._cards.get(name or "")

@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.qt import icons
 from sr3_desktop.qt.settings import CUSTOM_PRESET, AppSettings
-from sr3_desktop.qt.signals import emit
 
 MAX_SEED = 2**31 - 1
 FORMAT_LABELS = {"png": "PNG", "jpg": "JPEG", "webp": "WebP", "tiff": "TIFF"}
@@ -236,7 +235,7 @@ class SettingsPanel(QWidget):
             return
         if self.steps.isEnabled():
             self._custom_steps = self.steps.value()
-        emit(self.changed)
+        self.changed.emit()
 
     def _browse_output(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.output_dir.text())
