@@ -170,3 +170,22 @@ class TimedSession:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.session, name)
+
+
+def app_session(path: str | Path | bytes, threads_: int | None = None) -> object:
+    """An onnxruntime CPU session with the app's session options (OnnxDenoiser's), for any graph."""
+    import onnxruntime as ort
+
+    from sr3_desktop.core import denoiser
+
+    make_options = getattr(denoiser, "_session_options", None)
+    if make_options is not None:
+        options = make_options(["CPUExecutionProvider"])
+    else:  # the same settings, should the core rename its helper
+        options = ort.SessionOptions()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads_ is not None:
+        options.intra_op_num_threads = threads_
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])

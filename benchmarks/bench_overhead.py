@@ -69,41 +69,53 @@ def cli_command(path: Path, image: Path, out: Path) -> None:
 
 def gui_worker(path: Path, lr: np.ndarray) -> int:
     """The real RefineWorker in a QThread; each preview becomes a QPixmap on the GUI thread."""
-    from PySide6.QtCore import QEventLoop
+    from PySide6.QtCore import QEventLoop, QObject, Slot
     from PySide6.QtWidgets import QApplication
 
     from sr3_desktop.qt.views.canvas import Layer
     from sr3_desktop.qt.worker import RefineJob, RefineWorker, start_in_thread
+
+    class Sink(QObject):
+        """Lives on the GUI thread, so the worker's signals arrive queued, as in the controller."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = Layer()
+            self.shown = 0
+            self.failures: list[str] = []
+
+        @Slot(int, object)
+        def preview(self, _generation: int, step: object) -> None:
+            self.layer.set(step.pred_y0)  # type: ignore[attr-defined]  # the default preview kind
+            assert self.layer.pixmap() is not None  # what the pane's paint event does with a new frame
+            self.shown += 1
+
+        @Slot(int, str, object)
+        def result(self, _generation: int, _method: str, res: object) -> None:
+            self.layer.set(res.image)  # type: ignore[attr-defined]
+            self.layer.pixmap()
+
+        @Slot(int, str)
+        def failed(self, _generation: int, message: str) -> None:
+            self.failures.append(message)
 
     app = QApplication.instance() or QApplication([])
     assert app is not None
     options = RefineOptions(method="sr3", preset=PRESET, seed=0, preview_every=1)
     job = RefineJob(1, lr, options, path, None, "cpu", ("sr3",), preview_every=1)
     worker = RefineWorker(job)
-    layer = Layer()
-    shown: list[int] = []
-    failures: list[str] = []
+    sink = Sink()
     loop = QEventLoop()
-
-    def on_preview(_generation: int, step: object) -> None:
-        layer.set(step.pred_y0)  # type: ignore[attr-defined]  # the default preview kind
-        assert layer.pixmap() is not None  # what the pane's paint event does with a new frame
-        shown.append(step.step)  # type: ignore[attr-defined]
-
-    def on_result(_generation: int, _method: str, res: object) -> None:
-        layer.set(res.image)  # type: ignore[attr-defined]
-        layer.pixmap()
-
-    worker.preview.connect(on_preview)
-    worker.result.connect(on_result)
-    worker.failed.connect(lambda _g, message: failures.append(message))
-    worker.finished.connect(lambda *_: loop.quit())
+    worker.preview.connect(sink.preview)
+    worker.result.connect(sink.result)
+    worker.failed.connect(sink.failed)
+    worker.finished.connect(loop.quit)  # queued to this thread: a quit before exec() still ends exec()
     thread = start_in_thread(worker, "bench-refine")
     loop.exec()
     thread.wait()
-    if failures:
-        raise RuntimeError(failures[0])
-    return len(shown)
+    if sink.failures:
+        raise RuntimeError(sink.failures[0])
+    return sink.shown
 
 
 def in_run_ratio(denoiser: OnnxDenoiser, run: Callable[[], object]) -> tuple[float, float, float]:

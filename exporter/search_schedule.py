@@ -7,7 +7,8 @@ at which strength, the sampler (DDPM, DDIM eta = 0), the step spacing and the ba
 iterations. Winners are written into the card's `inference_presets`:
 
 * `fast`: at most 10 network evaluations;   * `balanced`: at most 50;
-* `quality`: the paper's algorithm, the full chain from pure noise, no back-projection.
+* `quality`: the paper's algorithm, the full chain from pure noise (DDPM, ``--quality-steps``),
+  no back-projection; only the step spacing is searched.
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="exported SR3 .onnx model; its card is updated in place unless --out")
     parser.add_argument("--data", type=Path, required=True, help="folder of held-out HR photos")
     parser.add_argument("--regression", type=Path, help="regression .onnx, enabling chains that start from it")
-    parser.add_argument("--budgets", default="10,20,50,100", help="network-evaluation budgets (default 10,20,50,100)")
+    parser.add_argument("--budgets", default="10,20,50", help="network-evaluation budgets of chains that start from "
+                        "an estimate (default 10,20,50)")
+    parser.add_argument("--quality-steps", type=int, default=100, help="steps of the full chain from noise")
     parser.add_argument("--strengths", default="0.1,0.2,0.3,0.5", help="start strengths to try")
     parser.add_argument("--back-projection", default="0,1,2,3", help="back-projection counts to try (default 0,1,2,3)")
     parser.add_argument("--crop", type=int, default=128, help="HR crop size (default 128)")
@@ -170,16 +173,21 @@ def run(args: argparse.Namespace) -> int:
     tried: dict[int, list[Candidate]] = {}
     for budget in budgets:
         base = candidates_for_budget(budget, regression is not None, strengths)
-        if budget == budgets[-1]:
-            base += quality_candidates(budget)
         tried[budget] = []
         for cand in base:
-            bp_list = [0] if cand.start == "noise" else bps
-            for scored in evaluate_candidate(cand, crops, sr3, regression, bp_list, args.seed):
+            for scored in evaluate_candidate(cand, crops, sr3, regression, bps, args.seed):
                 tried[budget].append(scored)
                 s = scored.scores
                 print(f"[{budget:>3}] {scored.label():<58} PSNR-Y {s['psnr_y']:6.2f} sharp {s['sharpness']:.3f} "
                       f"colour {s['colour_shift']:.2f} consist {s['consistency']:.2f}", flush=True)
+
+    tried[args.quality_steps] = tried.get(args.quality_steps, [])
+    for cand in quality_candidates(args.quality_steps):
+        for scored in evaluate_candidate(cand, crops, sr3, regression, [0], args.seed):
+            tried[args.quality_steps].append(scored)
+            s = scored.scores
+            print(f"[quality] {scored.label():<54} PSNR-Y {s['psnr_y']:6.2f} sharp {s['sharpness']:.3f} "
+                  f"colour {s['colour_shift']:.2f} consist {s['consistency']:.2f}", flush=True)
 
     every = [c for cs in tried.values() for c in cs]
     fast = pick([c for c in every if c.evaluations <= FAST_EVALUATIONS and c.start != "noise"], min_sharp)

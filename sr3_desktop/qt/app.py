@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 from sr3_desktop import __version__
@@ -57,8 +58,12 @@ def main(files: list[str] | None = None) -> int:
     """Open the window (with ``files`` loaded, as "Open with" does) and run until it closes."""
     app = application()
     window = create_window(files)
+    signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in a terminal closes the window
+    heartbeat = QTimer()  # lets Python run its signal handlers while Qt's loop waits
+    heartbeat.start(250)
+    heartbeat.timeout.connect(lambda: None)
     code = app.exec()
-    del window
+    log.info("SR3 Desktop closed (exit code %d)", code)
     return code
 
 

@@ -216,6 +216,17 @@ class Controller(QObject):
         self.view.show_busy("Looking for images…")
         self.tasks.submit("plan", self.generation, lambda: (plan_batch(paths, folder, fmt), (str(folder), fmt)))
 
+    def clear(self) -> None:
+        """Forget the image or batch and go back to the drop zone."""
+        self._abandon_run()
+        self.generation += 1
+        self.mode, self.image, self.reference = "empty", None, None
+        self.batch_sources, self.batch_items, self._batch_key = [], [], None
+        self.results.clear()
+        self.metrics.clear()
+        self.view.show_metrics([], False)
+        self.view.show_empty()
+
     def load_reference(self, path: str | Path) -> None:
         if self.image is None:
             self.view.show_status("Open an image first; the reference is its high-resolution original.")
@@ -253,8 +264,7 @@ class Controller(QObject):
         self.view.show_metrics([], self.reference is not None)
         self.view.show_uncertainty(None, options.samples)
         job = RefineJob(self.generation, self.image.rgb, options, Path(sr3.path),
-                        Path(regression.path) if regression else None, self.settings.device, methods,
-                        max(1, self.settings.preview_every))
+                        Path(regression.path) if regression else None, self.settings.device, methods)
         worker = RefineWorker(job)
         worker.engine_ready.connect(self._engine_ready)
         worker.method_started.connect(self._method_started)
@@ -306,7 +316,7 @@ class Controller(QObject):
         steps = s.custom_steps if s.preset == CUSTOM_PRESET else None
         return RefineOptions(
             method="sr3", preset=preset, steps=steps, strength=s.strength if s.strength > 0 else None,
-            seed=seed, samples=max(1, s.samples), tile=s.tile or None, preview_every=1,
+            seed=seed, samples=max(1, s.samples), tile=s.tile or None, preview_every=max(1, s.preview_every),
         )
 
     def _starts_from_regression(self, card: ModelCard, options: RefineOptions) -> bool:
@@ -526,6 +536,7 @@ class Controller(QObject):
         if token != self.generation:
             return
         image, name, path = value
+        log.info("opened %s (%dx%d, %s)", path, image.size[0], image.size[1], image.format)
         entry = self.sr3_entry()
         scale = self.scale = entry.card.scale if entry else 4
         self.mode = "single"
@@ -556,10 +567,16 @@ class Controller(QObject):
             self._error("No images found", f"No supported images (PNG, JPEG, WebP, TIFF, BMP, GIF) in {names}.")
             self.view.show_status("")
             if self.mode != "single":
-                self.view.show_empty()
+                self.clear()
             return
         self.mode = "batch"
         self.batch_items, self._batch_key = items, key
+        self.image, self.reference = None, None  # the single-image state no longer applies
+        self.results.clear()
+        self.metrics.clear()
+        self.view.show_metrics([], False)
+        self.view.show_reference(None)
+        self.view.show_uncertainty(None, 1)
         self.view.show_batch(items, key[0])
         self.view.show_status(f"{len(items)} image(s) ready. Press Start batch (Ctrl+Enter).")
         self.batch_ready.emit()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtGui import QIcon, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QAction, QIcon, QPalette
+from PySide6.QtWidgets import QAbstractButton, QApplication, QMenu
 
 # Names of Material Design Icons (mdi6) that the installed qtawesome ships.
 NAMES = {
@@ -72,18 +73,43 @@ def _icon(name: str, colour: str) -> QIcon:
         return QIcon()
 
 
+GLYPH_PROPERTY = "sr3_glyph"
+
+
+def set_icon(target: Any, key: str, colour: str | None = None) -> None:
+    """Give a button, action or menu a glyph, and remember it so a theme switch can recolour it."""
+    target.setIcon(icon(key, colour))
+    target.setProperty(GLYPH_PROPERTY, f"{key}|{colour or ''}")
+
+
+def refresh_all() -> None:
+    """Recolour every remembered glyph (after the palette switched between light and dark)."""
+    app = QApplication.instance()
+    if app is None:
+        return
+    for window in QApplication.topLevelWidgets():
+        targets: list[Any] = [window, *window.findChildren(QAbstractButton), *window.findChildren(QAction),
+                              *window.findChildren(QMenu)]
+        for target in targets:
+            value = target.property(GLYPH_PROPERTY)
+            if isinstance(value, str) and "|" in value:
+                key, colour = value.split("|", 1)
+                target.setIcon(icon(key, colour or None))
+
+
 def status_icon(status: str) -> QIcon:
     return icon(status, STATUS_COLOURS.get(status, "#7d8590"))
 
 
-def app_icon_path(kind: str = "png") -> Path:
-    return Path(str(resources.files("sr3_desktop") / "resources" / "icons" / f"sr3-desktop.{kind}"))
+def app_icon_path(name: str = "sr3-desktop.png") -> Path:
+    return Path(str(resources.files("sr3_desktop") / "resources" / "icons" / name))
 
 
 def app_icon() -> QIcon:
+    """The app icon: the hand-written SVG, with PNG renderings for platforms without the SVG plug-in."""
     result = QIcon()
-    for kind in ("svg", "png"):
-        path = app_icon_path(kind)
+    for name in ("sr3-desktop.svg", "sr3-desktop.png", "sr3-desktop@2x.png"):
+        path = app_icon_path(name)
         if path.exists():
             result.addFile(str(path))
     return result

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
-from PySide6.QtCore import QEvent, Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QToolBar,
     QVBoxLayout,
@@ -77,6 +78,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.store = store
         self.last_saved: Path | None = None
+        self._running = False
         self.preview_count = 0
         self.controller = Controller(self, settings, store, parent=self)
 
@@ -138,7 +140,7 @@ class MainWindow(QMainWindow):
     def _action(self, text: str, glyph: str | None, shortcut: Any, slot: Any, tip: str = "") -> QAction:
         action = QAction(text, self)
         if glyph:
-            action.setIcon(icons.icon(glyph))
+            icons.set_icon(action, glyph)
         if shortcut:
             shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
             action.setShortcuts([QKeySequence(s) for s in shortcuts])
@@ -160,9 +162,9 @@ class MainWindow(QMainWindow):
                                              "Load the high-resolution original for PSNR and SSIM")
         self.quit_action = self._action("&Quit", "quit", QKeySequence.StandardKey.Quit, self.close)
         self.run_action = self._action("&Run", None, ["Ctrl+Return", "Ctrl+Enter"], c.run, "Refine")
-        self.run_action.setIcon(icons.icon("run", icons.STATUS_COLOURS["done"]))
+        icons.set_icon(self.run_action, "run", icons.STATUS_COLOURS["done"])
         self.cancel_action = self._action("&Cancel", None, "Esc", c.cancel, "Stop the run")
-        self.cancel_action.setIcon(icons.icon("cancel", icons.STATUS_COLOURS["error"]))
+        icons.set_icon(self.cancel_action, "cancel", icons.STATUS_COLOURS["error"])
         self.randomise_action = self._action("Randomise &seed", "dice", "Ctrl+D",
                                              self.settings_panel.randomise_seed)
         self.import_action = self._action("&Import model…", "import", "Ctrl+I", self.choose_model)
@@ -186,7 +188,7 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         file_menu.addActions([self.open_action, self.open_folder_action])
         self.recent_menu = QMenu("Open &recent", self)
-        self.recent_menu.setIcon(icons.icon("recent"))
+        icons.set_icon(self.recent_menu, "recent")
         file_menu.addMenu(self.recent_menu)
         file_menu.addAction(self.paste_action)
         file_menu.addSeparator()
@@ -230,6 +232,7 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         status = self.statusBar()
         self.status_label = QLabel()
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.engine_label = QLabel()
         self.engine_label.setObjectName("hint")
         self.engine_label.setMaximumWidth(520)
@@ -246,7 +249,7 @@ class MainWindow(QMainWindow):
         self.drop_zone.paste_clicked.connect(self.paste)
         self.batch_view.run_clicked.connect(c.run)
         self.batch_view.cancel_clicked.connect(c.cancel)
-        self.batch_view.clear_clicked.connect(self.show_empty)
+        self.batch_view.clear_clicked.connect(c.clear)
         self.batch_view.item_activated.connect(lambda path: c.open_paths([path]))
         self.model_panel.sr3_selected.connect(lambda name: c.select_model("sr3", name))
         self.model_panel.regression_selected.connect(lambda name: c.select_model("regression", name))
@@ -339,12 +342,6 @@ class MainWindow(QMainWindow):
         self.controller.shutdown()
         super().closeEvent(event)
 
-    def event(self, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.PaletteChange:  # light/dark switch: recolour the glyphs
-            for action in self.findChildren(QAction):
-                action.setIcon(action.icon())
-        return super().event(event)
-
     # --- View --------------------------------------------------------------------------------------
     def show_loading(self, name: str) -> None:
         self.progress.busy(f"Opening {name}…")
@@ -356,17 +353,20 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentIndex(PAGE_SINGLE)
         self.setWindowTitle(f"{name} — SR3 Desktop")
         self.progress.reset()
+        self.run_action.setEnabled(not self._running)
 
     def show_empty(self) -> None:
         self.stack.setCurrentIndex(PAGE_EMPTY)
         self.setWindowTitle("SR3 Desktop")
         self.progress.reset()
+        self.run_action.setEnabled(False)
 
     def show_batch(self, items: list[BatchItem], output_folder: str) -> None:
         self.batch_view.set_items(items, output_folder)
         self.stack.setCurrentIndex(PAGE_BATCH)
         self.setWindowTitle(f"Batch of {len(items)} — SR3 Desktop")
         self.progress.reset()
+        self.run_action.setEnabled(not self._running)
 
     def update_batch_item(self, index: int, item: BatchItem) -> None:
         self.batch_view.update_item(index, item)
@@ -375,7 +375,8 @@ class MainWindow(QMainWindow):
         self.batch_view.set_summary(text)
 
     def set_running(self, running: bool, batch: bool) -> None:
-        self.run_action.setEnabled(not running)
+        self._running = running
+        self.run_action.setEnabled(not running and self.stack.currentIndex() != PAGE_EMPTY)
         self.cancel_action.setEnabled(running)
         self.batch_view.set_running(running and batch)
         has_result = "sr3" in self.controller.results

@@ -89,3 +89,4 @@ def _apply_palette(app: QApplication) -> None:
     app.setStyleSheet(STYLE_SHEET)
     app.setProperty("sr3_dark", dark)
     icons.clear_cache()
+    icons.refresh_all()

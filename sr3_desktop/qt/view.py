@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -12,81 +12,81 @@ from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.qt.state import BatchItem, MetricsRow
 
 
-class View:
-    """The window's side of the conversation; every method only displays."""
+class View(Protocol):
+    """The window's side of the conversation; every method only displays. MainWindow implements it."""
 
     def show_loading(self, name: str) -> None:
         """An image is being decoded."""
-        raise NotImplementedError
+        ...
 
     def show_image(self, image: LoadedImage, name: str, scale: int) -> None:
         """A new input: the frame is ``scale`` x its size; the input pane shows it nearest-neighbour."""
-        raise NotImplementedError
+        ...
 
     def show_empty(self) -> None:
         """Back to the drop zone."""
-        raise NotImplementedError
+        ...
 
     def show_batch(self, items: list[BatchItem], output_folder: str) -> None:
-        raise NotImplementedError
+        ...
 
     def update_batch_item(self, index: int, item: BatchItem) -> None:
-        raise NotImplementedError
+        ...
 
     def show_batch_summary(self, text: str) -> None:
-        raise NotImplementedError
+        ...
 
     def set_running(self, running: bool, batch: bool) -> None:
-        raise NotImplementedError
+        ...
 
     def show_progress(self, step: int, total: int, rate: float | None, eta: float | None, label: str) -> None:
-        raise NotImplementedError
+        ...
 
     def show_busy(self, text: str) -> None:
         """Indeterminate progress (loading a model, starting)."""
-        raise NotImplementedError
+        ...
 
     def show_preview(self, image: np.ndarray, step: int, total: int, kind: str) -> None:
         """A live preview of the SR3 chain: ``kind`` is "pred_y0" or "y_t"."""
-        raise NotImplementedError
+        ...
 
     def show_result(self, method: str, image: np.ndarray, caption: str) -> None:
-        raise NotImplementedError
+        ...
 
     def clear_results(self, placeholders: dict[str, str]) -> None:
         """Empty the result panes, each showing its placeholder text."""
-        raise NotImplementedError
+        ...
 
     def show_metrics(self, rows: list[MetricsRow], has_reference: bool) -> None:
-        raise NotImplementedError
+        ...
 
     def show_reference(self, name: str | None) -> None:
-        raise NotImplementedError
+        ...
 
     def show_uncertainty(self, std: np.ndarray | None, samples: int) -> None:
-        raise NotImplementedError
+        ...
 
     def show_engine(self, providers: list[str], note: str | None) -> None:
         """The execution provider that really runs (``providers[0]``) and any fallback note."""
-        raise NotImplementedError
+        ...
 
     def show_status(self, text: str) -> None:
-        raise NotImplementedError
+        ...
 
     def show_error(self, title: str, message: str) -> None:
-        raise NotImplementedError
+        ...
 
     def show_saved(self, path: Path) -> None:
-        raise NotImplementedError
+        ...
 
     def show_models(self, entries: list[Any], sr3: str, regression: str) -> None:
-        raise NotImplementedError
+        ...
 
     def show_presets(self, card: ModelCard | None, preset: str) -> None:
-        raise NotImplementedError
+        ...
 
     def show_seed(self, seed: int) -> None:
-        raise NotImplementedError
+        ...
 
     def show_recent(self, paths: list[str]) -> None:
-        raise NotImplementedError
+        ...

@@ -36,7 +36,7 @@ class RefineJob:
     device: str
     methods: tuple[str, ...] = ("bicubic", "regression", "sr3")
     preview_every: int = 1
-    """Forward every k-th step as a preview; progress is reported every step."""
+    """Forward every k-th yielded step as a preview (the core already yields every options.preview_every)."""
 
 
 class RefineWorker(QObject):
@@ -77,7 +77,7 @@ class RefineWorker(QObject):
                     cancelled = True
                     break
                 self.method_started.emit(job.generation, method)
-                options = replace(job.options, method=method)
+                options = replace(job.options, method=method)  # type: ignore[arg-type]
                 steps = refine(job.lr, options, sr3, regression, should_stop=self._abort.is_set)
                 if not self._forward(method, steps):
                     cancelled = True

@@ -110,3 +110,31 @@ def test_many_pyside_calls_do_not_exhaust_none_or_true(qapp: Any) -> None:
     assert isinstance(probe, QObject)
     if sys.version_info < (3, 12):
         assert (sys.getrefcount(None) > (1 << 39)) == compat.REPAIRED or not compat.REPAIRED
+
+
+def test_python_m_sr3_desktop_opens_the_window_with_the_files(installed_models: Any, sample_image: Path,
+                                                              isolated_user_folders: Path) -> None:
+    """The real entry point in a child process: it logs the opened file, then we close it."""
+    import subprocess
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SR3_DESKTOP_DATA_DIR=str(isolated_user_folders))
+    log_file = isolated_user_folders / "logs" / "sr3-desktop.log"
+    child = subprocess.Popen([sys.executable, "-m", "sr3_desktop", str(sample_image)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:
+            if log_file.exists() and f"opened {sample_image}" in log_file.read_text(encoding="utf-8"):
+                break
+            time.sleep(0.2)
+        assert child.poll() is None, child.stdout.read().decode() if child.stdout else ""
+        assert f"opened {sample_image} (24x16, PNG)" in log_file.read_text(encoding="utf-8")
+    finally:
+        child.send_signal(2)  # SIGINT closes the window cleanly
+        try:
+            code = child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise
+    assert code == 0
+    assert "SR3 Desktop closed (exit code 0)" in log_file.read_text(encoding="utf-8")

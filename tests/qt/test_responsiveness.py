@@ -67,15 +67,16 @@ def test_twenty_runs_with_cancels_leak_no_threads_and_no_memory(window: Any, qtb
     load(window, qtbot, write_image(tmp_path / "soak.png", (48, 32), seed=6))
     panel = window.settings_panel
     panel.preset.setCurrentIndex(panel.preset.findData("custom"))
-    panel.steps.setValue(30)
     c = window.controller
 
     def cycle() -> None:  # run, cancel, run
+        panel.steps.setValue(1000)  # long enough that the cancel always lands mid-run
         with qtbot.waitSignal(c.preview_shown, timeout=30_000):
             window.run_action.trigger()
         with qtbot.waitSignal(c.run_finished, timeout=30_000) as cancelled:
             window.cancel_action.trigger()
         assert cancelled.args == [True]
+        panel.steps.setValue(30)
         with qtbot.waitSignal(c.run_finished, timeout=30_000) as finished:
             window.run_action.trigger()
         assert finished.args == [False] and c.results["sr3"].image.shape == (128, 192, 3)
@@ -90,7 +91,7 @@ def test_twenty_runs_with_cancels_leak_no_threads_and_no_memory(window: Any, qtb
     gc.collect()
     assert threading.active_count() == threads
     assert os_thread_count() <= os_threads, "worker threads were left behind"
-    workers = [o for o in gc.get_objects() if isinstance(o, (RefineWorker, QThread))]
+    workers = [o for o in gc.get_objects() if type(o) in (RefineWorker, QThread)]
     assert workers == [], f"{len(workers)} worker objects survived their runs"
     growth = rss_bytes() - rss
     print(f"threads {threads} -> {threading.active_count()}, os threads {os_threads} -> {os_thread_count()}, "

@@ -345,3 +345,56 @@ def test_about_dialog_lists_versions_and_licences(window: Any, qtbot: Any) -> No
     for name in ("onnxruntime", "Qt", "numpy", "Pillow", "PySide6", "LGPL", "Saharia"):
         assert name in text
     dialog.close()
+
+
+def test_cancelling_a_batch_keeps_finished_outputs_and_marks_the_rest(window: Any, qtbot: Any,
+                                                                       tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    for index in range(6):
+        write_image(folder / f"img{index}.png", (24, 16), seed=index)
+    window.settings_panel.preset.setCurrentIndex(window.settings_panel.preset.findData("custom"))
+    window.settings_panel.steps.setValue(200)
+    with qtbot.waitSignal(window.controller.batch_ready, timeout=10_000):
+        window.controller.open_paths([folder])
+    c = window.controller
+    with qtbot.waitSignal(c.batch_finished, timeout=60_000):
+        window.run_action.trigger()
+        qtbot.waitUntil(lambda: c.batch_items[0].status == "done", timeout=30_000)
+        window.cancel_action.trigger()
+    statuses = [item.status for item in c.batch_items]
+    assert statuses[0] == "done" and "cancelled" in statuses and "pending" not in statuses
+    written = sorted(p.name for p in (tmp_path / "out" / "many").iterdir())
+    assert written == [item.output.name for item in c.batch_items if item.status == "done"]  # no partial files
+    qtbot.waitUntil(lambda: c.thread_count() == 0, timeout=10_000)
+    window.batch_view.clear_button.click()
+    assert window.stack.currentIndex() == PAGE_EMPTY and c.mode == "empty" and not window.run_action.isEnabled()
+
+
+def test_desktop_file_and_app_icon_ship_with_the_package(qapp: Any) -> None:
+    import configparser
+
+    from sr3_desktop.qt import icons
+
+    desktop = Path(icons.app_icon_path("x")).parent.parent / "sr3-desktop.desktop"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(desktop, encoding="utf-8")
+    entry = parser["Desktop Entry"]
+    assert entry["Type"] == "Application" and entry["Exec"] == "sr3-desktop %F" and entry["Icon"] == "sr3-desktop"
+    assert "image/png" in entry["MimeType"] and "Graphics" in entry["Categories"]
+    for name, side in (("sr3-desktop.png", 256), ("sr3-desktop@2x.png", 512)):
+        with Image.open(icons.app_icon_path(name)) as image:
+            assert image.size == (side, side) and image.mode == "RGBA"
+    assert icons.app_icon_path("sr3-desktop.svg").read_text().lstrip().startswith("<?xml")
+    assert not icons.app_icon().isNull()
+
+
+def test_a_folder_without_images_is_explained(window: Any, qtbot: Any, tmp_path: Path) -> None:
+    empty = tmp_path / "documents"
+    empty.mkdir()
+    (empty / "letter.txt").write_text("no images here")
+    drop_files(window.drop_zone, [empty])
+    box = wait_for_dialog(qtbot)
+    assert box.windowTitle() == "No images found" and "documents" in box.text()
+    box.done(0)
+    assert window.stack.currentIndex() == PAGE_EMPTY and window.controller.mode == "empty"

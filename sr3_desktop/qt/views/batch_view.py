@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -36,6 +37,7 @@ class BatchView(QWidget):
         self.title.setFont(font)
         self.folder_label = QLabel()
         self.folder_label.setObjectName("hint")
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Input", "Status", "Output / message"])
         header = self.table.horizontalHeader()
@@ -50,14 +52,17 @@ class BatchView(QWidget):
         self.table.cellDoubleClicked.connect(self._activated)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.run_button = QPushButton(icons.icon("run", "#ffffff"), "Start batch")
+        self.run_button = QPushButton("Start batch")
+        icons.set_icon(self.run_button, "run", "#ffffff")
         self.run_button.setObjectName("primary")
         self.run_button.setToolTip("Ctrl+Enter")
         self.run_button.clicked.connect(self.run_clicked.emit)
-        self.cancel_button = QPushButton(icons.icon("cancel"), "Cancel")
+        self.cancel_button = QPushButton("Cancel")
+        icons.set_icon(self.cancel_button, "cancel")
         self.cancel_button.setToolTip("Esc")
         self.cancel_button.clicked.connect(self.cancel_clicked.emit)
-        self.clear_button = QPushButton(icons.icon("clear"), "Clear")
+        self.clear_button = QPushButton("Clear")
+        icons.set_icon(self.clear_button, "clear")
         self.clear_button.clicked.connect(self.clear_clicked.emit)
         top = QHBoxLayout()
         top.addWidget(self.title)
@@ -84,6 +89,7 @@ class BatchView(QWidget):
             self.update_item(row, item)
         self.title.setText(f"Batch · {len(items)} image{'s' if len(items) != 1 else ''}")
         self.folder_label.setText(f"→ {output_folder}")
+        self.folder_label.setToolTip(output_folder)
         self.summary.setText("Outputs that already exist are skipped. Errors are listed and the batch goes on.")
 
     def update_item(self, row: int, item: BatchItem) -> None:

@@ -97,10 +97,12 @@ class CompareView(QWidget):
             for method in METHODS:
                 combo.addItem(TITLES[method].split(" ")[0], method)
             combo.currentIndexChanged.connect(self._wipe_choice_changed)
+        for combo in (self.wipe_left, self.wipe_right):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(7)
         self.wipe_left.setToolTip("Left of the divider (before)")
         self.wipe_right.setToolTip("Right of the divider (after)")
         wipe_row.addWidget(self.wipe_left)
-        wipe_row.addWidget(QLabel("|"))
         wipe_row.addWidget(self.wipe_right)
         row.addWidget(self.wipe_box)
         row.addStretch(1)
@@ -137,7 +139,7 @@ class CompareView(QWidget):
         button.setToolTip(tip)
         button.setAutoRaise(True)
         if glyph:
-            button.setIcon(icons.icon(glyph))
+            icons.set_icon(button, glyph)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon if text
                                       else Qt.ToolButtonStyle.ToolButtonIconOnly)
         return button

@@ -53,7 +53,8 @@ class DropZone(QFrame):
             ("Open folder…", "open_folder", self.open_folder_clicked, "Ctrl+Shift+O"),
             ("Paste", "paste", self.paste_clicked, "Ctrl+V"),
         ):
-            button = QPushButton(icons.icon(glyph_name), text)
+            button = QPushButton(text)
+            icons.set_icon(button, glyph_name)
             button.setToolTip(tip)
             button.clicked.connect(signal.emit)
             buttons.addWidget(button)

@@ -43,7 +43,8 @@ class ModelPanel(QWidget):
         for combo in (self.sr3_combo, self.regression_combo):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
-        self.import_button = QPushButton(icons.icon("import"), "Import model…")
+        self.import_button = QPushButton("Import model…")
+        icons.set_icon(self.import_button, "import")
         self.import_button.setToolTip("Check an exported .onnx model and add it to your models")
         self.import_button.clicked.connect(self.import_clicked.emit)
         self.details = QTextBrowser()

@@ -60,7 +60,7 @@ class SettingsPanel(QWidget):
         self.seed.setRange(0, MAX_SEED)
         self.seed.setToolTip("Random seed: the same seed and settings give the same image")
         self.randomise = QToolButton()
-        self.randomise.setIcon(icons.icon("dice"))
+        icons.set_icon(self.randomise, "dice")
         self.randomise.setToolTip("Draw a new random seed")
         self.randomise.clicked.connect(self.randomise_seed)
         self.lock = QToolButton()
@@ -92,7 +92,7 @@ class SettingsPanel(QWidget):
         self.output_dir = QLineEdit()
         self.output_dir.setPlaceholderText("Pictures/SR3 Desktop")
         browse = QToolButton()
-        browse.setIcon(icons.icon("folder"))
+        icons.set_icon(browse, "folder")
         browse.setToolTip("Choose the output folder")
         browse.clicked.connect(self._browse_output)
         output_row = QHBoxLayout()
@@ -202,7 +202,7 @@ class SettingsPanel(QWidget):
         self._loading = False
 
     def _show_lock(self, locked: bool) -> None:
-        self.lock.setIcon(icons.icon("lock" if locked else "unlock"))
+        icons.set_icon(self.lock, "lock" if locked else "unlock")
         self.lock.setToolTip("Seed locked: every run uses it" if locked
                              else "Seed unlocked: every run draws a new one. Click to lock")
 

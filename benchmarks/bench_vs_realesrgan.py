@@ -1,0 +1,165 @@
+"""Figure 3: SR3 presets against Real-ESRGAN x4's network, on the same 128x128 input (-> 512x512).
+
+RRDBNet is written out below (the standard BasicSR / Real-ESRGAN definition: 23 RRDB blocks,
+64 features, 32 growth channels), given random weights (only the compute matters), exported with
+torch to ONNX and run by onnxruntime with the app's session options, in this process. SR3 runs
+through ``pipeline.refine`` with the model card's ``fast`` and ``balanced`` presets (balanced starts
+from the regression model's estimate, which counts as one more network evaluation).
+Targets: fast / RRDBNet <= 1.0, balanced / RRDBNet <= 3.0.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from _common import TimedSession, app_session, machine, model_path, result, test_lr, threads  # noqa: E402
+from graph_macs import count_macs, sr3_sizes  # noqa: E402
+from sr3_desktop.core.denoiser import get_denoiser  # noqa: E402
+from sr3_desktop.core.pipeline import RefineOptions, RefineResult, refine  # noqa: E402
+
+LR_SIDE = 128
+
+
+# --- Real-ESRGAN x4's generator (Wang et al. 2021; ESRGAN, Wang et al. 2018) -----------------------
+class ResidualDenseBlock(nn.Module):
+    """Five 3x3 convs, each seeing the block input and all earlier outputs; scaled residual."""
+
+    def __init__(self, features: int = 64, growth: int = 32) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(features + i * growth, growth, 3, 1, 1) for i in range(4))
+        self.conv5 = nn.Conv2d(features + 4 * growth, features, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [x]
+        for conv in self.convs:
+            outs.append(F.leaky_relu(conv(torch.cat(outs, 1)), 0.2))
+        return self.conv5(torch.cat(outs, 1)) * 0.2 + x
+
+
+class RRDB(nn.Module):
+    """Residual-in-residual dense block: three RDBs and a scaled residual."""
+
+    def __init__(self, features: int, growth: int) -> None:
+        super().__init__()
+        self.rdb1 = ResidualDenseBlock(features, growth)
+        self.rdb2 = ResidualDenseBlock(features, growth)
+        self.rdb3 = ResidualDenseBlock(features, growth)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+
+
+class RRDBNet(nn.Module):
+    """x4: conv_first, 23 RRDBs + conv_body, two (nearest x2 + conv) upsamplings, conv_hr, conv_last."""
+
+    def __init__(self, features: int = 64, blocks: int = 23, growth: int = 32) -> None:
+        super().__init__()
+        self.conv_first = nn.Conv2d(3, features, 3, 1, 1)
+        self.body = nn.Sequential(*(RRDB(features, growth) for _ in range(blocks)))
+        self.conv_body = nn.Conv2d(features, features, 3, 1, 1)
+        self.conv_up1 = nn.Conv2d(features, features, 3, 1, 1)
+        self.conv_up2 = nn.Conv2d(features, features, 3, 1, 1)
+        self.conv_hr = nn.Conv2d(features, features, 3, 1, 1)
+        self.conv_last = nn.Conv2d(features, 3, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.conv_first(x)
+        feat = feat + self.conv_body(self.body(feat))
+        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2.0, mode="nearest")), 0.2)
+        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2.0, mode="nearest")), 0.2)
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
+
+
+def rrdbnet_onnx() -> bytes:
+    torch.manual_seed(0)
+    model = RRDBNet().eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 3, 32, 32),), buffer, input_names=["lr"], output_names=["hr"],
+                          dynamic_axes={"lr": {0: "N", 2: "H", 3: "W"}, "hr": {0: "N", 2: "H", 3: "W"}},
+                          opset_version=17, dynamo=False)
+    return buffer.getvalue()
+
+
+def sr3_preset(lr: np.ndarray, preset: str) -> tuple[float, RefineResult, float]:
+    """(wall s, result, seconds inside session.run) of one refine with a preset."""
+    sr3 = get_denoiser(model_path("sr3"), "cpu")
+    regression = get_denoiser(model_path("regression"), "cpu")
+    timed = {d: TimedSession(d._session) for d in (sr3, regression)}
+    for d, t in timed.items():
+        d._session = t  # type: ignore[assignment]
+    try:
+        start = time.perf_counter()
+        final = None
+        for step in refine(lr, RefineOptions(method="sr3", preset=preset, seed=0), sr3, regression):
+            final = step.result or final
+        wall = time.perf_counter() - start
+    finally:
+        for d, t in timed.items():
+            d._session = t.session  # type: ignore[assignment]
+    assert final is not None
+    return wall, final, sum(t.seconds for t in timed.values())
+
+
+def main() -> None:
+    torch.set_num_threads(threads())
+    lr = test_lr(LR_SIDE)
+    print(f"{LR_SIDE}² -> {4 * LR_SIDE}², {threads()} threads, {machine()}", flush=True)
+    proto = rrdbnet_onnx()
+    gmac_rrdb = sum(count_macs_bytes(proto).values()) / 1e9
+    session = app_session(proto)
+    feed = {"lr": np.ascontiguousarray(lr.transpose(2, 0, 1)[None])}
+    session.run(None, feed)  # warm-up (allocations)
+
+    def rrdb() -> float:
+        start = time.perf_counter()
+        session.run(None, feed)
+        return time.perf_counter() - start
+
+    sr3 = get_denoiser(model_path("sr3"), "cpu")
+    card = sr3.card
+    gmac_step = sum(count_macs(sr3.path, sr3_sizes(4 * LR_SIDE, 4 * LR_SIDE)).values()) / 1e9
+    rrdb_times = [rrdb()]
+    runs = {}
+    for preset in ("fast", "balanced"):
+        runs[preset] = sr3_preset(lr, preset)
+        rrdb_times.append(rrdb())
+        wall, res, inside = runs[preset]
+        print(f"  SR3 {preset:8s}: {wall:6.1f} s, NFE {res.steps} ({card.preset(preset).steps} SR3 steps"
+              f"{' + 1 regression' if res.steps > card.preset(preset).steps else ''}), "
+              f"{inside / wall:.0%} of it in session.run; RRDBNet now {rrdb_times[-1]:.1f} s", flush=True)
+    t_rrdb = statistics.median(rrdb_times)
+    print(f"  RRDBNet: {gmac_rrdb:.0f} GMAC, {t_rrdb:.1f} s (median of {len(rrdb_times)}: "
+          f"{', '.join(f'{t:.1f}' for t in rrdb_times)})")
+    print(f"  SR3 step at {4 * LR_SIDE}²: {gmac_step:.1f} GMAC; RRDBNet = {gmac_rrdb / gmac_step:.1f} SR3 steps of "
+          f"compute; measured break-even: {t_rrdb / (runs['fast'][0] / runs['fast'][1].steps):.1f} steps")
+    print(result("vs_realesrgan_fast", runs["fast"][0] / t_rrdb, "<=", 1.0, 2) + f" (NFE {runs['fast'][1].steps})")
+    print(result("vs_realesrgan_balanced", runs["balanced"][0] / t_rrdb, "<=", 3.0, 2)
+          + f" (NFE {runs['balanced'][1].steps})")
+
+
+def count_macs_bytes(proto: bytes) -> dict[str, int]:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".onnx") as tmp:
+        tmp.write(proto)
+        tmp.flush()
+        return count_macs(tmp.name, {"lr": [1, 3, LR_SIDE, LR_SIDE]})
+
+
+if __name__ == "__main__":
+    main()
