@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from _common import TimedSession, machine, model_path, result, sr3_feeds, test_lr, threads  # noqa: E402
+from _common import TimedSession, machine, model_path, recorded_batches, result, sr3_feeds, test_lr, threads  # noqa: E402
+from graph_macs import count_macs, sr3_sizes  # noqa: E402
 from sr3_desktop.core.denoiser import get_denoiser  # noqa: E402
 from sr3_desktop.core.pipeline import RefineOptions, refine  # noqa: E402
 
@@ -55,70 +56,109 @@ class ReplaySession(TimedSession):
         return [a.copy() for a in self.seen[shape]]
 
 
-def refine_once(side_in: int, steps: int) -> tuple[float, int]:
+def refine_once(side_in: int, steps: int, preview_every: int = 1) -> tuple[float, int]:
     sr3 = get_denoiser(model_path("sr3"), "cpu")
     lr = test_lr(side_in)
     start = time.perf_counter()
     final = None
-    for step in refine(lr, RefineOptions(method="sr3", preset="fast", steps=steps, seed=0), sr3, None):
+    options = RefineOptions(method="sr3", preset="fast", steps=steps, seed=0, preview_every=preview_every)
+    for step in refine(lr, options, sr3, None):
         final = step.result or final
     assert final is not None and final.image.shape[:2] == (4 * side_in, 4 * side_in)
-    return time.perf_counter() - start, final.steps
+    refine_once.last_seconds = time.perf_counter() - start  # type: ignore[attr-defined]
+    return refine_once.last_seconds, final.steps  # type: ignore[attr-defined]
 
 
-def rss_child(full: bool) -> None:
-    sr3 = get_denoiser(model_path("sr3"), "cpu")
-    replay = None if full else ReplaySession(sr3._session, REAL_RUNS)
-    if replay is not None:
-        sr3._session = replay  # type: ignore[assignment]
-    seconds, _ = refine_once(RSS_INPUT, 2)
+PROTOTYPES = ("no_mem_pattern", "lean_sampler", "no_previews")
+
+
+def rss_child(full: bool, prototypes: list[str]) -> None:
+    """One 4x upscale of a 1024² input; ``prototypes`` patch in the proposed core changes first."""
+    import contextlib
+
+    from prototypes import lean_sampler, lean_start, patched
+    from sr3_desktop.core import denoiser
+
+    with contextlib.ExitStack() as stack:
+        if "no_mem_pattern" in prototypes:  # denoiser._session_options with enable_mem_pattern = False
+            make = denoiser._session_options
+
+            def options(providers: list[str]) -> object:
+                opts = make(providers)
+                opts.enable_mem_pattern = False
+                return opts
+
+            stack.enter_context(patched(denoiser, "_session_options", options))
+        if "lean_sampler" in prototypes:
+            stack.enter_context(lean_sampler())
+            stack.enter_context(lean_start())
+        sr3 = get_denoiser(model_path("sr3"), "cpu")
+        replay = None if full else ReplaySession(sr3._session, REAL_RUNS)
+        if replay is not None:
+            sr3._session = replay  # type: ignore[assignment]
+        # no_previews: what lazily built RefineStep images cost a consumer that never looks at them (the CLI)
+        seconds, _ = refine_once(RSS_INPUT, 2, preview_every=1000 if "no_previews" in prototypes else 1)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    runs = replay.calls if replay else 0
+    runs = sum(replay.count.values()) if replay else 0
     print(f"CHILD peak_rss_bytes {peak_kb * 1024} seconds {seconds:.1f} batches {runs}")
+
+
+def peak_rss(full: bool, prototypes: tuple[str, ...] = ()) -> tuple[float, str]:
+    """(peak RSS in GB, a description) of a child process running ``rss_child``."""
+    command = [sys.executable, __file__, "--rss-child", *(["--full"] if full else [])]
+    if prototypes:
+        command += ["--prototypes", ",".join(prototypes)]
+    child = subprocess.run(command, capture_output=True, text=True, check=True)
+    fields = next(li for li in child.stdout.splitlines() if li.startswith("CHILD ")).split()
+    how = "all real" if full else f"first {REAL_RUNS} real per shape, then replayed"
+    return int(fields[2]) / 1e9, f"{fields[4]} s, {fields[6]} tile batches ({how})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help="run every tile for real in the memory test")
+    parser.add_argument("--prototypes", default="", help=f"memory test with proposed core changes: {PROTOTYPES}")
     args = parser.parse_args()
     if args.rss_child:
-        rss_child(args.full)
+        rss_child(args.full, [p for p in args.prototypes.split(",") if p])
         return
     path = model_path("sr3")
     sr3 = get_denoiser(path, "cpu")
     print(f"model {path.name}, fast preset cut to 1 step, {threads()} threads, {machine()}", flush=True)
     reference = sr3_feeds(512, 512)
-    sr3._session.run(None, reference)  # warm-up
-    per_mp, raw = {}, {}
-    for side in OUTPUT_SIDES:
+    session = sr3._session
+    session.run(None, reference)  # warm-up
+
+    def reference_per_mp() -> float:
         start = time.perf_counter()
-        sr3._session.run(None, reference)
-        ref_per_mp = (time.perf_counter() - start) / (512 * 512 / 1e6)
-        timed = TimedSession(sr3._session)
-        sr3._session = timed  # type: ignore[assignment]
-        try:
-            seconds, _ = refine_once(side // 4, 1)
-        finally:
-            sr3._session = timed.session  # type: ignore[assignment]
+        session.run(None, reference)
+        return (time.perf_counter() - start) / (512 * 512 / 1e6)
+
+    per_mp, raw, gmac = {}, {}, {}
+    for side in OUTPUT_SIDES:
+        before = reference_per_mp()
+        shapes = recorded_batches(sr3, lambda side=side: refine_once(side // 4, 1))
+        seconds = refine_once.last_seconds  # type: ignore[attr-defined]
+        after = reference_per_mp()
         mp = side * side / 1e6
         raw[side] = seconds / mp
-        per_mp[side] = raw[side] / ref_per_mp
-        print(f"  {side}² output: {seconds:6.1f} s, {raw[side]:5.1f} s/MP raw, {per_mp[side]:.3f} x the 512² "
-              f"session.run per MP just before ({timed.calls} session runs)", flush=True)
+        per_mp[side] = raw[side] / ((before + after) / 2)
+        gmac[side] = sum(sum(count_macs(path, sr3_sizes(s[2], s[3], s[0])).values()) for s in shapes) / 1e9 / mp
+        tiles = sum(s[0] for s in shapes)
+        print(f"  {side}² output: {seconds:6.1f} s, {raw[side]:5.1f} s/MP, {per_mp[side]:.3f} x the bare 512² "
+              f"session.run per MP (timed before + after); {tiles} tile(s) of {shapes[0][3]}², {gmac[side]:.0f} GMAC "
+              f"per output MP", flush=True)
     spread = max(per_mp.values()) / min(per_mp.values())
-    raw_spread = max(raw.values()) / min(raw.values())
-    print(f"  raw (not drift-corrected) max/min: {raw_spread:.3f}")
-
-    command = [sys.executable, __file__, "--rss-child", *(["--full"] if args.full else [])]
-    child = subprocess.run(command, capture_output=True, text=True, check=True)
-    line = next(li for li in child.stdout.splitlines() if li.startswith("CHILD "))
-    fields = line.split()
-    peak_gb = int(fields[2]) / 1e9
-    print(f"  4096² output (1024² input), 2 steps: peak RSS {peak_gb:.2f} GB, {fields[4]} s, "
-          f"{fields[6]} tile batches ({'all real' if args.full else f'first {REAL_RUNS} real, then replayed'})")
+    print(f"  raw max/min (not drift-corrected): {max(raw.values()) / min(raw.values()):.3f}; "
+          f"compute (GMAC per output MP) max/min: {max(gmac.values()) / min(gmac.values()):.3f}")
+    peak_gb, how = peak_rss(args.full)
+    print(f"  4096² output (1024² input), 2 steps: peak RSS {peak_gb:.2f} GB, {how}", flush=True)
+    proto_gb, how = peak_rss(args.full, PROTOTYPES)
+    print(f"  the same with the proposed core changes {'+'.join(PROTOTYPES)}: {proto_gb:.2f} GB, {how}")
     print(result("scale_time_per_mp_max_over_min", spread, "<=", 1.15))
     print(result("scale_peak_rss_gb_4096", peak_gb, "<=", 3.0, 2))
+    print(result("scale_peak_rss_gb_4096_with_proposed_changes", proto_gb, "<=", 3.0, 2))
 
 
 if __name__ == "__main__":
