@@ -189,3 +189,23 @@ def app_session(path: str | Path | bytes, threads_: int | None = None) -> object
         options.intra_op_num_threads = threads_
     model = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size.
+
+    On Linux it is VmHWM from /proc/self/status: ``getrusage(RUSAGE_SELF).ru_maxrss`` of a child
+    process starts at its parent's RSS at fork time (it survives exec), so a benchmark that spawns
+    its memory test from a big parent would read the parent's peak. Elsewhere ru_maxrss is used
+    (kilobytes on Linux/BSD, bytes on macOS).
+    """
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

@@ -26,9 +26,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-
-from _common import (  # noqa: E402
+import numpy as np
+from _common import (
     TimedSession,
     feeds_for,
     machine,
@@ -38,8 +37,9 @@ from _common import (  # noqa: E402
     test_lr,
     threads,
 )
-from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser  # noqa: E402
-from sr3_desktop.core.pipeline import RefineOptions, refine  # noqa: E402
+
+from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser
+from sr3_desktop.core.pipeline import RefineOptions, refine
 
 LR_SIDE = 64  # -> 256^2 output
 PRESET = "fast"

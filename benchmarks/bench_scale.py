@@ -6,7 +6,7 @@ Time per output megapixel at 512², 1024² and 2048² outputs: the ``fast`` pres
 load drift between sizes cancels; the raw seconds are printed too. Target: max / min <= 1.15.
 
 Peak RSS of a 4x upscale of a 1024x1024 input (4096² output) is measured in a child process
-(its ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at exit), running the same preset cut to TWO
+(its VmHWM, see ``_common.peak_rss_bytes``; ru_maxrss where there is no /proc), running the same preset cut to TWO
 steps (one preview step, one final step). The first two tile batches run for real; later
 batches of an already-seen shape return a copy of the last real output, because 81 tiles x 2
 steps would take ~10 minutes here: onnxruntime's arena holds what one tile needs after its first
@@ -17,7 +17,6 @@ Target: <= 3 GB.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -26,12 +25,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
+from _common import (
+    TimedSession,
+    machine,
+    model_path,
+    peak_rss_bytes,
+    recorded_batches,
+    result,
+    sr3_feeds,
+    test_lr,
+    threads,
+)
+from graph_macs import count_macs, sr3_sizes
 
-from _common import TimedSession, machine, model_path, recorded_batches, result, sr3_feeds, test_lr, threads  # noqa: E402
-from graph_macs import count_macs, sr3_sizes  # noqa: E402
-from sr3_desktop.core.denoiser import get_denoiser  # noqa: E402
-from sr3_desktop.core.pipeline import RefineOptions, refine  # noqa: E402
+from sr3_desktop.core.denoiser import get_denoiser
+from sr3_desktop.core.pipeline import RefineOptions, refine
 
 OUTPUT_SIDES = (512, 1024, 2048)
 RSS_INPUT = 1024
@@ -77,6 +86,7 @@ def rss_child(full: bool, prototypes: list[str]) -> None:
     import contextlib
 
     from prototypes import lean_sampler, lean_start, patched
+
     from sr3_desktop.core import denoiser
 
     with contextlib.ExitStack() as stack:
@@ -98,9 +108,8 @@ def rss_child(full: bool, prototypes: list[str]) -> None:
             sr3._session = replay  # type: ignore[assignment]
         # no_previews: what lazily built RefineStep images cost a consumer that never looks at them (the CLI)
         seconds, _ = refine_once(RSS_INPUT, 2, preview_every=1000 if "no_previews" in prototypes else 1)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runs = sum(replay.count.values()) if replay else 0
-    print(f"CHILD peak_rss_bytes {peak_kb * 1024} seconds {seconds:.1f} batches {runs}")
+    print(f"CHILD peak_rss_bytes {peak_rss_bytes()} seconds {seconds:.1f} batches {runs}")
 
 
 def peak_rss(full: bool, prototypes: tuple[str, ...] = ()) -> tuple[float, str]:

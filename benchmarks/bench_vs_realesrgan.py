@@ -20,15 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+import numpy as np
+import torch
+from _common import TimedSession, app_session, machine, model_path, result, test_lr, threads
+from graph_macs import count_macs, sr3_sizes
+from torch import nn
+from torch.nn import functional as F
 
-from _common import TimedSession, app_session, machine, model_path, result, test_lr, threads  # noqa: E402
-from graph_macs import count_macs, sr3_sizes  # noqa: E402
-from sr3_desktop.core.denoiser import get_denoiser  # noqa: E402
-from sr3_desktop.core.pipeline import RefineOptions, RefineResult, refine  # noqa: E402
+from sr3_desktop.core.denoiser import get_denoiser
+from sr3_desktop.core.pipeline import RefineOptions, RefineResult, refine
 
 LR_SIDE = 128
 

@@ -32,7 +32,8 @@ def einsum_to_matmul(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     nodes: list[onnx.NodeProto] = []
     changed = 0
     for node in out.graph.node:
-        eq = next((a.s.decode() for a in node.attribute if a.name == "equation"), "") if node.op_type == "Einsum" else ""
+        is_einsum = node.op_type == "Einsum"
+        eq = next((a.s.decode() for a in node.attribute if a.name == "equation"), "") if is_einsum else ""
         eq = eq.replace(" ", "")
         if eq == "bci,bcj->bij":
             t = node.output[0] + "_qT"
@@ -83,8 +84,10 @@ def instance_norm_affine(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         add = nxt2[0]
         gamma = consts.get(mul.input[1])
         beta = consts.get(add.input[1])
-        scale = consts.get(node.input[1])
-        if gamma is None or beta is None or scale is None:
+        scale, bias = consts.get(node.input[1]), consts.get(node.input[2])
+        if gamma is None or beta is None or scale is None or bias is None:
+            continue
+        if np.any(scale != 1.0) or np.any(bias != 0.0):  # torch's GroupNorm export: identity norm affine
             continue
         channels = gamma.size
         if scale.size != channels:  # groups != channels: the affine cannot move into the norm

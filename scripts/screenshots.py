@@ -178,8 +178,10 @@ def main() -> int:
     existing = WORK / "out" / "holiday" / "day2" / "market.png"
     existing.parent.mkdir(parents=True, exist_ok=True)
     existing.write_bytes(b"an earlier result")
-    c.settings.preset = "fast" if "fast" in c.sr3_entry().card.inference_presets else ""
-    c.settings.samples = 1
+    panel = window.settings_panel  # through the widgets, so the panel shows what the batch uses
+    if panel.preset.findData("fast") >= 0:
+        panel.preset.setCurrentIndex(panel.preset.findData("fast"))
+    panel.samples.setValue(1)
     c.open_paths([str(batch)])
     wait_for(c.batch_ready)
     c.run()

@@ -10,6 +10,7 @@ import logging
 import random
 import shutil
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from sr3_desktop.core.imageio import (
 from sr3_desktop.core.metrics import consistency, psnr_y, sharpness, ssim_y
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep
-from sr3_desktop.qt.batch import BatchJob, BatchWorker, plan_batch
+from sr3_desktop.qt.batch import BatchWorker
+from sr3_desktop.qt.batch_control import BatchControl
 from sr3_desktop.qt.settings import CUSTOM_PRESET, AppSettings, SettingsStore
 from sr3_desktop.qt.state import METHOD_LABELS, RESULT_METHODS, BatchItem, MetricsRow
 from sr3_desktop.qt.tasks import TaskRunner
@@ -41,6 +43,8 @@ from sr3_desktop.qt.worker import RefineJob, RefineWorker, start_in_thread
 
 log = logging.getLogger(__name__)
 MAX_SEED = 2**31 - 1
+LARGE_PREVIEW_PIXELS = 1_000_000
+LARGE_PREVIEW_INTERVAL_S = 0.1
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tiff"}
 
 
@@ -77,14 +81,12 @@ class Controller(QObject):
         self.reference: LoadedImage | None = None
         self.last_step: RefineStep | None = None
         self.model_entries: list[Any] = []
-        self.batch_sources: list[Path] = []
-        self.batch_items: list[BatchItem] = []
-        self._batch_key: tuple[str, str] | None = None
-        self._run_batch_when_planned = False
+        self.batch = BatchControl(self)
         self._worker: RefineWorker | BatchWorker | None = None  # the run of the current generation
         self._threads: list[tuple[QThread, QObject]] = []
         self._method = ""
         self._clock = ProgressClock()
+        self._last_preview_at = 0.0
         self._clipboard_dir: Path | None = None
         self._clipboard_count = 0
 
@@ -112,6 +114,10 @@ class Controller(QObject):
         if self._clipboard_dir is not None:
             shutil.rmtree(self._clipboard_dir, ignore_errors=True)
             self._clipboard_dir = None
+
+    @property
+    def batch_items(self) -> list[BatchItem]:
+        return self.batch.items
 
     @property
     def busy(self) -> bool:
@@ -180,10 +186,10 @@ class Controller(QObject):
         if len(chosen) == 1 and not chosen[0].is_dir():
             self.load(chosen[0])
         else:
-            self.queue_batch(chosen)
+            self.batch.queue(chosen)
 
     def load(self, path: Path, name: str | None = None) -> None:
-        self._abandon_run()
+        self.abandon_run()
         self.generation += 1
         self.view.show_loading(name or path.name)
         self.tasks.submit("load", self.generation, lambda: (load_image(path), name or path.name, path))
@@ -195,7 +201,7 @@ class Controller(QObject):
         self._clipboard_count += 1
         path = self._clipboard_dir / f"clipboard-{self._clipboard_count}.png"
         pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
-        self._abandon_run()
+        self.abandon_run()
         self.generation += 1
         self.view.show_loading("clipboard image")
 
@@ -207,25 +213,23 @@ class Controller(QObject):
 
         self.tasks.submit("load", self.generation, job)
 
-    def queue_batch(self, paths: list[Path], run_after: bool = False) -> None:
-        self._abandon_run()
-        self.generation += 1
-        self.batch_sources = list(paths)
-        self._run_batch_when_planned = run_after
-        folder, fmt = self.settings.output_folder(), self.settings.output_format
-        self.view.show_busy("Looking for images…")
-        self.tasks.submit("plan", self.generation, lambda: (plan_batch(paths, folder, fmt), (str(folder), fmt)))
-
     def clear(self) -> None:
         """Forget the image or batch and go back to the drop zone."""
-        self._abandon_run()
+        self.abandon_run()
         self.generation += 1
-        self.mode, self.image, self.reference = "empty", None, None
-        self.batch_sources, self.batch_items, self._batch_key = [], [], None
+        self.mode = "empty"
+        self.batch.reset()
+        self.forget_image()
+        self.view.show_empty()
+
+    def forget_image(self) -> None:
+        """Drop the single image, its results, metrics and reference."""
+        self.image, self.reference, self.last_step = None, None, None
         self.results.clear()
         self.metrics.clear()
         self.view.show_metrics([], False)
-        self.view.show_empty()
+        self.view.show_reference(None)
+        self.view.show_uncertainty(None, 1)
 
     def load_reference(self, path: str | Path) -> None:
         if self.image is None:
@@ -238,23 +242,23 @@ class Controller(QObject):
         if self._worker is not None:
             return
         if self.mode == "batch":
-            self.run_batch()
+            self.batch.run()
             return
         if self.image is None:
             self.view.show_status("Open an image first: drop it on the window, press Ctrl+O or paste with Ctrl+V.")
             return
-        sr3 = self._require_sr3()
+        sr3 = self.require_sr3()
         if sr3 is None:
             return
         scale = sr3.card.scale
         try:
             check_output_size(self.image.size[0] * scale, self.image.size[1] * scale)
         except SR3Error as err:
-            self._error("Image too large", str(err))
+            self.report_error("Image too large", str(err))
             return
-        options = self.refine_options(sr3.card, self._next_seed())
+        options = self.refine_options(sr3.card, self.next_seed())
         compare = self.settings.auto_compare
-        regression = self.regression_entry() if compare or self._starts_from_regression(sr3.card, options) else None
+        regression = self.regression_entry() if compare or self.starts_from_regression(sr3.card, options) else None
         methods = ("bicubic", "regression", "sr3") if compare else ("sr3",)
         self.generation += 1
         self.results.clear()
@@ -266,43 +270,15 @@ class Controller(QObject):
         job = RefineJob(self.generation, self.image.rgb, options, Path(sr3.path),
                         Path(regression.path) if regression else None, self.settings.device, methods)
         worker = RefineWorker(job)
-        worker.engine_ready.connect(self._engine_ready)
+        worker.engine_ready.connect(self.engine_ready)
         worker.method_started.connect(self._method_started)
         worker.progress.connect(self._progress)
         worker.preview.connect(self._preview)
         worker.result.connect(self._result)
         worker.failed.connect(self._failed)
         worker.finished.connect(self._finished)
-        self._launch(worker, f"sr3-refine-{self.generation}")
+        self.launch(worker, f"sr3-refine-{self.generation}")
         self.view.set_running(True, batch=False)
-        self.view.show_busy("Loading the model…")
-
-    def run_batch(self) -> None:
-        if self._worker is not None or not self.batch_sources:
-            return
-        key = (str(self.settings.output_folder()), self.settings.output_format)
-        if key != self._batch_key:  # output folder or format changed since planning: plan again
-            self.queue_batch(self.batch_sources, run_after=True)
-            return
-        sr3 = self._require_sr3()
-        if sr3 is None:
-            return
-        options = self.refine_options(sr3.card, self._next_seed())
-        regression = self.regression_entry() if self._starts_from_regression(sr3.card, options) else None
-        self.generation += 1
-        for index, item in enumerate(self.batch_items):
-            item.status, item.message = "pending", ""
-            self.view.update_batch_item(index, item)
-        Path(key[0]).mkdir(parents=True, exist_ok=True)
-        job = BatchJob(self.generation, self.batch_items, options, Path(sr3.path),
-                       Path(regression.path) if regression else None, self.settings.device, key[1])
-        worker = BatchWorker(job)
-        worker.engine_ready.connect(self._engine_ready)
-        worker.item_changed.connect(self._batch_item_changed)
-        worker.progress.connect(self._batch_progress)
-        worker.finished.connect(self._batch_finished)
-        self._launch(worker, f"sr3-batch-{self.generation}")
-        self.view.set_running(True, batch=True)
         self.view.show_busy("Loading the model…")
 
     def cancel(self) -> None:
@@ -319,18 +295,18 @@ class Controller(QObject):
             seed=seed, samples=max(1, s.samples), tile=s.tile or None, preview_every=max(1, s.preview_every),
         )
 
-    def _starts_from_regression(self, card: ModelCard, options: RefineOptions) -> bool:
+    def starts_from_regression(self, card: ModelCard, options: RefineOptions) -> bool:
         preset = card.inference_presets.get(options.preset or card.default_preset)
         return preset is not None and preset.start == "regression"
 
-    def _require_sr3(self) -> Any | None:
+    def require_sr3(self) -> Any | None:
         entry = self.sr3_entry()
         if entry is None:
-            self._error("No SR3 model", "No SR3 model is installed yet. Import an exported .onnx model with "
+            self.report_error("No SR3 model", "No SR3 model is installed yet. Import an exported .onnx model with "
                                         "Models ▸ Import model…")
         return entry
 
-    def _next_seed(self) -> int:
+    def next_seed(self) -> int:
         if not self.settings.seed_locked:
             self.settings.seed = random.randint(0, MAX_SEED)
             self.view.show_seed(self.settings.seed)
@@ -345,7 +321,8 @@ class Controller(QObject):
             "sr3": "Starting…",
         }
 
-    def _launch(self, worker: RefineWorker | BatchWorker, name: str) -> None:
+    def launch(self, worker: RefineWorker | BatchWorker, name: str) -> None:
+        """Run ``worker`` in its own thread as the current generation's run."""
         thread = start_in_thread(worker, name)
         thread.finished.connect(lambda: QTimer.singleShot(0, self._reap_threads))
         self._threads.append((thread, worker))
@@ -359,7 +336,11 @@ class Controller(QObject):
                 thread.wait()
                 self._threads.remove(pair)
 
-    def _abandon_run(self) -> None:
+    def finish_run(self) -> None:
+        """The current run's worker has finished."""
+        self._worker = None
+
+    def abandon_run(self) -> None:
         """The user moved on: stop the current run; its late signals are dropped by generation."""
         if self._worker is not None:
             self._worker.abort()
@@ -367,7 +348,7 @@ class Controller(QObject):
             self.view.set_running(False, batch=self.mode == "batch")
 
     # --- worker signals (each checks the generation) ---------------------------------------------
-    def _engine_ready(self, generation: int, providers: list[str], note: str | None) -> None:
+    def engine_ready(self, generation: int, providers: list[str], note: str | None) -> None:
         if generation == self.generation:
             self.view.show_engine(providers, note)
 
@@ -388,6 +369,12 @@ class Controller(QObject):
         if generation != self.generation:
             return
         self.last_step = step
+        # Turning a large preview into pixels costs the UI thread tens of ms: at most 10 per second.
+        now = time.perf_counter()
+        large = step.pred_y0.shape[0] * step.pred_y0.shape[1] >= LARGE_PREVIEW_PIXELS
+        if large and now - self._last_preview_at < LARGE_PREVIEW_INTERVAL_S:
+            return
+        self._last_preview_at = now
         self._show_preview(step)
 
     def _show_preview(self, step: RefineStep) -> None:
@@ -416,12 +403,12 @@ class Controller(QObject):
 
     def _failed(self, generation: int, message: str) -> None:
         if generation == self.generation:
-            self._error("Refinement failed", message)
+            self.report_error("Refinement failed", message)
 
     def _finished(self, generation: int, cancelled: bool) -> None:
         if generation != self.generation:
             return
-        self._worker = None
+        self.finish_run()
         self.view.set_running(False, batch=False)
         if cancelled:
             self.view.show_status("Cancelled. Nothing was saved.")
@@ -430,29 +417,6 @@ class Controller(QObject):
             self.view.clear_results(pending)
             self.last_step = None
         self.run_finished.emit(cancelled)
-
-    def _batch_item_changed(self, generation: int, index: int, item: BatchItem) -> None:
-        if generation == self.generation:
-            self.view.update_batch_item(index, item)
-            if item.status == "running":
-                self._clock = ProgressClock()
-
-    def _batch_progress(self, generation: int, step: int, total: int) -> None:
-        if generation != self.generation:
-            return
-        rate = self._clock.rate(step)
-        done = sum(1 for i in self.batch_items if i.status not in ("pending", "running"))
-        label = f"Image {min(done + 1, len(self.batch_items))}/{len(self.batch_items)} · step"
-        self.view.show_progress(step, total, rate, ProgressClock.eta(step, total, rate), label)
-
-    def _batch_finished(self, generation: int, cancelled: bool, summary: str) -> None:
-        if generation != self.generation:
-            return
-        self._worker = None
-        self.view.set_running(False, batch=True)
-        self.view.show_batch_summary(summary)
-        self.view.show_status(summary)
-        self.batch_finished.emit(summary)
 
     # --- saving ---------------------------------------------------------------------------------
     def default_output_path(self) -> Path | None:
@@ -473,7 +437,7 @@ class Controller(QObject):
         assert target is not None
         fmt = EXTENSIONS_BY_SUFFIX.get(target.suffix.lower()) if path else self.settings.output_format
         if fmt is None:
-            self._error("Cannot save", f"{target.name}: choose a .png, .jpg, .webp or .tiff file name.")
+            self.report_error("Cannot save", f"{target.name}: choose a .png, .jpg, .webp or .tiff file name.")
             return
         image, scale = self.image, result.image.shape[0] // self.image.rgb.shape[0]
         pixels = result.image
@@ -530,7 +494,7 @@ class Controller(QObject):
             self.view.show_status("")
             if self.mode == "empty":
                 self.view.show_empty()
-        self._error(titles.get(kind, "Error"), message)
+        self.report_error(titles.get(kind, "Error"), message)
 
     def _on_load_done(self, token: int, value: tuple[LoadedImage, str, Path]) -> None:
         if token != self.generation:
@@ -559,30 +523,8 @@ class Controller(QObject):
         self.image_loaded.emit()
 
     def _on_plan_done(self, token: int, value: tuple[list[BatchItem], tuple[str, str]]) -> None:
-        if token != self.generation:
-            return
-        items, key = value
-        if not items:
-            names = ", ".join(p.name for p in self.batch_sources[:3])
-            self._error("No images found", f"No supported images (PNG, JPEG, WebP, TIFF, BMP, GIF) in {names}.")
-            self.view.show_status("")
-            if self.mode != "single":
-                self.clear()
-            return
-        self.mode = "batch"
-        self.batch_items, self._batch_key = items, key
-        self.image, self.reference = None, None  # the single-image state no longer applies
-        self.results.clear()
-        self.metrics.clear()
-        self.view.show_metrics([], False)
-        self.view.show_reference(None)
-        self.view.show_uncertainty(None, 1)
-        self.view.show_batch(items, key[0])
-        self.view.show_status(f"{len(items)} image(s) ready. Press Start batch (Ctrl+Enter).")
-        self.batch_ready.emit()
-        if self._run_batch_when_planned:
-            self._run_batch_when_planned = False
-            self.run_batch()
+        if token == self.generation:
+            self.batch.planned(*value)
 
     def _on_reference_done(self, token: int, image: LoadedImage) -> None:
         if token != self.generation or self.image is None:
@@ -591,7 +533,7 @@ class Controller(QObject):
         scale = entry.card.scale if entry else 4
         width, height = self.image.size[0] * scale, self.image.size[1] * scale
         if image.size != (width, height):
-            self._error("Reference does not match",
+            self.report_error("Reference does not match",
                         f"The reference is {image.size[0]}×{image.size[1]}, but the results are {width}×{height}. "
                         f"Load the high-resolution original of this image (the input is it shrunk {scale}×).")
             return
@@ -639,7 +581,7 @@ class Controller(QObject):
         if removed:
             log.info("removed %d stale temp file(s) from the output folder", removed)
 
-    def _error(self, title: str, message: str) -> None:
+    def report_error(self, title: str, message: str) -> None:
         self.view.show_error(title, message)
         self.error_shown.emit(message)
 

@@ -79,7 +79,6 @@ class MainWindow(QMainWindow):
         self.store = store
         self.last_saved: Path | None = None
         self._running = False
-        self.preview_count = 0
         self.controller = Controller(self, settings, store, parent=self)
 
         self.drop_zone = DropZone()
@@ -394,7 +393,6 @@ class MainWindow(QMainWindow):
 
     def show_preview(self, image: np.ndarray, step: int, total: int, kind: str) -> None:
         self.compare.set_image("sr3", image, f"Step {step}/{total} · {PREVIEW_LABELS.get(kind, kind)}")
-        self.preview_count += 1
         self.preview_painted.emit(step)
 
     def show_result(self, method: str, image: np.ndarray, caption: str) -> None:

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 from qt_helpers import visible_message_boxes
 
-from sr3_desktop.qt import compat
 from sr3_desktop.qt.logs import install_excepthook, setup_logging
 from sr3_desktop.qt.settings import AppSettings, SettingsStore
 
@@ -101,15 +100,20 @@ def test_recent_files_keep_the_newest_ten_without_duplicates() -> None:
     assert settings.recent_files.count("/images/5.png") == 1
 
 
+class _Probe(QObject):
+    ping = Signal()
+
+
 def test_many_pyside_calls_do_not_exhaust_none_or_true(qapp: Any) -> None:
-    """PySide6 6.12.0 leaks a reference per void call / emit on Python < 3.12; the app repairs it."""
-    probe = compat._Probe()
-    for _ in range(200_000):  # far more than None's or True's reference count without the repair
+    """PySide6 6.12.0 drops a reference to None / True per void call or emit on Python < 3.12 and
+    aborts the interpreter after a few thousand calls; pyproject excludes that release."""
+    probe = _Probe()
+    none_before, true_before = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(20_000):
         probe.setObjectName("x")
         probe.ping.emit()
-    assert isinstance(probe, QObject)
-    if sys.version_info < (3, 12):
-        assert (sys.getrefcount(None) > (1 << 39)) == compat.REPAIRED or not compat.REPAIRED
+    assert sys.getrefcount(None) > none_before - 1_000
+    assert sys.getrefcount(True) > true_before - 1_000
 
 
 def test_python_m_sr3_desktop_opens_the_window_with_the_files(installed_models: Any, sample_image: Path,

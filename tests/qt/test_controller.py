@@ -131,3 +131,46 @@ def test_refine_options_follow_the_settings(controller: Controller) -> None:
     controller.settings.preset, controller.settings.strength, controller.settings.tile = "quality", 0.0, 0
     options = controller.refine_options(card, seed=1)
     assert (options.preset, options.steps, options.strength, options.tile) == ("quality", None, None, None)
+
+
+def test_the_view_is_only_ever_called_on_the_ui_thread(controller: Controller, qtbot: Any, sample_image: Path,
+                                                       tmp_path: Path) -> None:
+    """Worker signals must be queued to the UI thread; a direct call from a worker thread would crash Qt."""
+    import threading
+
+    view: MagicMock = controller.view  # type: ignore[assignment]
+    threads: set[str] = set()
+    for name in dir(View):
+        if name.startswith("show_") or name in ("set_running", "update_batch_item", "clear_results"):
+            getattr(view, name).side_effect = lambda *a, **k: threads.add(threading.current_thread().name)
+    with qtbot.waitSignal(controller.image_loaded, timeout=5000):
+        controller.open_paths([str(sample_image)])
+    with qtbot.waitSignal(controller.run_finished, timeout=30_000):
+        controller.run()
+    folder = tmp_path / "batch"
+    write_image(folder / "a.png", (12, 8))
+    write_image(folder / "sub" / "b.png", (8, 8))
+    with qtbot.waitSignal(controller.batch_ready, timeout=5000):
+        controller.open_paths([folder])
+    with qtbot.waitSignal(controller.batch_finished, timeout=30_000):
+        controller.run()
+    assert [i.status for i in controller.batch_items] == ["done", "done"]
+    assert threads == {threading.main_thread().name}
+
+
+def test_large_previews_are_shown_at_most_ten_times_a_second(controller: Controller, qtbot: Any) -> None:
+    from sr3_desktop.core.pipeline import RefineStep
+
+    view: MagicMock = controller.view  # type: ignore[assignment]
+    big = np.zeros((1000, 1000, 3), np.float32)
+    small = np.zeros((64, 96, 3), np.float32)
+    generation = controller.generation
+    for step in range(1, 4):  # three large previews in a burst: only the first is drawn
+        controller._preview(generation, RefineStep(step, 10, big, big))
+    assert view.show_preview.call_count == 1 and controller.last_step.step == 3
+    qtbot.wait(120)
+    controller._preview(generation, RefineStep(4, 10, big, big))
+    assert view.show_preview.call_count == 2
+    for step in range(5, 8):  # small previews are cheap: every one is drawn
+        controller._preview(generation, RefineStep(step, 10, small, small))
+    assert view.show_preview.call_count == 5

@@ -148,3 +148,23 @@ def test_card_html_shows_presets_training_and_metrics() -> None:
     for text in ("qt-test-sr3", "SR3", "×4", "fast", "balanced", "(default)", "quality", "DDPM", "strength 1.00",
                  "synthetic gradients", "psnr_y", "bicubic: 24.1"):
         assert text in html, text
+
+
+def test_mouse_wheel_zooms_every_pane(qapp: Any) -> None:
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    view = CompareView()
+    view.resize(900, 600)
+    view.set_frame(200, 100)
+    view.show_all_panes()
+    view.show()
+    pane = view.panes["bicubic"]
+    before = pane.device_zoom()
+    wheel = QWheelEvent(QPointF(40, 40), QPointF(pane.mapToGlobal(QPoint(40, 40))), QPoint(0, 0), QPoint(0, 120),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(pane, wheel)
+    assert not view.sync.fit and view.sync.zoom == pytest.approx(before * 1.25)
+    assert view.panes["sr3"].device_zoom() == pytest.approx(before * 1.25)
+    assert view.zoom_label.text() == f"{before * 125:.0f}%"

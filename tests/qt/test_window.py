@@ -23,7 +23,7 @@ def drop_files(widget: Any, paths: list[Path]) -> None:
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     where = QPointF(widget.width() / 2, widget.height() / 2)
-    enter = QDragEnterEvent(where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(where.toPoint(), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     widget.dragEnterEvent(enter)
     assert enter.isAccepted()
@@ -398,3 +398,17 @@ def test_a_folder_without_images_is_explained(window: Any, qtbot: Any, tmp_path:
     assert box.windowTitle() == "No images found" and "documents" in box.text()
     box.done(0)
     assert window.stack.currentIndex() == PAGE_EMPTY and window.controller.mode == "empty"
+
+
+def test_dropping_on_the_window_and_reopening_a_recent_file(window: Any, qtbot: Any, sample_image: Path,
+                                                            tmp_path: Path) -> None:
+    load(window, qtbot, sample_image)
+    other = write_image(tmp_path / "inputs" / "other.png", (20, 12), seed=3)
+    with qtbot.waitSignal(window.controller.image_loaded, timeout=10_000):
+        drop_files(window, [other])  # anywhere on the window, not only the empty-state drop zone
+    assert window.controller.image.size == (20, 12)
+    recent = window.recent_menu.actions()
+    assert [a.toolTip() for a in recent] == [str(other), str(sample_image)]
+    with qtbot.waitSignal(window.controller.image_loaded, timeout=10_000):
+        recent[1].trigger()
+    assert window.controller.image.size == (24, 16) and window.windowTitle().startswith("sample.png")
