@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sr3_desktop.core.sampler import (
@@ -21,10 +21,11 @@ SHAPE = (3, 6, 5)
 
 
 def oracle_output(y_t: np.ndarray, y0: np.ndarray, gamma: float, prediction: str) -> np.ndarray:
-    """What a perfect network returns for the known y0, rounded to float32 like a real one."""
+    """What a perfect network returns for the known y0, in float64 so the test checks the sampler's
+    maths alone: a float32 eps at gamma_T ~ 4.5e-5 carries ~1e-5 of rounding into y0 = (y - ..) / sqrt(gamma)."""
     eps = (y_t.astype(np.float64) - np.sqrt(gamma) * y0) / np.sqrt(1.0 - gamma)
     out = {"epsilon": eps, "x0": y0, "v": np.sqrt(gamma) * eps - np.sqrt(1.0 - gamma) * y0}[prediction]
-    return np.asarray(out, dtype=np.float32)
+    return np.asarray(out, dtype=np.float64)
 
 
 def run_chain(sampler: Sampler, y0: np.ndarray, y: np.ndarray, rng: np.random.Generator,
@@ -35,6 +36,7 @@ def run_chain(sampler: Sampler, y0: np.ndarray, y: np.ndarray, rng: np.random.Ge
 
 
 @settings(max_examples=40, deadline=None)
+@example(seed=0, steps=1, strength=1.0, prediction="epsilon", target="hr", start_scale=1.0)  # float32 oracle failed
 @given(
     seed=st.integers(0, 2**32 - 1),
     steps=st.integers(1, 60),
