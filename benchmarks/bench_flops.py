@@ -77,6 +77,29 @@ def proposed_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def op_profile(path: Path, side: int = 256) -> list[tuple[str, float]]:
+    """Share of one step's kernel time per op type (onnxruntime's profiler, the app's options)."""
+    import json
+
+    from sr3_desktop.core import denoiser
+
+    options = denoiser._session_options(["CPUExecutionProvider"])
+    options.enable_profiling = True
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feeds = sr3_feeds(side, side)
+    for _ in range(2):
+        session.run(None, feeds)
+    trace = Path(session.end_profiling())
+    totals: dict[str, float] = {}
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            totals[op] = totals.get(op, 0.0) + event["dur"]
+    trace.unlink()
+    whole = sum(totals.values())
+    return sorted(((op, t / whole) for op, t in totals.items()), key=lambda item: -item[1])
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
@@ -124,6 +147,9 @@ def main() -> None:
         seconds = statistics.median(s for s, _ in rows[side])
         print(f"{side:>7}² {total / 1e9:8.2f} {macs[side]['Conv'] / 1e9:7.2f} {macs[side]['Einsum'] / 1e9:6.2f} "
               f"{seconds:8.3f} {2 * total / seconds / 1e9:8.1f} {ratios[side]:7.2f}")
+    shares = op_profile(path)
+    print("  kernel time by op at 256² (onnxruntime profiler): "
+          + ", ".join(f"{op} {share:.0%}" for op, share in shares if share >= 0.02))
     print(f"  with the proposed changes (no spinning, Einsum -> MatMul, GroupNorm folding) at 256²: "
           f"{statistics.median(proposed_rows):.2f} of the peak")
     print(result("flops_efficiency_256", ratios[256], ">=", 0.5, 2))

@@ -2,8 +2,11 @@
 
 Time per output megapixel at 512², 1024² and 2048² outputs: the ``fast`` preset cut to ONE step
 (``steps=1``: bicubic start, one DDIM step, back-projection), automatic tiling, through
-``pipeline.refine``. Each size is normalised by a bare 512² session.run timed right before it, so
-load drift between sizes cancels; the raw seconds are printed too. Target: max / min <= 1.15.
+``pipeline.refine``. A 2048² step takes a minute here and the load drifts meanwhile, so each size's
+time per MP is expressed in units of the 512² cost, from factors that are each measured drift-free:
+(wall / time inside session.run, same run) x (one bare run of the size's tile batch / one bare 512²
+run, timed alternately) x tile batches per step / output MP. Raw seconds are printed too.
+Target: max / min <= 1.15.
 
 Peak RSS of a 4x upscale of a 1024x1024 input (4096² output) is measured in a child process
 (its VmHWM, see ``_common.peak_rss_bytes``; ru_maxrss where there is no /proc), running the same preset cut to TWO
@@ -17,6 +20,7 @@ Target: <= 3 GB.
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from _common import (
     TimedSession,
+    feeds_for,
     machine,
     model_path,
     peak_rss_bytes,
@@ -63,6 +68,27 @@ class ReplaySession(TimedSession):
             self.seen[shape] = super().run(output_names, feeds, *rest)  # type: ignore[assignment]
             return self.seen[shape]
         return [a.copy() for a in self.seen[shape]]
+
+
+REFERENCE_MP = 512 * 512 / 1e6
+_COSTS: dict[tuple[int, ...], float] = {}
+
+
+def relative_cost(session: object, shape: tuple[int, ...], reference: dict[str, np.ndarray], rounds: int = 3) -> float:
+    """Seconds of one bare run of ``shape`` / seconds of one bare 512² run, timed alternately, median."""
+    if shape == (1, 3, 512, 512):
+        return 1.0
+    if shape not in _COSTS:
+        feeds = feeds_for([shape])[0]
+        ratios = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            session.run(None, feeds)  # type: ignore[attr-defined]
+            middle = time.perf_counter()
+            session.run(None, reference)  # type: ignore[attr-defined]
+            ratios.append((middle - start) / (time.perf_counter() - middle))
+        _COSTS[shape] = statistics.median(ratios)
+    return _COSTS[shape]
 
 
 def refine_once(side_in: int, steps: int, preview_every: int = 1) -> tuple[float, int]:
@@ -135,31 +161,29 @@ def main() -> None:
     path = model_path("sr3")
     sr3 = get_denoiser(path, "cpu")
     print(f"model {path.name}, fast preset cut to 1 step, {threads()} threads, {machine()}", flush=True)
-    reference = sr3_feeds(512, 512)
     session = sr3._session
+    reference = sr3_feeds(512, 512)
     session.run(None, reference)  # warm-up
-
-    def reference_per_mp() -> float:
-        start = time.perf_counter()
-        session.run(None, reference)
-        return (time.perf_counter() - start) / (512 * 512 / 1e6)
-
     per_mp, raw, gmac = {}, {}, {}
     for side in OUTPUT_SIDES:
-        before = reference_per_mp()
-        shapes = recorded_batches(sr3, lambda side=side: refine_once(side // 4, 1))
+        timed = TimedSession(session)
+        sr3._session = timed  # type: ignore[assignment]
+        try:
+            shapes = recorded_batches(sr3, lambda side=side: refine_once(side // 4, 1))
+        finally:
+            sr3._session = session  # type: ignore[assignment]
         seconds = refine_once.last_seconds  # type: ignore[attr-defined]
-        after = reference_per_mp()
         mp = side * side / 1e6
         raw[side] = seconds / mp
-        per_mp[side] = raw[side] / ((before + after) / 2)
+        cost = sum(relative_cost(session, shape, reference) for shape in shapes)  # in bare 512² runs
+        per_mp[side] = seconds / timed.seconds * cost / (mp / REFERENCE_MP)
         gmac[side] = sum(sum(count_macs(path, sr3_sizes(s[2], s[3], s[0])).values()) for s in shapes) / 1e9 / mp
-        tiles = sum(s[0] for s in shapes)
-        print(f"  {side}² output: {seconds:6.1f} s, {raw[side]:5.1f} s/MP, {per_mp[side]:.3f} x the bare 512² "
-              f"session.run per MP (timed before + after); {tiles} tile(s) of {shapes[0][3]}², {gmac[side]:.0f} GMAC "
-              f"per output MP", flush=True)
+        print(f"  {side}² output: {seconds:6.1f} s ({raw[side]:5.1f} s/MP raw), {len(shapes)} run(s) of "
+              f"{shapes[0][0]}x{shapes[0][3]}², our code {seconds / timed.seconds:.3f}x session.run, one step = "
+              f"{cost:.2f} bare 512² runs -> {per_mp[side]:.3f} x the 512² cost per MP; {gmac[side]:.0f} GMAC/MP",
+              flush=True)
     spread = max(per_mp.values()) / min(per_mp.values())
-    print(f"  raw max/min (not drift-corrected): {max(raw.values()) / min(raw.values()):.3f}; "
+    print(f"  raw max/min (drifts with the load): {max(raw.values()) / min(raw.values()):.3f}; "
           f"compute (GMAC per output MP) max/min: {max(gmac.values()) / min(gmac.values()):.3f}")
     peak_gb, how = peak_rss(args.full)
     print(f"  4096² output (1024² input), 2 steps: peak RSS {peak_gb:.2f} GB, {how}", flush=True)
