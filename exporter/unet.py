@@ -91,9 +91,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)
-        weights = torch.softmax(torch.einsum("bci,bcj->bij", q, k) / math.sqrt(c), dim=-1)
-        out = torch.einsum("bij,bcj->bci", weights, v).reshape(b, c, h, w)
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).unbind(1)  # each (b, c, n)
+        # Batched matmuls, not einsum: ONNX gets Transpose + MatMul (fast sgemm) instead of Einsum.
+        weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) / math.sqrt(c), dim=-1)  # (b, n_i, n_j)
+        out = torch.bmm(v, weights.transpose(1, 2)).reshape(b, c, h, w)  # out[c, i] = sum_j w[i, j] v[c, j]
         return (x + self.proj(out)) * SKIP_SCALE
 
 

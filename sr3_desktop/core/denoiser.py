@@ -80,8 +80,13 @@ def _session_options(providers: list[str]) -> ort.SessionOptions:
     options.intra_op_num_threads = default_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = True
-    options.enable_mem_pattern = PROVIDERS["directml"] not in providers  # DirectML cannot use it
+    options.enable_cpu_mem_arena = True  # off is 1.07-1.19x slower (benchmarks/README.md)
+    # The memory pattern pre-plans one block per input shape: on the CPU it saves no time but holds
+    # ~0.5 GB more per 512² tile; DirectML cannot use it at all. Kept for CUDA and CoreML (not measured).
+    options.enable_mem_pattern = providers[0] in (PROVIDERS["cuda"], PROVIDERS["coreml"])
+    # Idle workers sleep instead of spinning: a desktop app shares its cores with the GUI and other
+    # programs, and spinning workers lose time slices (0.68-0.77x the step time under load).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
 

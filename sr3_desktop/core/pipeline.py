@@ -10,9 +10,11 @@ one carries the RefineResult. A consumer cancels by no longer iterating.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -82,20 +84,89 @@ class RefineResult:
     """Things a user should know, e.g. a fallback from regression start to bicubic."""
 
 
-@dataclass(frozen=True)
+class _LazyImage:
+    """An image made on first use and kept; the lock makes a second thread wait instead of redoing it.
+
+    The maker must be pure (it reads arrays nobody writes any more), so the image is the same on
+    whichever thread asks first: the worker that yields it or the UI thread that shows it.
+    """
+
+    __slots__ = ("_lock", "_make", "_value")
+
+    def __init__(self, source: np.ndarray | Callable[[], np.ndarray]) -> None:
+        self._lock = threading.Lock()
+        self._make: Callable[[], np.ndarray] | None = None
+        self._value: np.ndarray | None = None
+        if callable(source):
+            self._make = source
+        else:
+            self._value = source
+
+    @property
+    def ready(self) -> bool:
+        return self._value is not None
+
+    def get(self) -> np.ndarray:
+        value = self._value
+        if value is not None:
+            return value
+        with self._lock:
+            if self._value is None:
+                assert self._make is not None
+                self._value = self._make()
+                self._make = None  # drop the model-space plane the maker held
+            return self._value
+
+
 class RefineStep:
+    """One step of the chain: ``step`` of ``total``, the preview images, and on the last step ``result``.
+
+    ``y_t`` and ``pred_y0`` may be given as arrays or as functions that make them: previews are then
+    built only when someone reads them (the CLI never does), once, on whichever thread reads first.
+    """
+
+    __slots__ = ("_pred_y0", "_y_t", "result", "step", "total")
+
+    def __init__(
+        self,
+        step: int,
+        total: int,
+        y_t: np.ndarray | Callable[[], np.ndarray],
+        pred_y0: np.ndarray | Callable[[], np.ndarray],
+        result: RefineResult | None = None,
+    ) -> None:
+        # Read-only once made (as the frozen dataclass it replaces): consumers on two threads share it.
+        fields = {"step": step, "total": total, "result": result,
+                  "_y_t": _LazyImage(y_t), "_pred_y0": _LazyImage(pred_y0)}
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
     step: int
     """1..total; the last one has step == total and carries ``result``."""
     total: int
-    y_t: np.ndarray
-    """The current noisy state as an HR image, HWC [0, 1] float32 (clipped for display)."""
-    pred_y0: np.ndarray
-    """The current prediction of the clean HR image, HWC [0, 1] float32."""
-    result: RefineResult | None = None
+    result: RefineResult | None
+    _y_t: _LazyImage
+    _pred_y0: _LazyImage
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"RefineStep is read-only: cannot set {name!r}")
+
+    @property
+    def y_t(self) -> np.ndarray:
+        """The current noisy state as an HR image, HWC [0, 1] float32 (clipped for display)."""
+        return self._y_t.get()
+
+    @property
+    def pred_y0(self) -> np.ndarray:
+        """The current prediction of the clean HR image, HWC [0, 1] float32."""
+        return self._pred_y0.get()
 
     @property
     def is_final(self) -> bool:
         return self.result is not None
+
+    def __repr__(self) -> str:
+        return f"RefineStep(step={self.step}, total={self.total}, final={self.is_final})"
 
 
 def to_model(image: np.ndarray) -> np.ndarray:
@@ -367,6 +438,8 @@ def _refine_sr3(
                 return sr3.predict_noise(lr_up, y_t, np.full((lr_up.shape[0],), level, dtype=np.float32))
 
             output = run_tiled(denoise, [canvas.lr_up_model, y], grid, batch, should_stop)
+            # step writes pred_y0 into ``output`` (a fresh array each step: run_tiled's blend, or the
+            # session's own output untiled) and reads y; nothing here uses ``output`` again.
             y, pred = sampler.step(output, i, y, rng, lr_up_clip)
             evaluations += 1
             step = k * sampler.num_steps + i + 1
@@ -379,7 +452,10 @@ def _refine_sr3(
                 result = _combine(images, preset_name, evaluations, started, notes)
                 yield RefineStep(step, total, result.image, result.image, result)
             elif step % options.preview_every == 0:
-                yield RefineStep(step, total, canvas.to_image(y, residual), canvas.to_image(pred, residual))
+                # Lazy previews: the planes they read are never written again (the next step writes
+                # a fresh network output and a fresh y), so they are safe to build on another thread.
+                yield RefineStep(step, total, partial(canvas.to_image, y, residual),
+                                 partial(canvas.to_image, pred, residual))
 
 
 def _combine(images: list[np.ndarray], preset: str, evaluations: int, started: float, notes: list[str]) -> RefineResult:

@@ -136,12 +136,16 @@ class Sampler:
         return network_noise_level(self.gamma(i), self.noise_conditioning, batch)
 
     def start(self, noise: np.ndarray, estimate: np.ndarray | None = None) -> np.ndarray:
-        """The first y: pure noise, or an estimate (diffused space) noised to levels[0] (Eq. 4)."""
+        """The first y: pure noise, or an estimate (diffused space) noised to levels[0] (Eq. 4).
+
+        Computed in float32 (one new plane besides a temporary), as the rest of the chain is.
+        """
         if estimate is None:
             return np.asarray(noise, dtype=np.float32)
         g0 = self.gamma(0)
-        y = math.sqrt(g0) * np.asarray(estimate, dtype=np.float64) + math.sqrt(1.0 - g0) * noise
-        return y.astype(np.float32)
+        y = np.multiply(noise, math.sqrt(1.0 - g0), dtype=np.float32)
+        y += np.multiply(estimate, math.sqrt(g0), dtype=np.float32)
+        return y
 
     def needs_noise(self, i: int) -> bool:
         """Whether step i draws fresh noise (not on the last step, not for DDIM with eta = 0)."""
@@ -166,11 +170,16 @@ class Sampler:
         rng: np.random.Generator | None = None,
         lr_up: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One reverse step from levels[i]: returns (y_prev, pred_y0), both float32."""
+        """One reverse step from levels[i]: returns (y_prev, pred_y0), both float32.
+
+        **model_output may be overwritten**: a writable float32 array that shares no memory with
+        y_t or lr_up becomes pred_y0 in place (it is then the returned pred_y0), so a step allocates
+        one new full-image plane (y_prev) instead of about six. Pass a copy if you need it later.
+        Other outputs (float64, read-only, aliasing y_t) are copied first. y_t and lr_up are only read.
+        """
         gamma_t, gamma_s = self.gamma(i), self.next_gamma(i)
-        y0, _ = split_prediction(model_output, y_t, gamma_t, self.prediction)
-        y0 = clip_y0(y0, self.target, lr_up)
-        pred = np.asarray(y0, dtype=np.float32)
+        y0 = self._y0_in_place(self._writable_output(model_output, y_t, lr_up), y_t, gamma_t, lr_up)
+        pred = y0 if y0.dtype == np.float32 else y0.astype(np.float32)
         if gamma_s >= 1.0:  # last step: the chain ends at the prediction
             return pred, pred
         noise = None
@@ -178,10 +187,64 @@ class Sampler:
             if rng is None:
                 raise ValueError("this step is stochastic and needs a random generator")
             noise = rng.standard_normal(np.shape(y_t), dtype=np.float32)
-        if self.kind == "ddpm":
-            y_s, variance = ddpm_posterior(y_t, y0, gamma_t, gamma_s)
-            if noise is not None:
-                y_s += math.sqrt(variance) * noise
-        else:  # DDIM uses the eps consistent with the clipped y0
-            y_s = ddim_step(y0, eps_from_y0(y_t, y0, gamma_t), gamma_t, gamma_s, self.eta, noise)
-        return np.asarray(y_s, dtype=np.float32), pred
+        y_s = np.empty(np.shape(y_t), dtype=y0.dtype)  # the one new plane
+        if self.kind == "ddpm":  # posterior mean y0_coef * y0 + y_t_coef * y_t (Alg. 2 over a sub-sequence)
+            alpha = gamma_t / gamma_s
+            y0_coef = math.sqrt(gamma_s) * (1.0 - alpha) / (1.0 - gamma_t)
+            y_t_coef = math.sqrt(alpha) * (1.0 - gamma_s) / (1.0 - gamma_t)
+            np.multiply(y_t, y_t_coef / y0_coef, out=y_s)  # y0_coef > 0: levels strictly increase
+            y_s += y0
+            y_s *= y0_coef
+            sigma = math.sqrt((1.0 - gamma_s) / (1.0 - gamma_t) * (1.0 - alpha))
+        else:  # Song et al. Eq. 12 with the eps consistent with the clipped y0 (eps_from_y0)
+            sigma = ddim_sigma(gamma_t, gamma_s, self.eta)
+            c_eps = math.sqrt(max(1.0 - gamma_s - sigma**2, 0.0))
+            np.multiply(y0, -math.sqrt(gamma_t), out=y_s)  # eps_hat = (y_t - sqrt(g_t) y0) / sqrt(1 - g_t)
+            y_s += y_t
+            # y_s = sqrt(g_s) (y0 + c_eps / sqrt(g_s) * eps_hat)
+            y_s *= c_eps / (math.sqrt(gamma_s) * math.sqrt(1.0 - gamma_t))
+            y_s += y0
+            y_s *= math.sqrt(gamma_s)
+        if noise is not None:
+            noise *= sigma
+            y_s += noise
+        return (y_s if y_s.dtype == np.float32 else y_s.astype(np.float32)), pred
+
+    @staticmethod
+    def _writable_output(model_output: np.ndarray, y_t: np.ndarray, lr_up: np.ndarray | None) -> np.ndarray:
+        """model_output itself when step may write into it, else a copy (float64 stays float64)."""
+        out = np.asarray(model_output)
+        reusable = (
+            out.dtype == np.float32
+            and out.flags.writeable
+            and not np.may_share_memory(out, y_t)
+            and (lr_up is None or not np.may_share_memory(out, lr_up))
+        )
+        if reusable:
+            return out
+        return np.array(out, dtype=np.result_type(out.dtype, np.float32))
+
+    def _y0_in_place(
+        self, out: np.ndarray, y_t: np.ndarray, gamma_t: float, lr_up: np.ndarray | None
+    ) -> np.ndarray:
+        """split_prediction + clip_y0 written into ``out``: the clipped y0_hat."""
+        sg, s1g = math.sqrt(gamma_t), math.sqrt(1.0 - gamma_t)
+        if self.prediction == "epsilon":  # y0 = (y - s1g eps) / sg   (Eq. 4 inverted)
+            out *= -s1g
+            out += y_t
+            out *= 1.0 / sg
+        elif self.prediction == "v":  # y0 = sg y - s1g v = sg (y - (s1g / sg) v)   (Salimans & Ho 2022)
+            out *= -s1g / sg
+            out += y_t
+            out *= sg
+        elif self.prediction != "x0":
+            raise ValueError(f"unknown prediction {self.prediction!r}")
+        if self.target == "hr":
+            np.clip(out, -1.0, 1.0, out=out)
+        else:  # residual: clip lr_up + y0 to [-1, 1], as add, clip, subtract
+            if lr_up is None:
+                raise ValueError("a residual target needs lr_up to clip the predicted y0")
+            out += lr_up
+            np.clip(out, -1.0, 1.0, out=out)
+            out -= lr_up
+        return out

@@ -187,3 +187,13 @@ def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SR3_THREADS")
     assert default_threads() >= 1
     assert denoiser_module.CPU_BUDGET_PIXELS > 0
+
+
+def test_session_options_sleep_idle_workers_and_skip_the_memory_pattern_on_cpu() -> None:
+    cpu = denoiser_module._session_options(["CPUExecutionProvider"])
+    assert cpu.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not cpu.enable_mem_pattern and cpu.enable_cpu_mem_arena
+    assert cpu.intra_op_num_threads == default_threads()
+    assert cpu.graph_optimization_level == denoiser_module.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert not denoiser_module._session_options(["DmlExecutionProvider", "CPUExecutionProvider"]).enable_mem_pattern
+    assert denoiser_module._session_options(["CUDAExecutionProvider", "CPUExecutionProvider"]).enable_mem_pattern

@@ -226,3 +226,33 @@ def test_model_space_conversions() -> None:
     assert model.shape == (1, 3, 5, 6) and model.min() >= -1 and model.max() <= 1
     np.testing.assert_allclose(from_model(model), image, atol=1e-7)
     np.testing.assert_array_equal(from_model(np.full((3, 2, 2), 3.0)), np.ones((2, 2, 3)))
+
+
+@pytest.mark.parametrize(("target", "tile", "samples"), [("hr", None, 1), ("residual", 16, 2), ("hr", 16, 1)])
+def test_lazy_previews_read_late_equal_previews_read_at_once(tmp_path: Path, target: str, tile: int | None,
+                                                            samples: int) -> None:
+    """Previews are built on first read, from planes that later steps (in-place sampler) never touch."""
+    sr3 = OnnxDenoiser(save(local_sr3(target=target), tmp_path / "local.onnx"), "cpu")
+    options = RefineOptions(preset="quality", seed=3, tile=tile, samples=samples)
+    at_once = [(s.y_t.copy(), s.pred_y0.copy()) for s in refine(LR, options, sr3)]
+    late = list(refine(LR, options, sr3))
+    assert not any(s._y_t.ready or s._pred_y0.ready for s in late[:-1])  # nothing built yet
+    assert len(late) == len(at_once) == 10 * samples
+    for s, (y_t, pred_y0) in zip(late, at_once, strict=True):
+        np.testing.assert_array_equal(s.y_t, y_t)
+        np.testing.assert_array_equal(s.pred_y0, pred_y0)
+        assert s.pred_y0 is s.pred_y0  # built once, then kept
+
+
+def test_a_preview_is_the_same_whichever_thread_builds_it(models: dict[str, OnnxDenoiser]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    steps = list(refine(LR, RefineOptions(preset="quality", seed=5), models["local"]))
+    eager = list(refine(LR, RefineOptions(preset="quality", seed=5), models["local"]))
+    with ThreadPoolExecutor(4) as pool:
+        built = list(pool.map(lambda s: (s.y_t, s.pred_y0), steps + steps))
+    for (y_t, pred_y0), s in zip(built, eager + eager, strict=True):
+        np.testing.assert_array_equal(y_t, s.y_t)
+        np.testing.assert_array_equal(pred_y0, s.pred_y0)
+    with pytest.raises(AttributeError):
+        steps[0].step = 3  # type: ignore[misc]

@@ -9,6 +9,7 @@ from sr3_desktop.core.sampler import (
     Sampler,
     clip_y0,
     ddim_sigma,
+    ddim_step,
     ddpm_posterior,
     eps_from_y0,
     network_noise_level,
@@ -78,7 +79,7 @@ def test_ddpm_step_is_the_papers_algorithm_2() -> None:
     eps = (rng.standard_normal(SHAPE) * 0.1).astype(np.float32)  # keeps y0_hat inside [-1, 1]
     y_t = (np.sqrt(g_t) * rng.uniform(-0.9, 0.9, SHAPE) + np.sqrt(1 - g_t) * eps).astype(np.float32)
     sampler = Sampler(np.array([g_t, g_s]), "ddpm", 0.0, "epsilon", "hr")
-    y_prev, _ = sampler.step(eps, 0, y_t, np.random.default_rng(9))
+    y_prev, _ = sampler.step(eps.copy(), 0, y_t, np.random.default_rng(9))  # step may overwrite its input
     z = np.random.default_rng(9).standard_normal(SHAPE, dtype=np.float32)
     mean = (y_t - (1 - alpha) / np.sqrt(1 - g_t) * eps.astype(np.float64)) / np.sqrt(alpha)  # Alg. 2, line 4
     variance = (1 - g_s) / (1 - g_t) * (1 - alpha)
@@ -183,3 +184,74 @@ def test_bad_configurations_are_refused() -> None:
     stochastic = Sampler(np.array([0.5, 0.9]), "ddpm")
     with pytest.raises(ValueError):
         stochastic.step(np.zeros(SHAPE, dtype=np.float32), 0, np.zeros(SHAPE, dtype=np.float32), None)
+
+
+def reference_step(sampler: Sampler, out: np.ndarray, i: int, y_t: np.ndarray, noise: np.ndarray | None,
+                   lr_up: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The step written with the module's out-of-place helpers, in float64."""
+    g_t, g_s = sampler.gamma(i), sampler.next_gamma(i)
+    y0, _ = split_prediction(out.astype(np.float64), y_t.astype(np.float64), g_t, sampler.prediction)
+    y0 = clip_y0(y0, sampler.target, lr_up)
+    if g_s >= 1.0:
+        return y0, y0
+    if sampler.kind == "ddpm":
+        mean, variance = ddpm_posterior(y_t, y0, g_t, g_s)
+        return (mean if noise is None else mean + np.sqrt(variance) * noise), y0
+    return ddim_step(y0, eps_from_y0(y_t, y0, g_t), g_t, g_s, sampler.eta, noise), y0
+
+
+@pytest.mark.parametrize("target", ["hr", "residual"])
+@pytest.mark.parametrize("prediction", ["epsilon", "x0", "v"])
+@pytest.mark.parametrize(("kind", "eta"), [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.7)])
+def test_the_in_place_step_matches_the_out_of_place_maths(kind: str, eta: float, prediction: str, target: str) -> None:
+    rng = np.random.default_rng(11)
+    sampler = Sampler(inference_levels(PAPER, 6, 0.6), kind, eta, prediction, target)  # type: ignore[arg-type]
+    lr_up = rng.uniform(-1, 1, SHAPE).astype(np.float32) if target == "residual" else None
+    for i in range(sampler.num_steps):
+        y_t = rng.standard_normal(SHAPE).astype(np.float32)
+        out = (rng.standard_normal(SHAPE) * 1.5).astype(np.float32)
+        y_t_before, out_before = y_t.copy(), out.copy()
+        lr_before = None if lr_up is None else lr_up.copy()
+        noise = np.random.default_rng(i).standard_normal(SHAPE, dtype=np.float32) if sampler.needs_noise(i) else None
+        y_prev, pred = sampler.step(out, i, y_t, np.random.default_rng(i), lr_up)
+        want_y, want_pred = reference_step(sampler, out_before, i, y_t, noise, lr_up)
+        np.testing.assert_allclose(pred, want_pred, atol=1e-5)
+        np.testing.assert_allclose(y_prev, want_y, atol=1e-5)
+        assert y_prev.dtype == pred.dtype == np.float32
+        assert np.shares_memory(pred, out)  # the network's buffer became pred_y0 ...
+        last = i + 1 == sampler.num_steps  # the last step returns pred_y0 as y_prev
+        assert np.shares_memory(y_prev, out) == last  # ... and y_prev is the one new plane
+        np.testing.assert_array_equal(y_t, y_t_before)  # the inputs it only reads stay as they were
+        if lr_up is not None:
+            np.testing.assert_array_equal(lr_up, lr_before)
+
+
+def test_outputs_step_cannot_write_into_are_copied() -> None:
+    sampler = Sampler(np.array([0.3, 0.6]), "ddim", 0.0, "epsilon", "hr")
+    rng = np.random.default_rng(2)
+    y_t = rng.standard_normal(SHAPE).astype(np.float32)
+    reference = sampler.step(y_t.copy(), 0, y_t)
+    aliased = y_t.copy()
+    for y_prev, pred in (sampler.step(aliased, 0, aliased), reference):  # the output IS y_t
+        np.testing.assert_allclose(y_prev, reference[0], atol=1e-6)
+        np.testing.assert_allclose(pred, reference[1], atol=1e-6)
+    frozen = y_t.copy()
+    frozen.setflags(write=False)
+    y_prev, pred = sampler.step(frozen, 0, y_t)
+    np.testing.assert_allclose(y_prev, reference[0], atol=1e-6)
+    np.testing.assert_array_equal(frozen, y_t)
+    wide = y_t.astype(np.float64)
+    sampler.step(wide, 0, y_t)
+    np.testing.assert_array_equal(wide, y_t)  # float64 outputs are computed in a float64 copy
+
+
+def test_start_is_float32_and_leaves_its_inputs_alone() -> None:
+    sampler = Sampler(np.array([0.36, 0.9]), "ddim", 0.0, "epsilon", "hr")
+    rng = np.random.default_rng(3)
+    noise, estimate = rng.standard_normal(SHAPE, dtype=np.float32), rng.uniform(-1, 1, SHAPE).astype(np.float32)
+    noise_before, estimate_before = noise.copy(), estimate.copy()
+    y = sampler.start(noise, estimate)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, 0.6 * estimate.astype(np.float64) + 0.8 * noise, atol=1e-6)
+    np.testing.assert_array_equal(noise, noise_before)
+    np.testing.assert_array_equal(estimate, estimate_before)

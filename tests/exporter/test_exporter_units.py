@@ -185,3 +185,29 @@ def test_empty_or_too_small_folders_are_reported(tmp_path: Path) -> None:
     _photo(tmp_path / "small.png", (20, 20), 0)
     with pytest.raises(DataError, match="smaller than the crop"):
         ImageSet.load(tmp_path, crop=32, val_images=0)
+
+
+# --- U-Net attention ------------------------------------------------------------------------------------
+def test_attention_matmuls_match_the_einsum_maths_and_export_without_einsum() -> None:
+    import math
+
+    from exporter.export_onnx import to_onnx
+    from exporter.unet import SKIP_SCALE, SelfAttention, UNet, UNetConfig
+
+    torch.manual_seed(0)
+    attention = SelfAttention(16)
+    with torch.no_grad():
+        for p in attention.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    assert {k: tuple(v.shape) for k, v in attention.state_dict().items()} == {  # checkpoints stay loadable
+        "norm.weight": (16,), "norm.bias": (16,), "qkv.weight": (48, 16, 1, 1), "qkv.bias": (48,),
+        "proj.weight": (16, 16, 1, 1), "proj.bias": (16,)}
+    x = torch.randn(2, 16, 5, 7)
+    with torch.no_grad():
+        q, k, v = attention.qkv(attention.norm(x)).reshape(2, 3, 16, 35).unbind(1)
+        weights = torch.softmax(torch.einsum("bci,bcj->bij", q, k) / math.sqrt(16), dim=-1)
+        reference = (x + attention.proj(torch.einsum("bij,bcj->bci", weights, v).reshape(2, 16, 5, 7))) * SKIP_SCALE
+        torch.testing.assert_close(attention(x), reference, atol=1e-6, rtol=1e-5)
+    model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(0,)))
+    ops = {node.op_type for node in to_onnx(model).graph.node}
+    assert "MatMul" in ops and "Einsum" not in ops
