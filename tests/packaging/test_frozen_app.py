@@ -1,0 +1,59 @@
+"""PyInstaller smoke test (slow: builds the one-folder app). Run with `python -m pytest -m slow`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def frozen_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("pyinstaller")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "pyinstaller>=6.6"], check=True)
+    subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--distpath", str(work / "dist"),
+                    "--workpath", str(work / "build"), str(ROOT / "pyinstaller.spec")], check=True, cwd=ROOT)
+    exe = work / "dist" / "sr3-desktop" / ("sr3-desktop.exe" if os.name == "nt" else "sr3-desktop")
+    assert exe.is_file()
+    return exe
+
+
+@pytest.mark.slow
+def test_frozen_bundle_has_models_and_no_torch(frozen_app: Path) -> None:
+    internal = frozen_app.parent / "_internal"
+    assert sorted(p.name for p in (internal / "sr3_desktop" / "resources" / "models").glob("*.onnx")) == [
+        "regression-photo-4x.onnx", "sr3-photo-4x.onnx"]
+    assert not (internal / "torch").exists()
+
+
+@pytest.mark.slow
+def test_frozen_cli_upscales_a_sample_image(frozen_app: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)).save(source)
+    out = tmp_path / "out.png"
+    result = subprocess.run([str(frozen_app), "upscale", str(source), "-o", str(out), "--preset", "fast"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out).size == (128, 96)
+
+
+@pytest.mark.slow
+def test_frozen_window_opens_offscreen(frozen_app: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SR3_DESKTOP_DATA_DIR=str(tmp_path))
+    started = time.perf_counter()
+    process = subprocess.Popen([str(frozen_app)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(8)
+        assert process.poll() is None, process.communicate()[1].decode(errors="replace")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert time.perf_counter() - started >= 8
