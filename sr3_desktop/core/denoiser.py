@@ -10,6 +10,7 @@ whose libraries are missing, so the providers actually in use are read back and 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -49,14 +50,27 @@ def default_threads() -> int:
     return max(1, logical // 2) if logical >= 4 else logical
 
 
-def plan_providers(device: str, available: list[str]) -> tuple[list[str], str | None]:
-    """Providers to ask onnxruntime for, and a note when the request cannot be met at all."""
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is loaded (Linux); elsewhere we cannot tell cheaply, so assume it may be."""
+    if sys.platform != "linux":
+        return True
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+
+
+def plan_providers(
+    device: str, available: list[str], nvidia_present: bool | None = None
+) -> tuple[list[str], str | None]:
+    """Providers to ask onnxruntime for, and a note when the request cannot be met at all.
+
+    ``auto`` skips CUDA on a Linux machine without an NVIDIA driver: onnxruntime-gpu is installed
+    everywhere on x86-64, and a machine with no GPU should not be told its CUDA failed."""
     if device not in DEVICES:
         raise SR3Error(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if device == "cpu":
         return [PROVIDERS["cpu"]], None
     if device == "auto":
-        wanted = [PROVIDERS[d] for d in AUTO_ORDER if PROVIDERS[d] in available]
+        gpu = nvidia_driver_present() if nvidia_present is None else nvidia_present
+        wanted = [PROVIDERS[d] for d in AUTO_ORDER if PROVIDERS[d] in available and (gpu or d != "cuda")]
         return [*wanted, PROVIDERS["cpu"]], None
     if PROVIDERS[device] not in available:
         label = DEVICE_LABELS[device]

@@ -128,7 +128,12 @@ def test_a_failing_run_becomes_a_model_error(oracle_path: Path) -> None:
 
 def test_provider_plans() -> None:
     available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert plan_providers("auto", available) == (["CUDAExecutionProvider", "CPUExecutionProvider"], None)
+    assert plan_providers("auto", available, nvidia_present=True) == (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"], None)
+    # no NVIDIA driver: auto goes straight to the CPU, with nothing to warn about
+    assert plan_providers("auto", available, nvidia_present=False) == (["CPUExecutionProvider"], None)
+    # an explicit request still tries CUDA, so a missing library is reported
+    assert plan_providers("cuda", available, nvidia_present=False)[0][0] == "CUDAExecutionProvider"
     assert plan_providers("auto", ["DmlExecutionProvider", "CPUExecutionProvider"])[0][0] == "DmlExecutionProvider"
     assert plan_providers("cpu", available) == (["CPUExecutionProvider"], None)
     providers, note = plan_providers("directml", available)
