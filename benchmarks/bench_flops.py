@@ -1,6 +1,6 @@
 """Figure 1: FLOP efficiency of one refinement step (one denoiser session.run at batch 1).
 
-MACs come from the SR3 graph's Conv / MatMul / Gemm / Einsum nodes (graph_macs.py); the machine's
+MACs come from the SR3 graph's Conv / MatMul / Gemm (and older graphs' Einsum) nodes (graph_macs.py); the machine's
 fp32 peak is the better of numpy's and onnxruntime's 2048^2 matmul, with the same thread count,
 measured in this run. Target: achieved / peak >= 0.5 at a 256^2 output.
 """
@@ -28,8 +28,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from _common import machine, model_path, result, sr3_feeds  # noqa: E402
-from graph_macs import count_macs, sr3_sizes  # noqa: E402
-from graph_rewrites import einsum_to_matmul, instance_norm_affine  # noqa: E402
+from graph_macs import attention_macs, count_macs, sr3_sizes  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from sr3_desktop.core.denoiser import OnnxDenoiser, default_threads  # noqa: E402
@@ -65,16 +64,6 @@ def ort_peak_session() -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
     feeds = {n: rng.standard_normal(shape, dtype=np.float32) for n in ("a", "b")}
     session.run(None, feeds)  # warm-up
     return session, feeds
-
-
-def proposed_session(path: Path) -> ort.InferenceSession:
-    """The app's session options without spinning, on the graph with the proposed exporter rewrites."""
-    from sr3_desktop.core import denoiser
-
-    options = denoiser._session_options(["CPUExecutionProvider"])
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    graph = instance_norm_affine(einsum_to_matmul(onnx.load(str(path)))[0])[0]
-    return ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def op_profile(path: Path, side: int = 256) -> list[tuple[str, float]]:
@@ -116,11 +105,8 @@ def main() -> None:
     flop_peak = 2 * PEAK_N**3 / 1e9
     macs = {side: count_macs(path, sr3_sizes(side, side)) for side in SIDES}
     feeds = {side: sr3_feeds(side, side) for side in SIDES}
-    proposed = proposed_session(path)
     for side in SIDES:
         session.run(None, feeds[side])  # warm-up: first-run allocations per shape
-    proposed.run(None, feeds[256])
-    proposed_rows: list[float] = []
     # rounds of (numpy peak, onnxruntime peak, one step per size): the load on a shared machine
     # moves, so each step is compared with the peak measured next to it
     rows: dict[int, list[tuple[float, float]]] = {side: [] for side in SIDES}
@@ -133,9 +119,6 @@ def main() -> None:
             peaks.append(peak)
             seconds = timed(lambda side=side: session.run(None, feeds[side]))
             rows[side].append((seconds, max(peak)))
-            if side == 256:
-                proposed_rows.append(2 * sum(macs[256].values()) / 1e9 / timed(lambda: proposed.run(None, feeds[256]))
-                                     / max(peak))
     print(f"fp32 matmul {PEAK_N}² peak (GFLOP/s): numpy " + ", ".join(f"{p[0]:.0f}" for p in peaks)
           + "; onnxruntime " + ", ".join(f"{p[1]:.0f}" for p in peaks))
     print(f"{'output':>8} {'GMAC':>8} {'conv':>7} {'attn':>6} {'step s':>8} {'GFLOP/s':>8} {'/ peak':>7}")
@@ -145,15 +128,12 @@ def main() -> None:
         per_round = [2 * total / s / 1e9 / p for s, p in rows[side]]
         ratios[side] = statistics.median(per_round)
         seconds = statistics.median(s for s, _ in rows[side])
-        print(f"{side:>7}² {total / 1e9:8.2f} {macs[side]['Conv'] / 1e9:7.2f} {macs[side]['Einsum'] / 1e9:6.2f} "
+        print(f"{side:>7}² {total / 1e9:8.2f} {macs[side]['Conv'] / 1e9:7.2f} {attention_macs(macs[side]) / 1e9:6.2f} "
               f"{seconds:8.3f} {2 * total / seconds / 1e9:8.1f} {ratios[side]:7.2f}")
     shares = op_profile(path)
     print("  kernel time by op at 256² (onnxruntime profiler): "
           + ", ".join(f"{op} {share:.0%}" for op, share in shares if share >= 0.02))
-    print(f"  with the proposed changes (no spinning, Einsum -> MatMul, GroupNorm folding) at 256²: "
-          f"{statistics.median(proposed_rows):.2f} of the peak")
     print(result("flops_efficiency_256", ratios[256], ">=", 0.5, 2))
-    print(result("flops_efficiency_256_with_proposed_changes", statistics.median(proposed_rows), ">=", 0.5, 2))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 The graph's dynamic inputs are fixed to concrete sizes and onnx shape inference (with data
 propagation, so the attention's Shape -> Reshape chains resolve) gives every tensor's shape.
-Attention in the exporter's U-Net is two Einsum nodes, ``bci,bcj->bij`` and ``bij,bcj->bci``;
-a two-operand contraction costs the product of the sizes of all its distinct indices.
+Attention in the exporter's U-Net is two batched MatMuls (torch.bmm: q^T k and v w^T), counted as
+out elements x the shared dimension like every MatMul; graphs exported before that used two Einsum
+nodes (``bci,bcj->bij``, ``bij,bcj->bci``), where a contraction costs the product of the sizes of
+all its distinct indices. ``attention_macs`` sums both, so either kind of graph reads the same.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def count_macs(path: str | Path, sizes: dict[str, list[int]]) -> Counter[str]:
             equation = next(a.s.decode() for a in node.attribute if a.name == "equation")
             macs["Einsum"] += _einsum_macs(equation, [shapes[n] for n in node.input])
     return macs
+
+
+def attention_macs(macs: Counter[str]) -> int:
+    """The attention's share of ``count_macs``: every MatMul and Einsum (the time-embedding MLP is Gemm)."""
+    return macs["MatMul"] + macs["Einsum"]
 
 
 def sr3_sizes(height: int, width: int, batch: int = 1) -> dict[str, list[int]]:

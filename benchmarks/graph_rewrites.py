@@ -1,8 +1,8 @@
-"""Prototype rewrites of the exported SR3 graph, measured by explore_optimisations.py.
+"""A prototype rewrite of the exported SR3 graph, measured by explore_optimisations.py.
 
-They belong in the exporter (exporter/export_onnx.py or exporter/unet.py), not here; this module
-only shows the gain of each one on the real graph and checks that the output stays the same.
-  * ``einsum_to_matmul``: attention's two Einsums -> Transpose + MatMul (MLAS sgemm).
+It belongs in the exporter (exporter/export_onnx.py), not here; this module only shows its gain
+on the real graph and checks that the output stays the same. (The attention's Einsum -> MatMul
+rewrite is applied in exporter/unet.py: the graph's attention is torch.bmm now.)
   * ``instance_norm_affine``: GroupNorm with one channel per group (C = 32 = groups) is exported
     as Reshape -> InstanceNormalization(1, 0) -> Reshape -> Mul(gamma) -> Add(beta); it is one
     InstanceNormalization(gamma, beta).
@@ -23,33 +23,6 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
         elif node.op_type == "Identity" and node.input[0] in values:  # the exporter's deduplicated constants
             values[node.output[0]] = values[node.input[0]]
     return values
-
-
-def einsum_to_matmul(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """bci,bcj->bij = MatMul(Transpose(q), k); bij,bcj->bci = MatMul(v, Transpose(w))."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    nodes: list[onnx.NodeProto] = []
-    changed = 0
-    for node in out.graph.node:
-        is_einsum = node.op_type == "Einsum"
-        eq = next((a.s.decode() for a in node.attribute if a.name == "equation"), "") if is_einsum else ""
-        eq = eq.replace(" ", "")
-        if eq == "bci,bcj->bij":
-            t = node.output[0] + "_qT"
-            nodes += [helper.make_node("Transpose", [node.input[0]], [t], perm=[0, 2, 1]),
-                      helper.make_node("MatMul", [t, node.input[1]], list(node.output))]
-            changed += 1
-        elif eq == "bij,bcj->bci":
-            t = node.output[0] + "_wT"
-            nodes += [helper.make_node("Transpose", [node.input[0]], [t], perm=[0, 2, 1]),
-                      helper.make_node("MatMul", [node.input[1], t], list(node.output))]
-            changed += 1
-        else:
-            nodes.append(node)
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    return out, changed
 
 
 def instance_norm_affine(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:

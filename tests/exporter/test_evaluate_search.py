@@ -72,5 +72,6 @@ def test_pick_prefers_psnr_within_the_sharpness_and_colour_limits() -> None:
     sharp = _cand(29.0, 0.95)
     sharper_lower = _cand(28.5, 1.05)
     drifting = _cand(31.0, 1.0, colour=3.0)
-    assert pick([blurry_best_psnr, sharp, sharper_lower, drifting], min_sharpness=0.0) is sharp
-    assert pick([blurry_best_psnr, sharp, sharper_lower], min_sharpness=1.0) is sharper_lower
+    assert pick([blurry_best_psnr, sharp, sharper_lower, drifting], (0.85, 1.15)) is sharp
+    assert pick([blurry_best_psnr, sharp, sharper_lower], (1.0, 1.15)) is sharper_lower
+    assert pick([blurry_best_psnr, sharp], (0.0, float("inf"))) is blurry_best_psnr
