@@ -5,8 +5,9 @@
     the whole ``upscale`` command in-process (PNG load + save included).
   * GUI: the real ``qt.worker.RefineWorker`` in its QThread (offscreen Qt), live preview on, and every
     preview turned into a pixmap on the GUI thread the way ``views.canvas.Layer`` does when painted.
-Ratio = wall time / time inside ``session.run`` during that same run (the app's own cached session,
-timed through a thin proxy): load drift on a shared machine hits numerator and denominator alike.
+Ratio = wall time / time inside ``session.run`` during that same run (the app's own cached sessions,
+SR3 and, when the preset starts from its estimate, regression, timed through a thin proxy): load
+drift on a shared machine hits numerator and denominator alike.
 As a cross-check, steps x bare ``session.run`` on the recorded tile batches is timed too.
 Targets: CLI <= 1.10, GUI <= 1.15.
 """
@@ -46,17 +47,18 @@ PRESET = "fast"
 ROUNDS = 2
 
 
-def cli_refine(denoiser: OnnxDenoiser, lr: np.ndarray, tile: int | None) -> None:
-    """refine() with the CLI's options, consumed step by step as cli.upscale_one does."""
+def cli_refine(denoiser: OnnxDenoiser, regression: OnnxDenoiser | None, lr: np.ndarray, tile: int | None) -> None:
+    """refine() with the CLI's options and models, consumed step by step as cli.upscale_one does."""
     options = RefineOptions(method="sr3", preset=PRESET, seed=0, tile=tile, preview_every=1)
     final = None
-    steps = refine(lr, options, denoiser, None)
+    steps = refine(lr, options, denoiser, regression)
     try:
         for step in steps:
             final = step.result or final
     finally:
         steps.close()
-    assert final is not None and final.steps == denoiser.card.preset(PRESET).steps
+    nfe = denoiser.card.preset(PRESET).steps + (regression is not None)  # + the regression estimate's run
+    assert final is not None and final.steps == nfe, (final and final.steps, nfe)
 
 
 def cli_command(path: Path, image: Path, out: Path) -> None:
@@ -67,7 +69,7 @@ def cli_command(path: Path, image: Path, out: Path) -> None:
     assert code == 0, f"the CLI failed with exit code {code}"
 
 
-def gui_worker(path: Path, lr: np.ndarray) -> int:
+def gui_worker(path: Path, regression: Path | None, lr: np.ndarray) -> int:
     """The real RefineWorker in a QThread; each preview becomes a QPixmap on the GUI thread."""
     from PySide6.QtCore import QEventLoop, QObject, Slot
     from PySide6.QtWidgets import QApplication
@@ -102,7 +104,7 @@ def gui_worker(path: Path, lr: np.ndarray) -> int:
     app = QApplication.instance() or QApplication([])
     assert app is not None
     options = RefineOptions(method="sr3", preset=PRESET, seed=0, preview_every=1)
-    job = RefineJob(1, lr, options, path, None, "cpu", ("sr3",), preview_every=1)
+    job = RefineJob(1, lr, options, path, regression, "cpu", ("sr3",), preview_every=1)
     worker = RefineWorker(job)
     sink = Sink()
     loop = QEventLoop()
@@ -118,17 +120,20 @@ def gui_worker(path: Path, lr: np.ndarray) -> int:
     return sink.shown
 
 
-def in_run_ratio(denoiser: OnnxDenoiser, run: Callable[[], object]) -> tuple[float, float, float]:
-    """(wall / session time, wall s, session s) of one ``run()``."""
-    timed = TimedSession(denoiser._session)
-    denoiser._session = timed  # type: ignore[assignment]
+def in_run_ratio(denoisers: list[OnnxDenoiser], run: Callable[[], object]) -> tuple[float, float, float]:
+    """(wall / session time, wall s, session s) of one ``run()``; every given model's session is timed."""
+    timed = [TimedSession(d._session) for d in denoisers]
+    for denoiser, proxy in zip(denoisers, timed, strict=True):
+        denoiser._session = proxy  # type: ignore[assignment]
     try:
         start = time.perf_counter()
         run()
         wall = time.perf_counter() - start
     finally:
-        denoiser._session = timed.session  # type: ignore[assignment]
-    return wall / timed.seconds, wall, timed.seconds
+        for denoiser, proxy in zip(denoisers, timed, strict=True):
+            denoiser._session = proxy.session  # type: ignore[assignment]
+    inside = sum(proxy.seconds for proxy in timed)
+    return wall / inside, wall, inside
 
 
 def bare_steps(denoiser: OnnxDenoiser, feeds: list[dict[str, np.ndarray]], steps: int) -> float:
@@ -145,6 +150,10 @@ def main() -> None:
     denoiser = get_denoiser(path, "cpu")  # the cached session the CLI and the worker get too
     lr = test_lr(LR_SIDE)
     steps = denoiser.card.preset(PRESET).steps
+    # the CLI and the GUI load the regression model too when the preset starts from its estimate
+    regression_path = model_path("regression") if denoiser.card.preset(PRESET).start == "regression" else None
+    regression = get_denoiser(regression_path, "cpu") if regression_path else None
+    models = [denoiser, *([regression] if regression else [])]
     print(f"model {path.name}, preset {PRESET} ({steps} steps), {LR_SIDE}² -> {LR_SIDE * denoiser.card.scale}², "
           f"{threads()} threads, {machine()}", flush=True)
     one_step = RefineOptions(method="sr3", preset=PRESET, steps=1, seed=0)
@@ -157,19 +166,19 @@ def main() -> None:
         image = Path(tmp) / "in.png"
         Image.fromarray((lr * 255 + 0.5).astype(np.uint8)).save(image)
         runs: dict[str, Callable[[], object]] = {
-            "cli": lambda: cli_refine(denoiser, lr, None),
-            "tiled": lambda: cli_refine(denoiser, lr, 128),
+            "cli": lambda: cli_refine(denoiser, regression, lr, None),
+            "tiled": lambda: cli_refine(denoiser, regression, lr, 128),
             "command": lambda: cli_command(path, image, Path(tmp) / "out.png"),
-            "gui": lambda: gui_worker(path, lr),
+            "gui": lambda: gui_worker(path, regression_path, lr),
         }
         for r in range(ROUNDS):
             for name, run in runs.items():
-                ratio, wall, inside = in_run_ratio(denoiser, run)
+                ratio, wall, inside = in_run_ratio(models, run)
                 ratios[name].append(ratio)
                 print(f"  round {r + 1} {name:8s}: wall {wall:6.2f} s, in session.run {inside:6.2f} s, "
                       f"ratio {ratio:.3f}", flush=True)
         bare = bare_steps(denoiser, feeds_for(shapes), steps)
-        ratio, wall, _ = in_run_ratio(denoiser, runs["cli"])
+        ratio, wall, _ = in_run_ratio(models, runs["cli"])
         print(f"  cross-check: cli refine {wall:.2f} s / ({steps} x bare session.run = {bare:.2f} s) "
               f"= {wall / bare:.3f} (drifts with the load)")
     med = {k: statistics.median(v) for k, v in ratios.items()}
