@@ -1,7 +1,7 @@
 """Figure 4: linear cost and memory at scale.
 
 Time per output megapixel at 512², 1024² and 2048² outputs: the ``fast`` preset cut to ONE step
-(``steps=1``: bicubic start, one DDIM step, back-projection), automatic tiling, through
+(``steps=1``, no regression model: a bicubic start, one step, back-projection), automatic tiling, via
 ``pipeline.refine``. A 2048² step takes a minute here and the load drifts meanwhile, so each size's
 time per MP is expressed in units of the 512² cost, from factors that are each measured drift-free:
 (wall / time inside session.run, same run) x (one bare run of the size's tile batch / one bare 512²

@@ -24,6 +24,7 @@ from sr3_desktop.core.model_safety import check_onnx_file
 from sr3_desktop.core.sampler import network_noise_level
 
 DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
+BUNDLED_DIR_ENV = "SR3_DESKTOP_BUNDLED_DIR"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
 PREFERRED_DEFAULTS = {"sr3": "sr3-photo-4x", "regression": "regression-photo-4x"}
 _TEMP_PREFIX = ".sr3tmp-"
@@ -37,6 +38,12 @@ def data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("sr3-desktop", appauthor=False))
+
+
+def bundled_models_dir() -> Path:
+    """The shipped models (SR3_DESKTOP_BUNDLED_DIR overrides it, e.g. for packagers and tests)."""
+    override = os.environ.get(BUNDLED_DIR_ENV, "").strip()
+    return Path(override).expanduser() if override else BUNDLED_DIR
 
 
 def user_models_dir() -> Path:
@@ -101,7 +108,7 @@ def scan_models(bundled_dir: Path | None = None, user_dir: Path | None = None) -
     """Bundled models first, then imported ones; unreadable files become warnings."""
     scan = ModelScan()
     seen: dict[str, Path] = {}
-    for folder, bundled in ((bundled_dir or BUNDLED_DIR, True), (user_dir or user_models_dir(), False)):
+    for folder, bundled in ((bundled_dir or bundled_models_dir(), True), (user_dir or user_models_dir(), False)):
         for path in _onnx_files(folder):
             try:
                 card = _cached_card(path)

@@ -39,6 +39,9 @@ def isolated_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     """Data, logs, settings and the output folder all live under tmp_path."""
     data = tmp_path / "user-data"
     monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(data))
+    bundled = tmp_path / "bundled-models"  # the tests install their own small models
+    bundled.mkdir()
+    monkeypatch.setenv("SR3_DESKTOP_BUNDLED_DIR", str(bundled))
     monkeypatch.setenv("SR3_THREADS", "1")
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))

@@ -1,0 +1,54 @@
+"""The shipped models: present, with full cards, and they upscale through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sr3_desktop import cli
+from sr3_desktop.core import models
+from sr3_desktop.core.model_card import read_card
+
+BUNDLED = Path(models.BUNDLED_DIR)
+
+
+@pytest.mark.parametrize(("file", "kind"), [("sr3-photo-4x.onnx", "sr3"), ("regression-photo-4x.onnx", "regression")])
+def test_bundled_model_has_a_full_card(file: str, kind: str) -> None:
+    path = BUNDLED / file
+    assert path.is_file() and path.stat().st_size < 50 * 2**20
+    card = read_card(path)
+    assert (card.kind, card.scale, card.target) == (kind, 4, "residual")
+    assert "lomiri-wallpapers" in card.training["credits"] and card.training["steps"] > 1000
+    assert card.description
+    if kind == "sr3":
+        assert card.preset_names() == ["fast", "balanced", "quality"]
+        quality = card.preset("quality")
+        assert (quality.start, quality.back_projection) == ("noise", 0)  # the paper's algorithm
+        assert card.preset("fast").network_evaluations <= 10
+        assert all(p.scores and p.description for p in card.inference_presets.values())
+        assert card.metrics["schedule_search"]["candidates"] > 0
+
+
+def test_defaults_are_the_bundled_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SR3_DESKTOP_BUNDLED_DIR", raising=False)
+    for kind, name in (("sr3", "sr3-photo-4x.onnx"), ("regression", "regression-photo-4x.onnx")):
+        entry = models.default_model(kind)
+        assert entry is not None and entry.bundled and entry.path.name == name
+
+
+def test_cli_upscales_with_the_bundled_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SR3_DESKTOP_BUNDLED_DIR", raising=False)
+    source = tmp_path / "photo.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((12, 20, 3)) * 255).astype(np.uint8)).save(source)
+    for method in ("sr3", "regression"):
+        out = tmp_path / f"{method}.png"
+        assert cli.main(["upscale", str(source), "-o", str(out), "--method", method, "--preset", "fast",
+                         "--quiet"] if method == "sr3" else
+                        ["upscale", str(source), "-o", str(out), "--method", method, "--quiet"]) == 0
+        assert Image.open(out).size == (80, 48)
