@@ -19,13 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_model_folders: tuple[Path, Path]) -> Path:
     """Empty bundled and data folders, two input images (one RGBA in a sub-folder) and a bad file."""
-    monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SR3_THREADS", "1")
-    bundled = tmp_path / "bundled"
-    bundled.mkdir()
-    monkeypatch.setattr(models, "BUNDLED_DIR", bundled)
     rng = np.random.default_rng(0)
     (tmp_path / "in" / "sub").mkdir(parents=True)
     Image.fromarray((rng.uniform(0, 1, (10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / "a.png")

@@ -15,20 +15,15 @@ from onnx_fixtures import local_sr3, save
 from PIL import Image
 
 from sr3_desktop import cli
-from sr3_desktop.core import models
 from sr3_desktop.core.imageio import SAVE_FORMATS, TEMP_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_model_folders: tuple[Path, Path]) -> Path:
     """Empty bundled and data folders, an RGB and an RGBA input, and a seed-dependent SR3 model."""
-    monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SR3_THREADS", "1")
-    bundled = tmp_path / "bundled"
-    bundled.mkdir()
-    monkeypatch.setattr(models, "BUNDLED_DIR", bundled)
     rng = np.random.default_rng(0)
     (tmp_path / "in" / "sub").mkdir(parents=True)
     Image.fromarray((rng.uniform(0, 1, (10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / "a.png")

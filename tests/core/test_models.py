@@ -8,7 +8,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_fixtures import local_sr3, make_card, oracle_sr3, regression, save
 
-from sr3_desktop.core import models
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.model_card import ModelCardError, embed_card
 from sr3_desktop.core.models import (
@@ -23,13 +22,9 @@ from sr3_desktop.core.models import (
 
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty bundled folder and an empty data folder."""
-    monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(tmp_path / "data"))
-    bundled = tmp_path / "bundled"
-    bundled.mkdir()
-    monkeypatch.setattr(models, "BUNDLED_DIR", bundled)
-    return bundled
+def registry(empty_model_folders: tuple[Path, Path]) -> Path:
+    """An empty bundled folder and an empty data folder; returns the bundled folder."""
+    return empty_model_folders[0]
 
 
 def nan_model() -> onnx.ModelProto:

@@ -14,7 +14,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_fixtures import _finish, custom_graph, local_sr3, make_card, oracle_sr3, save
 
-from sr3_desktop.core import models
 from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.models import import_model, user_models_dir
@@ -68,13 +67,9 @@ def test_no_shipped_code_can_load_a_custom_op_library() -> None:
 
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def registry(empty_model_folders: tuple[Path, Path]) -> Path:
     """Empty bundled and data folders; returns the data folder."""
-    monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(tmp_path / "data"))
-    bundled = tmp_path / "bundled"
-    bundled.mkdir()
-    monkeypatch.setattr(models, "BUNDLED_DIR", bundled)
-    return tmp_path / "data"
+    return empty_model_folders[1]
 
 
 @pytest.fixture
