@@ -6,6 +6,7 @@ python scripts/annotate_card.py MODEL.onnx --name "SR3 Photo 4x" --description "
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def main() -> None:
     parser.add_argument("--description", help="one paragraph for the details pane")
     parser.add_argument("--credits", type=Path, help="text file: where the training photos come from, with licences")
     parser.add_argument("--data", help="short description of the training data")
+    parser.add_argument("--evaluation", type=Path, help="an `exporter evaluate` JSON report for the card's metrics")
     args = parser.parse_args()
     card = read_card(args.model)
     training = dict(card.training)
@@ -28,8 +30,13 @@ def main() -> None:
         training["credits"] = args.credits.read_text(encoding="utf-8").strip()
     if args.data:
         training["data"] = args.data
+    metrics = dict(card.metrics)
+    if args.evaluation:
+        report = json.loads(args.evaluation.read_text(encoding="utf-8"))
+        metrics["evaluation"] = {key: report[key] for key in ("data", "crop", "crops", "seed", "date", "results")}
     card = card.with_updates(
-        name=args.name or card.name, description=args.description or card.description, training=training
+        name=args.name or card.name, description=args.description or card.description, training=training,
+        metrics=metrics,
     )
     proto = onnx.load(str(args.model))
     embed_card(proto, card)

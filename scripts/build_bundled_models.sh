@@ -27,4 +27,6 @@ python -m exporter search-schedule "$SR3" --regression "$REG" --data "$VAL" --bu
 python -m exporter evaluate "$SR3" --regression "$REG" --data "$VAL" --crop 256 --crops-per-image 1 \
   --out docs/evaluation/sr3-photo-4x.json --png docs/evaluation/comparison.png
 python -m exporter evaluate "$REG" --data "$VAL" --crop 256 --crops-per-image 1 --out docs/evaluation/regression-photo-4x.json
+python scripts/annotate_card.py "$REG" --evaluation docs/evaluation/regression-photo-4x.json
+python scripts/annotate_card.py "$SR3" --evaluation docs/evaluation/sr3-photo-4x.json
 ls -la "$MODELS"

@@ -23,6 +23,8 @@ def test_bundled_model_has_a_full_card(file: str, kind: str) -> None:
     assert (card.kind, card.scale, card.target) == (kind, 4, "residual")
     assert "lomiri-wallpapers" in card.training["credits"] and card.training["steps"] > 1000
     assert card.description
+    evaluation = card.metrics["evaluation"]["results"]  # the exporter's held-out evaluation
+    assert evaluation["bicubic"]["psnr_y"] > 20 and kind in {name.split("-")[0] for name in evaluation}
     if kind == "sr3":
         assert card.preset_names() == ["fast", "balanced", "quality"]
         quality = card.preset("quality")
