@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import onnx
@@ -71,7 +71,12 @@ def _checked_size(model_path: Path, name: str) -> int:
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     """The graph and every subgraph inside its nodes' attributes (If, Loop, Scan bodies)."""
     yield graph
-    for node in graph.node:
+    yield from _subgraphs(graph.node)
+
+
+def _subgraphs(nodes: Iterable[onnx.NodeProto]) -> Iterator[onnx.GraphProto]:
+    """Every graph held in the nodes' attributes, recursively."""
+    for node in nodes:
         for attribute in node.attribute:
             if attribute.HasField("g"):
                 yield from _graphs(attribute.g)
@@ -85,12 +90,7 @@ def _all_graphs(model: onnx.ModelProto) -> Iterator[onnx.GraphProto]:
         yield from _graphs(info.initialization)
         yield from _graphs(info.algorithm)
     for function in model.functions:
-        for node in function.node:
-            for attribute in node.attribute:
-                if attribute.HasField("g"):
-                    yield from _graphs(attribute.g)
-                for sub in attribute.graphs:
-                    yield from _graphs(sub)
+        yield from _subgraphs(function.node)
 
 
 def _refuse_domain(name: str, domain: str, where: str) -> ModelError:

@@ -15,3 +15,4 @@ def empty_model_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tupl
     monkeypatch.setenv("SR3_DESKTOP_BUNDLED_DIR", str(bundled))
     monkeypatch.setenv("SR3_DESKTOP_DATA_DIR", str(data))
     return bundled, data
+

@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from onnx_fixtures import local_sr3, oracle_sr3, regression, save
 from PIL import Image
+from sample_inputs import write_sample_inputs
 
 import sr3_desktop.__main__ as entry
 from sr3_desktop import cli
@@ -22,10 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_model_folders: tuple[Path, Path]) -> Path:
     """Empty bundled and data folders, two input images (one RGBA in a sub-folder) and a bad file."""
     monkeypatch.setenv("SR3_THREADS", "1")
-    rng = np.random.default_rng(0)
-    (tmp_path / "in" / "sub").mkdir(parents=True)
-    Image.fromarray((rng.uniform(0, 1, (10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / "a.png")
-    Image.fromarray((rng.uniform(0, 1, (8, 8, 4)) * 255).astype(np.uint8)).save(tmp_path / "in" / "sub" / "b.png")
+    write_sample_inputs(tmp_path / "in")
     (tmp_path / "in" / "bad.png").write_bytes(b"this is not a png")
     save(oracle_sr3(name="fixture-oracle"), tmp_path / "models" / "oracle.onnx")
     save(local_sr3(name="fixture-local"), tmp_path / "models" / "local.onnx")

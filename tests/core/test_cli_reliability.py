@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from onnx_fixtures import local_sr3, save
 from PIL import Image
+from sample_inputs import write_sample_inputs
 
 from sr3_desktop import cli
 from sr3_desktop.core.imageio import SAVE_FORMATS, TEMP_PREFIX
@@ -24,10 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_model_folders: tuple[Path, Path]) -> Path:
     """Empty bundled and data folders, an RGB and an RGBA input, and a seed-dependent SR3 model."""
     monkeypatch.setenv("SR3_THREADS", "1")
-    rng = np.random.default_rng(0)
-    (tmp_path / "in" / "sub").mkdir(parents=True)
-    Image.fromarray((rng.uniform(0, 1, (10, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / "a.png")
-    Image.fromarray((rng.uniform(0, 1, (8, 8, 4)) * 255).astype(np.uint8)).save(tmp_path / "in" / "sub" / "b.png")
+    write_sample_inputs(tmp_path / "in")
     save(local_sr3(name="fixture-local"), tmp_path / "local.onnx")
     return tmp_path
 
