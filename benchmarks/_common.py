@@ -18,7 +18,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).resolve().parent / ".cache"
-BUNDLED = ROOT / "sr3_desktop" / "resources" / "models"
+BUNDLED = ROOT / "resources" / "models"
 RECIPES = {"sr3": ROOT / "recipes" / "sr3-photo-4x.toml", "regression": ROOT / "recipes" / "regression-photo-4x.toml"}
 BUNDLED_NAMES = {"sr3": "sr3-photo-4x.onnx", "regression": "regression-photo-4x.onnx"}
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
@@ -125,23 +125,23 @@ def machine() -> str:
 
 
 def recorded_batches(denoiser: object, run: Callable[[], object]) -> list[tuple[int, ...]]:
-    """The (N, C, h, w) shapes of every ``predict_noise`` call that ``run()`` makes, in order.
+    """The (N, C, h, w) shapes of every ``predict`` call that ``run()`` makes, in order.
 
     Wraps the instance's method for the duration only, so a benchmark can replay exactly the tile
     batches the pipeline sent, with a bare ``session.run``, without depending on tiling internals.
     """
     shapes: list[tuple[int, ...]] = []
-    original = denoiser.predict_noise  # type: ignore[attr-defined]
+    original = denoiser.predict  # type: ignore[attr-defined]
 
     def recording(lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
         shapes.append(tuple(y_t.shape))
         return original(lr_up, y_t, noise_level)
 
-    denoiser.predict_noise = recording  # type: ignore[attr-defined]
+    denoiser.predict = recording  # type: ignore[attr-defined]
     try:
         run()
     finally:
-        del denoiser.predict_noise  # type: ignore[attr-defined]
+        del denoiser.predict  # type: ignore[attr-defined]
     return shapes
 
 

@@ -45,6 +45,8 @@ from sr3_desktop.core.pipeline import RefineOptions, refine
 LR_SIDE = 64  # -> 256^2 output
 PRESET = "fast"
 ROUNDS = 2
+GUI_LIMIT_S = 300
+"""A GUI run that takes longer than this has hung: fail instead of waiting."""
 
 
 def cli_refine(denoiser: OnnxDenoiser, regression: OnnxDenoiser | None, lr: np.ndarray, tile: int | None) -> None:
@@ -71,7 +73,7 @@ def cli_command(path: Path, image: Path, out: Path) -> None:
 
 def gui_worker(path: Path, regression: Path | None, lr: np.ndarray) -> int:
     """The real RefineWorker in a QThread; each preview becomes a QPixmap on the GUI thread."""
-    from PySide6.QtCore import QEventLoop, QObject, Slot
+    from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
     from PySide6.QtWidgets import QApplication
 
     from sr3_desktop.qt.views.canvas import Layer
@@ -111,10 +113,23 @@ def gui_worker(path: Path, regression: Path | None, lr: np.ndarray) -> int:
     worker.preview.connect(sink.preview)
     worker.result.connect(sink.result)
     worker.failed.connect(sink.failed)
-    worker.finished.connect(loop.quit)  # queued to this thread: a quit before exec() still ends exec()
     thread = start_in_thread(worker, "bench-refine")
-    loop.exec()
-    thread.wait()
+    # The loop ends when the *thread* has finished, not when the worker has: worker.finished also
+    # queues thread.quit to this thread, and quitting on worker.finished could leave that call
+    # undelivered, so thread.wait() would block for ever (the hang of issue 14). thread.finished is
+    # emitted only after the thread's event loop has returned, whatever order queued calls arrive in.
+    thread.finished.connect(loop.quit)  # queued here: a quit posted before exec() still ends exec()
+    deadline = QTimer(singleShot=True, interval=GUI_LIMIT_S * 1000)
+    deadline.timeout.connect(loop.quit)
+    deadline.start()
+    if not thread.isFinished():  # true from the moment finished is emitted, so no emission is missed
+        loop.exec()
+    deadline.stop()
+    if not thread.wait(10_000):  # only after the deadline: stop the run, then fail
+        worker.abort()
+        thread.quit()
+        thread.wait(30_000)
+        raise RuntimeError(f"the GUI worker's thread did not finish within {GUI_LIMIT_S} s")
     if sink.failures:
         raise RuntimeError(sink.failures[0])
     return sink.shown

@@ -7,15 +7,14 @@ tampered file cannot run code when it is loaded.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.imageio.atomic import atomic_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "sr3-exporter-checkpoint-1"
@@ -27,19 +26,11 @@ class CheckpointError(SR3Error):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` via a temp file + os.replace: a kill mid-write keeps the old file."""
+    """Write ``payload`` to ``path`` with the atomic writer: a kill mid-write keeps the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        torch.save({"format": FORMAT, **payload}, handle)
     return path
 
 

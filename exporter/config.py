@@ -15,18 +15,19 @@ import tomllib
 
 from exporter.unet import UNetConfig
 from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.literals import CONDITIONS, PREDICTIONS, TARGETS
+from sr3_desktop.core.literals import MODEL_KINDS as KINDS
+from sr3_desktop.core.literals import Condition as ConditionKind
+from sr3_desktop.core.literals import ModelKind as Kind
+from sr3_desktop.core.literals import Prediction as PredictionKind
+from sr3_desktop.core.literals import Target as TargetKind
 from sr3_desktop.core.schedule import ScheduleSpec
 
-Kind = Literal["sr3", "regression"]
-PredictionKind = Literal["epsilon", "x0", "v"]
-TargetKind = Literal["hr", "residual"]
 LossKind = Literal["l1", "l2"]
 LossWeighting = Literal["none", "min-snr", "truncated-snr"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
-KINDS = ("sr3", "regression")
-PREDICTIONS = ("epsilon", "x0", "v")
-TARGETS = ("hr", "residual")
+LR_SCHEDULES = ("constant", "cosine")
 LOSSES = ("l1", "l2")
 LOSS_WEIGHTINGS = ("none", "min-snr", "truncated-snr")
 BETA_SCHEDULES = ("linear", "quadratic", "cosine")
@@ -54,8 +55,27 @@ class TrainConfig:
     """What the network predicts: epsilon (paper), x0, or v = sqrt(g) eps - sqrt(1-g) y0."""
     target: TargetKind = "hr"
     """What is diffused / regressed: "hr" (paper) or "residual" = hr - lr_up (SRDiff)."""
+    condition: ConditionKind = "bicubic"
+    """What the SR3 network sees as its lr_up input, and what a residual target is taken over: the bicubic
+    upsample (the paper) or the output of a frozen regression model (predict-and-refine, Whang et al. 2022)."""
+    condition_model: str = ""
+    """The regression .onnx whose output is the condition when condition = "regression"."""
     loss: LossKind = "l1"
     """L_p norm of the training loss (paper Eq. 6 uses p = 1 or 2)."""
+    gradient_loss: float = 0.0
+    """Weight of an L1 loss on the image gradients of the predicted HR (true edges, no noise on flat areas)."""
+    spectrum_loss: float = 0.0
+    """Weight of an L1 loss on log(1 + |FFT|) of the predicted HR against the HR's (the fine band's energy)."""
+    focus_fraction: float = 0.0
+    """Fraction of SR3 samples whose noise level is drawn log-uniformly in sigma = sqrt((1 - g) / g) over
+    [focus_sigma_min, focus_sigma_max] (where the short default chain runs) instead of from p(gamma)."""
+    focus_sigma_min: float = 0.01
+    """Lower end of the focused sigma range."""
+    focus_sigma_max: float = 0.6
+    """Upper end of the focused sigma range."""
+    start_fraction: float = 0.0
+    """Fraction of focused samples whose y_t is what a chain started from the condition really sees:
+    sqrt(1 - g) eps with no trace of the residual (train for the chain you run)."""
     loss_weighting: LossWeighting = "none"
     """Loss weight over noise levels: none (plain loss, the paper), min-snr (x0-space weight min(SNR, k),
     Hang et al. 2023), truncated-snr (x0-space weight max(SNR, 1): more effort at high noise, against colour drift)."""
@@ -76,6 +96,13 @@ class TrainConfig:
     """Whole images held out for validation."""
     val_crops: int = 8
     """Validation crops (fixed, deterministic) taken from the held-out images."""
+    degradation: float = 0.0
+    """Fraction of training crops whose LR is degraded like a real photo (blur, resize kernel, noise, JPEG;
+    exporter/degrade.py); the rest are the clean bicubic protocol."""
+    jpeg_quality_min: int = 30
+    """Lowest JPEG quality of a degraded LR."""
+    jpeg_quality_max: int = 95
+    """Highest JPEG quality of a degraded LR."""
     workers: int = 0
     """DataLoader worker processes (0: load in the training process)."""
     # --- optimisation ------------------------------------------------------------------------
@@ -85,6 +112,10 @@ class TrainConfig:
     """Adam learning rate after warm-up (paper: 1e-4)."""
     warmup_steps: int = 1000
     """Linear learning-rate warm-up steps."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """After warm-up: constant (the paper) or a cosine decay to lr_final_fraction x lr at ``steps``."""
+    lr_final_fraction: float = 0.1
+    """Where the cosine decay ends, as a fraction of lr."""
     steps: int = 100_000
     """Total optimisation steps."""
     ema_decay: float = 0.9999
@@ -104,6 +135,8 @@ class TrainConfig:
     """Write the training loss to log.jsonl every N steps."""
     val_sample_steps: int = 10
     """DDIM steps of the short SR3 sampling at validation (0: skip sampling)."""
+    max_minutes: float = 0.0
+    """Stop after this many minutes of training wall time in this session, with a checkpoint (0: no limit)."""
 
     def schedule(self) -> ScheduleSpec:
         return ScheduleSpec(self.beta_schedule, self.timesteps, self.beta_start, self.beta_end)
@@ -111,7 +144,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Raise ConfigError with a clear message if any field is out of range."""
         choices = {
-            "kind": KINDS, "prediction": PREDICTIONS, "target": TARGETS, "loss": LOSSES,
+            "kind": KINDS, "prediction": PREDICTIONS, "target": TARGETS, "condition": CONDITIONS, "loss": LOSSES,
+            "lr_schedule": LR_SCHEDULES,
             "loss_weighting": LOSS_WEIGHTINGS, "beta_schedule": BETA_SCHEDULES, "precision": PRECISIONS,
         }
         for name, allowed in choices.items():
@@ -129,6 +163,17 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not all(0.0 <= f <= 1.0 for f in (self.degradation, self.focus_fraction, self.start_fraction)):
+            raise ConfigError("degradation, focus_fraction and start_fraction are fractions in [0, 1]")
+        if not 1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100:
+            raise ConfigError(f"need 1 <= jpeg_quality_min <= jpeg_quality_max <= 100, got "
+                              f"{self.jpeg_quality_min}..{self.jpeg_quality_max}")
+        if not 0.0 < self.focus_sigma_min < self.focus_sigma_max:
+            raise ConfigError("need 0 < focus_sigma_min < focus_sigma_max")
+        if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model):
+            raise ConfigError("condition = regression is for SR3 models and needs condition_model (a regression .onnx)")
+        if min(self.gradient_loss, self.spectrum_loss, self.max_minutes) < 0:
+            raise ConfigError("gradient_loss, spectrum_loss and max_minutes must be >= 0")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.unet.base_channels % 2:

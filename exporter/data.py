@@ -16,10 +16,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from exporter import degrade
+from sr3_desktop.core import batch
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.resample import downscale, upscale
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = batch.SUPPORTED_EXTENSIONS
+"""The suffixes the app's loader accepts: training finds images by the app's one rule."""
 CREDIT_FILES = ("CREDITS.md", "CREDITS.txt", "CREDITS", "README.md", "README.txt")
 
 
@@ -28,11 +31,12 @@ class DataError(SR3Error):
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted for a deterministic order."""
+    """Image files under ``folder`` by the app's rule (``core.batch.find_images``: recursive, the
+    loader's suffixes, hidden files and folders left out), sorted for a deterministic order."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"training data folder not found: {root}")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return batch.find_images(root)
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -64,10 +68,20 @@ def to_model(image_01: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image_01.transpose(2, 0, 1) * 2.0 - 1.0, dtype=np.float32)
 
 
-def make_pair(hr_uint8: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lr, lr_up, hr) as CHW float32 in [-1, 1] from an HR uint8 crop."""
+def make_pair(
+    hr_uint8: np.ndarray, scale: int, degradation: degrade.Degradation | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lr, lr_up, hr) as CHW float32 in [-1, 1] from an HR uint8 crop.
+
+    Without ``degradation`` the LR is the clean protocol (antialiased bicubic, unquantised); with
+    one it is what ``degrade.degrade`` makes (8-bit levels, maybe JPEG), and the target stays the HR.
+    """
     hr = hr_uint8.astype(np.float32) / 255.0
-    lr = downscale(hr, scale)
+    if degradation is None:
+        lr = downscale(hr, scale)
+    else:
+        lr = degrade.degrade(hr, scale, degradation, rng or np.random.default_rng())
     lr_up = upscale(lr, scale)
     return to_model(lr), to_model(lr_up), to_model(hr)
 
@@ -128,13 +142,18 @@ def _read_credits(folder: Path) -> str:
 class CropStream(torch.utils.data.IterableDataset):
     """An endless stream of (lr_up, hr) batches; each worker / rank gets its own seed."""
 
-    def __init__(self, images: list[np.ndarray], crop: int, scale: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, images: list[np.ndarray], crop: int, scale: int, batch_size: int, seed: int,
+        degradation: float = 0.0, jpeg_range: tuple[int, int] = (30, 95),
+    ) -> None:
         super().__init__()
         self.images = images
         self.crop = crop
         self.scale = scale
         self.batch_size = batch_size
         self.seed = seed
+        self.degradation = degradation
+        self.jpeg_range = jpeg_range
         # Pick images in proportion to their area, so big photos are not under-sampled.
         areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
         self.weights = areas / areas.sum()
@@ -150,7 +169,8 @@ class CropStream(torch.utils.data.IterableDataset):
         lr_ups, hrs = [], []
         for index in rng.choice(len(self.images), size=self.batch_size, p=self.weights):
             crop = augment(random_crop(self.images[index], self.crop, rng), rng)
-            _, lr_up, hr = make_pair(np.ascontiguousarray(crop), self.scale)
+            chain = degrade.draw(rng, self.jpeg_range) if rng.random() < self.degradation else None
+            _, lr_up, hr = make_pair(np.ascontiguousarray(crop), self.scale, chain, rng)
             lr_ups.append(lr_up)
             hrs.append(hr)
         return torch.from_numpy(np.stack(lr_ups)), torch.from_numpy(np.stack(hrs))

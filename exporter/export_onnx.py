@@ -21,6 +21,7 @@ from exporter.checkpoint import load_checkpoint
 from exporter.config import TrainConfig
 from exporter.unet import UNet, count_parameters
 from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.imageio.atomic import atomic_file
 from sr3_desktop.core.model_card import (
     REGRESSION_INPUTS,
     REGRESSION_OUTPUTS,
@@ -70,7 +71,7 @@ def default_presets(train_schedule: ScheduleSpec) -> dict[str, InferencePreset]:
 
 
 def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name: str | None, fp16: bool) -> ModelCard:
-    """The model card of a checkpoint (see DESIGN.md, "Contract: the model card")."""
+    """The model card of a checkpoint (fields: sr3_desktop/core/model_card.py; README.md, "The model card")."""
     sr3 = config.kind == "sr3"
     unet = config.unet
     architecture = {
@@ -88,7 +89,16 @@ def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name
         "command": shlex.join(ckpt.get("command", [])), "loss": config.loss, "loss_weighting": config.loss_weighting,
         "crop": config.crop, "batch_size": config.batch_size, "lr": config.lr, "ema_decay": config.ema_decay,
         "final_loss": float(ckpt["loss_log"][-1][1]) if ckpt.get("loss_log") else None,
+        "device": str(ckpt.get("device", "")),
+        "degradation": config.degradation,
     }
+    lineage = [dict(entry) for entry in ckpt.get("lineage", [])]
+    if lineage:  # --init-from: the runs this one continued, oldest first
+        training["lineage"] = lineage
+    training["total_steps"] = training["steps"] + sum(int(e.get("steps") or 0) for e in lineage)
+    training["total_wall_seconds"] = round(
+        training["wall_seconds"] + sum(float(e.get("wall_seconds") or 0.0) for e in lineage), 1
+    )
     folder = data.get("folder", "custom")
     default_name = f"{'SR3' if sr3 else 'Regression'} {config.scale}x ({folder}, {ckpt['step']} steps)"
     schedule = config.schedule() if sr3 else None
@@ -102,6 +112,8 @@ def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name
         prediction=config.prediction if sr3 else "x0",
         target=config.target,
         noise_conditioning="sqrt_gamma",
+        condition=config.condition if sr3 else "bicubic",
+        condition_model=str(ckpt.get("condition_model_name", "")) if sr3 else "",
         train_schedule=schedule,
         inference_presets=default_presets(schedule) if schedule else {},
         default_preset="balanced",
@@ -175,9 +187,8 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None, fp1
     onnx.checker.check_model(proto)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(out.name + ".tmp")
-    onnx.save_model(proto, str(temp), save_as_external_data=False)
-    temp.replace(out)
+    with atomic_file(out) as handle:
+        onnx.save_model(proto, handle, save_as_external_data=False)
     return card
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import os
+import math
 import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,12 @@ from exporter import data as data_mod
 from exporter.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from exporter.config import (
     BETA_SCHEDULES,
+    CONDITIONS,
     DEVICES,
     KINDS,
     LOSS_WEIGHTINGS,
     LOSSES,
+    LR_SCHEDULES,
     PRECISIONS,
     PREDICTIONS,
     PRESETS,
@@ -37,16 +39,20 @@ from exporter.config import (
     get_preset,
     load_toml,
 )
-from exporter.diffusion import GammaSampler, regression_loss, sr3_loss
+from exporter.devices import autocast_dtype, init_distributed, pick_device
+from exporter.diffusion import GammaSampler, RegressionCondition, regression_loss, sr3_loss
+from exporter.onnx_weights import load_unet, unet_config_from_card
 from exporter.progress import JsonlLog, ProgressBar
 from exporter.unet import UNet, UNetConfig, count_parameters
 from exporter.validation import save_grid, validate
 from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.model_card import ModelCard
 
 # Fields that fix what the network computes: a resumed run may not change them.
-LOCKED_ON_RESUME = ("kind", "unet", "scale", "prediction", "target", "beta_schedule", "beta_start", "beta_end",
-                    "timesteps")
-_CHOICES = {"kind": KINDS, "prediction": PREDICTIONS, "target": TARGETS, "loss": LOSSES,
+LOCKED_ON_RESUME = ("kind", "unet", "scale", "prediction", "target", "condition", "condition_model", "beta_schedule",
+                    "beta_start", "beta_end", "timesteps")
+_CHOICES = {"kind": KINDS, "prediction": PREDICTIONS, "target": TARGETS, "condition": CONDITIONS,
+            "lr_schedule": LR_SCHEDULES, "loss": LOSSES,
             "loss_weighting": LOSS_WEIGHTINGS, "beta_schedule": BETA_SCHEDULES, "precision": PRECISIONS}
 
 
@@ -73,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file of overrides (top-level fields, or a [unet] table)")
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN_DIR/checkpoint.pt: step count, optimiser, EMA and loss log")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL.onnx",
+                        help="start from an exported model's weights (its card gives the U-Net; the optimiser "
+                             "starts fresh, so keep a short --warmup-steps); the run's step count starts at 0")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when available, else CPU")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     group = parser.add_argument_group("recipe overrides (default: the preset's value)")
@@ -105,13 +114,24 @@ def _add_override(group: argparse._ArgumentGroup, name: str, default: Any, doc: 
     group.add_argument(flag, **kw)
 
 
-def resolve_config(args: argparse.Namespace, checkpoint: dict[str, Any] | None) -> TrainConfig:
-    """preset < TOML < flags; on resume the checkpoint's config replaces the preset."""
+def resolve_config(
+    args: argparse.Namespace, checkpoint: dict[str, Any] | None, init_card: ModelCard | None = None
+) -> TrainConfig:
+    """preset < TOML < flags; on resume the checkpoint's config replaces the preset.
+
+    With --init-from, the U-Net and the kind come from the model's card (the weights must fit them).
+    """
     overrides = {k[len("override_"):]: v for k, v in vars(args).items() if k.startswith("override_") and v is not None}
     base = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else get_preset(args.preset)
     if args.config:
         base = apply_overrides(base, load_toml(args.config))
-    config = apply_overrides(base, overrides).validate()
+    config = apply_overrides(base, overrides)
+    if init_card is not None:
+        if init_card.kind != config.kind:
+            raise ConfigError(f"--init-from {args.init_from.name} is a {init_card.kind} model, but this run trains "
+                              f"--kind {config.kind}")
+        config = replace(config, unet=unet_config_from_card(init_card, args.init_from.name))
+    config = config.validate()
     if checkpoint:
         old = TrainConfig.from_dict(checkpoint["config"])
         changed = [n for n in LOCKED_ON_RESUME if getattr(old, n) != getattr(config, n)]
@@ -129,65 +149,19 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = load_checkpoint(checkpoint_path)
     elif checkpoint_path.exists():
         raise SR3Error(f"{checkpoint_path} exists; pass --resume to continue it, or choose another --out")
-    config = resolve_config(args, checkpoint)
+    init: tuple[UNet, ModelCard] | None = None
+    if args.init_from is not None:
+        if args.resume:
+            raise ConfigError("--init-from starts a new run; it cannot be combined with --resume")
+        init = load_unet(args.init_from)
+    config = resolve_config(args, checkpoint, init[1] if init else None)
     if args.threads:
         torch.set_num_threads(args.threads)
     command = list(getattr(args, "command_line", ["python", "-m", "exporter", *sys.argv[1:]]))
-    return Trainer(config, args.data, args.out, args.device, checkpoint, command=command).run()
-
-
-# --- devices and precision -----------------------------------------------------------------------
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise SR3Error("--device cuda was requested but torch sees no CUDA device; use --device cpu")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for this run, or None for plain fp32."""
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":
-        if precision == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if precision == "bf16" else torch.float16
-    if precision == "fp16":
-        raise ConfigError("fp16 autocast is for CUDA; use --precision bf16 or fp32 on a CPU")
-    if precision == "bf16" or cpu_has_bf16():
-        return torch.bfloat16
-    return None
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> DistInfo:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistInfo(torch.distributed.get_rank(), local_rank, world)
+    trainer = Trainer(config, args.data, args.out, args.device, checkpoint, command=command)
+    if init is not None:
+        trainer.start_from(init[0], init[1], args.init_from)
+    return trainer.run()
 
 
 class _Terminated(KeyboardInterrupt):
@@ -221,6 +195,9 @@ class Trainer:
         self.images_seen = 0
         self.wall_before = 0.0
         self.previous_command: list[str] = []
+        self.lineage: list[dict[str, Any]] = []
+        self.time_progress = 0.0
+        """Fraction of --max-minutes used in this session (0 without a time limit)."""
         if checkpoint:
             self._restore(checkpoint)
         self.train_model: nn.Module = self.model
@@ -228,6 +205,19 @@ class Trainer:
             ids = [self.dist.local_rank] if self.device.type == "cuda" else None
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.sampler = GammaSampler(config.schedule())
+        self.conditioner: RegressionCondition | None = None
+        self.condition_name = ""
+        if config.condition == "regression":
+            regression, card = load_unet(config.condition_model)
+            if card.kind != "regression":
+                raise ConfigError(f"condition_model {config.condition_model} is a {card.kind} model, "
+                                  "not a regression one")
+            self.conditioner = RegressionCondition(regression, card.target == "residual").to(self.device)
+            self.condition_name = card.name
+
+    def condition(self, lr_up: torch.Tensor) -> torch.Tensor:
+        """The SR3 network's lr_up input: the bicubic upsample itself, or the frozen regression's HR estimate."""
+        return lr_up if self.conditioner is None else self.conditioner(lr_up)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -241,10 +231,26 @@ class Trainer:
         self.images_seen = int(ckpt.get("images_seen", 0))
         self.wall_before = float(ckpt.get("wall_seconds", 0.0))
         self.previous_command = [str(c) for c in ckpt.get("command", [])]
+        self.lineage = [dict(entry) for entry in ckpt.get("lineage", [])]
+
+    def start_from(self, model: nn.Module, card: ModelCard, path: Path) -> None:
+        """--init-from: copy an exported model's weights into the model and its EMA, and record the lineage."""
+        self.model.load_state_dict(model.state_dict())
+        self.ema.load_state_dict(model.state_dict())
+        previous = [dict(entry) for entry in card.training.get("lineage", [])]
+        own = {key: card.training.get(key) for key in ("steps", "wall_seconds", "images_seen", "command", "device")}
+        self.lineage = [*previous, {"model": card.name, "file": path.name, **own}]
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up to config.lr over warmup_steps, then constant (the paper's schedule)."""
-        return self.config.lr * min(1.0, (step + 1) / max(self.config.warmup_steps, 1))
+        """Linear warm-up to config.lr over warmup_steps, then constant (the paper) or a cosine decay."""
+        config = self.config
+        warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
+        if config.lr_schedule == "constant" or step < config.warmup_steps:
+            return config.lr * warm
+        progress = min(1.0, (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1))
+        progress = max(progress, self.time_progress)  # --max-minutes: the decay ends when the time is up
+        floor = config.lr_final_fraction
+        return config.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     def ema_decay_at(self, step: int) -> float:
         """EMA decay, ramped up early so a short run's EMA is not stuck near the initial weights."""
@@ -268,7 +274,8 @@ class Trainer:
             group["lr"] = self.lr_at(self.step)
         with self.autocast():
             if self.config.kind == "sr3":
-                loss = sr3_loss(self.train_model, self.config, self.sampler, lr_up, hr, generator, noise_generator)
+                loss = sr3_loss(self.train_model, self.config, self.sampler, self.condition(lr_up), hr, generator,
+                                noise_generator)
             else:
                 loss = regression_loss(self.train_model, self.config, lr_up, hr)
         self.optimizer.zero_grad(set_to_none=True)
@@ -308,6 +315,9 @@ class Trainer:
                 "credits": images.credits,
             },
             "command": self.command or self.previous_command,
+            "lineage": self.lineage,
+            "condition_model_name": self.condition_name,
+            "device": str(self.device.type),
             "code_version": sr3_desktop.__version__,
         }
 
@@ -316,8 +326,10 @@ class Trainer:
         images = data_mod.ImageSet.load(self.data_dir, config.crop, config.val_images)
         val_source = images.val or images.train
         val_batch = data_mod.validation_batch(val_source, config.crop, config.scale, config.val_crops)
+        val_batch["lr_up"] = self.condition(val_batch["lr_up"].to(self.device)).cpu()
         rank_seed = config.seed * 1_000_003 + self.dist.rank * 10_007 + self.step
-        stream = data_mod.CropStream(images.train, config.crop, config.scale, config.batch_size, rank_seed)
+        stream = data_mod.CropStream(images.train, config.crop, config.scale, config.batch_size, rank_seed,
+                                     config.degradation, (config.jpeg_quality_min, config.jpeg_quality_max))
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data_mod.loader(stream, config.workers)
         generator = torch.Generator().manual_seed(rank_seed)  # gammas, on the CPU
         noise_generator = torch.Generator(device=self.device).manual_seed(rank_seed + 1)  # eps, where the model is
@@ -337,8 +349,18 @@ class Trainer:
         window_loss, window_n, data_time, step_time = 0.0, 0, 0.0, 0.0
         loss_value = float("nan")
         try:
+            deadline = session_start + 60.0 * config.max_minutes if config.max_minutes > 0 else float("inf")
             while self.step < config.steps:
                 t0 = time.perf_counter()
+                if config.max_minutes > 0:
+                    self.time_progress = min(1.0, (t0 - session_start) / (60.0 * config.max_minutes))
+                if t0 >= deadline:
+                    if main:
+                        bar.message(f"--max-minutes {config.max_minutes:g} reached at step {self.step}")
+                        self.validate_and_log(val_batch, log, bar)
+                        wall = self.wall_before + t0 - session_start
+                        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload(images, wall))
+                    break
                 lr_up, hr = next(batches)
                 lr_up, hr = lr_up.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
                 t1 = time.perf_counter()

@@ -38,7 +38,7 @@ def validate(
 ) -> tuple[dict[str, float], torch.Tensor | None]:
     """Metrics on the fixed validation crops, and the model's outputs (None if not sampled)."""
     lr_up, hr = batch["lr_up"].to(device), batch["hr"].to(device)
-    metrics = {"psnr_bicubic": psnr(lr_up, hr)}
+    metrics = {"psnr_bicubic" if config.condition == "bicubic" else "psnr_condition": psnr(lr_up, hr)}
     was_training = model.training
     model.eval()
     try:

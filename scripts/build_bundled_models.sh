@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-/work/runs}
-MODELS=sr3_desktop/resources/models
+MODELS=resources/models
 SR3=$MODELS/sr3-photo-4x.onnx
 REG=$MODELS/regression-photo-4x.onnx
 VAL=$RUNS/data/val

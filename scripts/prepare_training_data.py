@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 HELD_OUT = ("bridge.jpg", "umang.jpg")
-SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")  # hubble_deep_field: mostly black sky
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")  # hubble: dark sky shows grain
 
 
 def main() -> None:

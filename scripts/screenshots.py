@@ -1,8 +1,9 @@
 """Render the app's main states to PNG, offscreen: ``python scripts/screenshots.py [--out docs/screenshots]``.
 
-States: empty (drop zone), refining mid-way (live preview), compare (four panes + metrics against a
-reference), wipe (before/after, zoomed in), batch (a folder with a skipped and a broken file), and
-compare in the dark theme. Models: the installed ones (bundled first) unless --sr3 / --regression
+States: empty (drop zone), opened (the photo on screen before any run: input and instant bicubic),
+refining mid-way (live preview), compare (four panes + metrics against a reference), wipe
+(before/after, zoomed in), batch (a folder with a skipped and a broken file), and compare in the
+dark theme. Models: the installed ones (bundled first) unless --sr3 / --regression
 name .onnx files. Settings, logs and imports go to a temporary folder, never the user's.
 """
 
@@ -130,32 +131,39 @@ def main() -> int:
     window = create_window([], store)
     window.resize(*SIZE)
     c = window.controller
-    wait_for(c.models_changed) if not c.model_entries else None
-    scale = c.sr3_entry().card.scale
+    wait_for(c.models_changed) if not c.model.model_entries else None
+    scale = c.model.model_scale()
     lr_path, hr_path, batch = prepare_inputs(scale)
     grab(window, args.out, "empty")
 
-    # Refining mid-way: input next to the live preview of the noisy state y_t.
+    # Opened: the photo is on screen at once, before any run (bicubic beside it in a moment).
+    window.compare.set_mode("side")
     c.open_paths([str(lr_path)])
     wait_for(c.image_loaded)
+    if not window.compare.panes["bicubic"].has_image():
+        wait_for(c.bicubic_shown)
+    grab(window, args.out, "opened")
+
+    # Refining mid-way: input next to the live preview of the noisy state y_t.
     window.compare.set_visible_panes(["input", "sr3"])
     window.compare.set_mode("side")
     window.compare.set_preview_kind("y_t")
-    c.set_preview_kind("y_t")
+    c.runs.set_preview_kind("y_t")
     started = time.perf_counter()
     c.run()
     # halfway through the first of the K chains
-    wait_for(c.preview_shown, until=lambda step: c.last_step is not None and step >= c.last_step.total // (2 * SAMPLES))
+    wait_for(c.preview_shown, until=lambda step: c.model.last_step is not None
+             and step >= c.model.last_step.total // (2 * SAMPLES))
     grab(window, args.out, "refining")
     wait_for(c.run_finished)
     print(f"run took {time.perf_counter() - started:.1f} s")
 
     # Compare: all four panes, metrics against the high-resolution original.
-    c.set_preview_kind("pred_y0")
+    c.runs.set_preview_kind("pred_y0")
     window.compare.set_preview_kind("pred_y0")
-    c.load_reference(hr_path)
-    wait_for(c.metrics_ready, until=lambda *_: all(r.psnr is not None for r in c.metrics.values())
-             and len(c.metrics) == len(c.results))
+    c.metrics.load_reference(hr_path)
+    wait_for(c.metrics_ready, until=lambda *_: all(r.psnr is not None for r in c.model.metrics.values())
+             and len(c.model.metrics) == len(c.model.results))
     window.compare.show_all_panes()
     grab(window, args.out, "compare")
 

@@ -1,7 +1,9 @@
 """The headless command line: ``python -m sr3_desktop upscale ...`` and ``... models``.
 
-A thin argparse front for ``core.pipeline``; no Qt. A bad file in a batch is reported and
-skipped; a user never sees a traceback (unexpected errors go to a log file instead).
+A thin argparse front for ``core.batch`` (finding, planning, the existing-output rule and the
+one-item flow live there); no Qt. A bad file in a batch is reported and skipped; an existing
+output is skipped and reported (``--overwrite`` redoes it); a user never sees a traceback
+(unexpected errors go to a log file instead).
 Exit codes: 0 all written, 1 a file or the set-up failed, 2 usage or unexpected error, 130 Ctrl+C.
 """
 
@@ -17,28 +19,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
-
 from sr3_desktop import __version__
-from sr3_desktop.core.denoiser import DEVICES, OnnxDenoiser, get_denoiser
+from sr3_desktop.core import batch
+from sr3_desktop.core.denoiser import DEVICES
 from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.core.imageio import (
-    SAVE_FORMATS,
-    SUPPORTED_EXTENSIONS,
-    cleanup_stale_temp_files,
-    load_image,
-    save_image,
-    upscale_alpha,
-)
+from sr3_desktop.core.imageio import SAVE_FORMATS, cleanup_stale_temp_files, output_format
 from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.models import ModelEntry, data_dir, default_model, resolve_model, scan_models, user_models_dir
-from sr3_desktop.core.pipeline import METHODS, RefineOptions, RefineResult, RefineStep, refine
+from sr3_desktop.core.models import data_dir, scan_models, user_models_dir
+from sr3_desktop.core.pipeline import METHODS, RefineOptions, RefineStep
 
 COMMANDS = ("upscale", "models")
 EXIT_OK, EXIT_FAILED, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 130
-UNCERTAINTY_GAIN = 4.0
-"""Uncertainty images show 4 x the per-pixel std: white means a std of 0.25 or more."""
-DEFAULT_BICUBIC_SCALE = 4
 
 
 # --- arguments -----------------------------------------------------------------------------------
@@ -64,31 +55,36 @@ def build_parser() -> argparse.ArgumentParser:
                     "<stem>_uncertainty.png (per-pixel std)")
     up.add_argument("--tile", type=int, metavar="PX", help="tile size in output pixels (default: automatic)")
     up.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default auto)")
-    up.add_argument("--format", choices=SAVE_FORMATS, help="output format (default png, or -o's extension)")
-    up.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of adding ' (1)'")
+    up.add_argument("--format", type=_format_name, choices=SAVE_FORMATS,
+                    help="output format (default png, or -o's extension); jpeg, tif ... are understood too")
+    up.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: a folder batch "
+                    "skips them, and an existing -o FILE is an error)")
     up.add_argument("--quiet", action="store_true", help="no progress bar or notes; errors are still shown")
     commands.add_parser("models", help="list bundled and imported models with their cards")
     return parser
 
 
-@dataclass
-class Job:
-    """One input and where its output goes."""
-
-    source: Path
-    target: Path
+def _format_name(text: str) -> str:
+    """--format's value in the one format table's words ("jpeg" -> "jpg"); unknown words stay for argparse."""
+    found = output_format(text)
+    return found.name if found is not None else text
 
 
 @dataclass
 class Outcome:
     written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     unexpected: int = 0
 
+    @property
+    def images_written(self) -> int:
+        return len([p for p in self.written if not p.stem.endswith("_uncertainty")])
+
 
 # --- progress ------------------------------------------------------------------------------------
-class Progress:
-    """A one-line progress bar on stderr: name, bar, step i/N, it/s, ETA."""
+class ProgressBar:
+    """A one-line progress bar on stderr: name, bar, step i/N, it/s, ETA (a ``batch.Progress``)."""
 
     def __init__(self, stream: TextIO, quiet: bool) -> None:
         self.stream, self.quiet = stream, quiet
@@ -100,7 +96,10 @@ class Progress:
     def start(self, name: str) -> None:
         self.name, self._started, self._last_print = name, time.perf_counter(), 0.0
 
-    def update(self, step: RefineStep) -> None:
+    def aborted(self) -> bool:
+        return False  # Ctrl+C arrives as KeyboardInterrupt
+
+    def set_progress(self, step: RefineStep) -> None:
         if self.quiet:
             return
         now = time.perf_counter()
@@ -128,137 +127,19 @@ def _clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
-# --- inputs and outputs --------------------------------------------------------------------------
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
-
-
-def _walk(folder: Path, skip: Path | None) -> list[Path]:
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if skip is not None and path.resolve().is_relative_to(skip):
-            continue
-        if path.is_file() and _is_image(path):
-            found.append(path)
-    return found
-
-
-def output_format(args: argparse.Namespace) -> str:
-    """--format, else -o's extension, else png."""
-    suffix = args.output.suffix.lower().lstrip(".") if args.output is not None else ""
-    aliases = {"jpeg": "jpg", "tif": "tiff"}
-    from_name = aliases.get(suffix, suffix)
-    if args.format:
-        if from_name and from_name in SAVE_FORMATS and from_name != args.format:
-            raise SR3Error(f"the output name {args.output.name} says {from_name} but --format says {args.format}")
-        return str(args.format)
-    if args.output is None:
-        return "png"
-    if from_name not in SAVE_FORMATS:
-        raise SR3Error(f"cannot tell the format from {args.output.name}; use one of "
-                       f"{', '.join(SAVE_FORMATS)} as its extension or add --format")
-    return from_name
-
-
-def plan_jobs(args: argparse.Namespace, fmt: str, outcome: Outcome) -> list[Job]:
-    """Inputs expanded (folders recursively) with their output paths; missing inputs fail."""
-    if args.output is not None:
-        if len(args.images) != 1 or Path(args.images[0]).is_dir():
-            raise SR3Error("-o FILE takes exactly one input image; use --out-dir DIR for several")
-        target = args.output if args.format is None or args.output.suffix else args.output.with_suffix(f".{fmt}")
-        return [Job(Path(args.images[0]), target)]
-    out_dir: Path = args.out_dir
-    skip = out_dir.resolve()
-    jobs = []
-    for raw in args.images:
-        item = Path(raw)
-        if item.is_dir():
-            for path in _walk(item, skip):
-                jobs.append(Job(path, out_dir / path.relative_to(item).with_suffix(f".{fmt}")))
-        elif item.exists():
-            jobs.append(Job(item, out_dir / f"{item.stem}.{fmt}"))
-        else:
-            outcome.failed.append((item, "file not found"))
-    return jobs
-
-
-# --- models --------------------------------------------------------------------------------------
-@dataclass
-class Models:
-    sr3: OnnxDenoiser | None = None
-    regression: OnnxDenoiser | None = None
-    scale: int | None = None
-
-
-def _entry(name: str | None, kind: str) -> ModelEntry:
-    if name:
-        return resolve_model(name, kind)
-    entry = default_model(kind)
-    if entry is None:
-        raise SR3Error(f"no {kind} model is installed; pass --model PATH to an exported .onnx file, "
-                       "or use --method bicubic")
-    return entry
-
-
-def load_models(args: argparse.Namespace) -> Models:
-    if args.method == "bicubic":
-        if args.model:
-            return Models(scale=resolve_model(args.model).card.scale)
-        entry = default_model("sr3") or default_model("regression")
-        return Models(scale=entry.card.scale if entry else DEFAULT_BICUBIC_SCALE)
-    if args.method == "regression":
-        return Models(regression=get_denoiser(_entry(args.model, "regression").path, args.device))
-    sr3 = get_denoiser(_entry(args.model, "sr3").path, args.device)
-    preset = sr3.card.preset(args.preset or sr3.card.default_preset)
-    regression = None
-    if preset.start == "regression" and (args.strength is None or args.strength < 1.0):
-        entry = default_model("regression")
-        if entry is not None and entry.card.scale == sr3.card.scale:
-            regression = get_denoiser(entry.path, args.device)
-    return Models(sr3=sr3, regression=regression)
-
-
 # --- the upscale command -------------------------------------------------------------------------
-def _uncertainty_rgb(std: np.ndarray) -> np.ndarray:
-    gray = np.clip(std * UNCERTAINTY_GAIN, 0.0, 1.0).astype(np.float32)
-    return np.repeat(gray[:, :, None], 3, axis=2)
+def plan(args: argparse.Namespace, fmt: str) -> batch.Plan:
+    """Inputs expanded (folders recursively) with their output paths (core.batch's rules)."""
+    if args.output is not None:
+        if len(args.images) != 1:
+            raise SR3Error("-o FILE takes exactly one input image; use --out-dir DIR for several")
+        return batch.plan_single(args.images[0], args.output, args.format)
+    return batch.plan_outputs(args.images, args.out_dir, fmt)
 
 
-def upscale_one(job: Job, args: argparse.Namespace, models: Models, fmt: str, protected: list[Path],
-                progress: Progress, err: TextIO) -> list[Path]:
-    loaded = load_image(job.source)
-    for notice in loaded.notices:
-        _note(err, args, f"{job.source.name}: {notice}")
-    options = RefineOptions(method=args.method, preset=args.preset, steps=args.steps, strength=args.strength,
-                            seed=args.seed, samples=args.samples, tile=args.tile, preview_every=1)
-    progress.start(job.source.name)
-    result: RefineResult | None = None
-    steps = refine(loaded.rgb, options, models.sr3, models.regression, models.scale)
-    try:
-        for step in steps:
-            progress.update(step)
-            result = step.result or result
-    except BaseException:
-        progress.abandon()
-        raise
-    finally:
-        steps.close()
-    assert result is not None
-    for note in result.notes:
-        _note(err, args, f"{job.source.name}: {note}")
-    scale = result.image.shape[0] // loaded.rgb.shape[0]
-    alpha = upscale_alpha(loaded.alpha, scale) if loaded.alpha is not None else None
-    try:
-        job.target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SR3Error(f"cannot create the folder {job.target.parent}: {error.strerror or error}") from None
-    written = [save_image(job.target, result.image, alpha=alpha, source=loaded, fmt=fmt, overwrite=args.overwrite,
-                          protected=protected)]
-    if result.uncertainty is not None:
-        target = job.target.with_name(f"{job.target.stem}_uncertainty.png")
-        written.append(save_image(target, _uncertainty_rgb(result.uncertainty), fmt="png",
-                                  overwrite=args.overwrite, protected=protected))
-    return written
+def refine_options(args: argparse.Namespace) -> RefineOptions:
+    return RefineOptions(method=args.method, preset=args.preset, steps=args.steps, strength=args.strength,
+                         seed=args.seed, samples=args.samples, tile=args.tile, preview_every=1)
 
 
 def _note(err: TextIO, args: argparse.Namespace, text: str) -> None:
@@ -290,45 +171,73 @@ def _unexpected_message(what: str, error: BaseException) -> str:
 
 def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     outcome = Outcome()
-    fmt = output_format(args)
-    jobs = plan_jobs(args, fmt, outcome)
-    for folder in {job.target.parent for job in jobs}:
+    fmt = batch.choose_format(args.format, args.output)  # --format, else -o's extension, else png
+    jobs = plan(args, fmt)
+    outcome.failed.extend((path, "file not found") for path in jobs.missing)
+    for folder in {item.target.parent for item in jobs.items}:
         cleanup_stale_temp_files(folder)
-    models = load_models(args) if jobs else Models()
+    options = refine_options(args)
+    # The existing-output rule first: a single -o FILE that exists fails now, and a resumed batch
+    # whose outputs all exist loads no model.
+    pending = [item for item in jobs.items if batch.skip_reason(item, overwrite=args.overwrite,
+                                                                 single=jobs.single) is None]
+    models = batch.load_models(args.method, args.model, options, args.device) if pending else batch.Models()
     for model in (models.sr3, models.regression):
         if model is not None and model.fallback_note:
             _note(err, args, model.fallback_note)
+    for note in models.notes:
+        _note(err, args, note)
     if models.sr3 is not None and not args.quiet:
         err.write(f"using {models.sr3.describe()}"
                   + (f" (start estimates from {models.regression.card.name})" if models.regression else "") + "\n")
-    protected = [job.source for job in jobs]
-    progress = Progress(err, args.quiet)
-    for job in jobs:
+    protected = [item.source for item in jobs.items]
+    progress = ProgressBar(err, args.quiet)
+    for item in jobs.items:
         try:
-            for path in upscale_one(job, args, models, fmt, protected, progress, err):
-                outcome.written.append(path)
-                out.write(f"{path}\n")
-                out.flush()
+            progress.start(item.source.name)
+            try:
+                done = batch.upscale_item(item, options, models, fmt, overwrite=args.overwrite, single=jobs.single,
+                                          progress=progress, protected=protected)
+            except BaseException:
+                progress.abandon()
+                raise
+            _report(done, outcome, args, out, err)
         except SR3Error as error:
-            outcome.failed.append((job.source, str(error)))
-            err.write(f"error: {job.source}: {error}\n")
+            outcome.failed.append((item.source, str(error)))
+            err.write(f"error: {item.source}: {error}\n")
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as error:  # a bug: keep the traceback out of the user's face, but keep it
             outcome.unexpected += 1
-            message = _unexpected_message(str(job.source), error)
-            outcome.failed.append((job.source, message))
-            err.write(f"error: {job.source}: {message}\n")
+            message = _unexpected_message(str(item.source), error)
+            outcome.failed.append((item.source, message))
+            err.write(f"error: {item.source}: {message}\n")
     return _summary(outcome, args, err)
 
 
+def _report(done: batch.ItemResult, outcome: Outcome, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    """stdout gets one line per file written (other tools read it); skips and notes go to stderr."""
+    if done.status == "skipped":
+        outcome.skipped.append(done.item.target)
+        for note in done.notes:
+            if not args.quiet:
+                err.write(f"skipped: {note}\n")
+        return
+    for note in done.notes:
+        _note(err, args, f"{done.item.source.name}: {note}")
+    for path in done.written:
+        outcome.written.append(path)
+        out.write(f"{path}\n")
+        out.flush()
+
+
 def _summary(outcome: Outcome, args: argparse.Namespace, err: TextIO) -> int:
-    if not outcome.written and not outcome.failed:
+    if not outcome.written and not outcome.failed and not outcome.skipped:
         err.write("error: no images found in the inputs\n")
         return EXIT_FAILED
     if not args.quiet or outcome.failed:
-        images = len([p for p in outcome.written if not p.stem.endswith("_uncertainty")])
-        err.write(f"done: {images} written, {len(outcome.failed)} failed\n")
+        skipped = f"{len(outcome.skipped)} skipped (output exists), " if outcome.skipped else ""
+        err.write(f"done: {outcome.images_written} written, {skipped}{len(outcome.failed)} failed\n")
         for path, reason in outcome.failed:
             err.write(f"  failed: {path}: {reason}\n")
     if outcome.unexpected:

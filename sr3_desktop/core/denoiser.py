@@ -161,11 +161,13 @@ class OnnxDenoiser:
         self.providers: list[str] = list(self._session.get_providers())
         self.fallback_note: str | None = note or fallback_note_for(requested, self.providers)
         metadata = self._session.get_modelmeta().custom_metadata_map
-        self.card: ModelCard = card_from_metadata(dict(metadata))
         name = self.path.name
+        self.card: ModelCard = card_from_metadata(dict(metadata), name)
         self._dtypes = _check_values("inputs", self._session.get_inputs(), self.card.inputs, name)
         _check_values("outputs", self._session.get_outputs(), self.card.outputs, name)
         self._use_io_binding = PROVIDERS["cuda"] in self.providers
+        self.run_options: ort.RunOptions | None = None
+        """Passed to every run; model_probe's watchdog stops a test run through its ``terminate``."""
 
     # --- facts ---------------------------------------------------------------------------
     @property
@@ -195,8 +197,10 @@ class OnnxDenoiser:
         return f"{self.card.name} on {self.providers[0]}"
 
     # --- running -------------------------------------------------------------------------
-    def predict_noise(self, lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
-        """SR3: the network output (eps, x0 or v per the card) for NCHW lr_up and y_t, float32."""
+    def predict(self, lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
+        """SR3: the network's prediction for NCHW lr_up and y_t, float32: eps, x0 or v, as the card's
+        ``prediction`` says. ``noise_level`` is the network input (gamma or sqrt(gamma), per the card's
+        ``noise_conditioning``; see ``sampler.network_input``), one value or one per batch item."""
         if self.card.kind != "sr3":
             raise ModelError(f"{self.card.name} is a {self.card.kind} model, not an SR3 denoiser")
         names = self.card.inputs
@@ -214,16 +218,17 @@ class OnnxDenoiser:
     def _run(self, feeds: dict[str, np.ndarray], expected: tuple[int, ...]) -> np.ndarray:
         cast = {k: np.ascontiguousarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
         try:
-            out = self._run_io_binding(cast) if self._use_io_binding else self._session.run(None, cast)[0]
+            out = (self._run_io_binding(cast) if self._use_io_binding
+                   else self._session.run(None, cast, self.run_options)[0])
         except Exception as err:  # onnxruntime errors (out of memory, bad shapes) become user messages
             raise ModelError(
-                f"{self.card.name} failed to run on {self.providers[0]}: {_short(err)}. "
+                f"{self.card.name} ({self.path.name}) failed to run on {self.providers[0]}: {_short(err)}. "
                 "A smaller tile (--tile) needs less memory."
             ) from None
         if out.shape != tuple(expected):
             raise ModelError(
-                f"{self.card.name} returned an output of shape {list(out.shape)} for an input of shape "
-                f"{list(expected)}; the model does not match its card"
+                f"{self.card.name} ({self.path.name}) returned an output of shape {list(out.shape)} for an input "
+                f"of shape {list(expected)}; the model does not match its card"
             )
         return np.asarray(out, dtype=np.float32)
 
@@ -233,7 +238,7 @@ class OnnxDenoiser:
         for name, value in feeds.items():
             binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
         binding.bind_output(self.card.outputs[0], "cuda")
-        self._session.run_with_iobinding(binding)
+        self._session.run_with_iobinding(binding, self.run_options)
         return np.asarray(binding.copy_outputs_to_cpu()[0])
 
 

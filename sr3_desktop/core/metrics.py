@@ -2,8 +2,9 @@
 
 Inputs are (H, W, 3) float arrays in [0, 1]. PSNR and SSIM are measured on the luma Y of
 ITU-R BT.601 as in the SR literature (SR3 reports them this way), with ``shave`` border pixels
-removed first. The other three numbers are the paper's consistency and two sanity checks the
-schedule search uses.
+removed first; consistency is the paper's. grain, spectral gap, GMSD and detail fidelity judge an
+upscale the way a person looks at it (noise on smooth areas, the missing or invented fine band,
+structure); sharpness alone rewards noise.
 """
 
 from __future__ import annotations
@@ -121,14 +122,148 @@ def colour_shift(output: np.ndarray, hr: np.ndarray) -> float:
     return float(np.mean(np.abs(out_means - hr_means)) * 255.0)
 
 
+# --- what a person sees: grain, the missing fine band, structure ---------------------------------
+FINE_BAND_SIGMA = 1.0
+"""The fine band is the image minus its Gaussian blur at this sigma (pixels)."""
+LOCAL_ENERGY_SIGMA = 4.0
+"""Local fine-band energy: a Gaussian of this sigma over the squared band."""
+FLAT_FRACTION = 0.3
+"""grain looks at the 30 % of pixels where the HR's local fine-band energy is lowest."""
+SPECTRAL_BAND = (0.25, 1.0)
+"""spectral_gap averages radial frequencies in this range, as fractions of Nyquist."""
+GMSD_C = 170.0
+"""Xue et al. 2014's stability constant for images on the 0-255 scale."""
+
+
+def gaussian_blur(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D float64 plane, reflected borders, truncated at 3 sigma."""
+    radius = max(1, int(np.ceil(3.0 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(np.asarray(plane, dtype=np.float64), radius, mode="reflect")
+    return _filter_valid(padded, kernel)
+
+
+def fine_band(plane: np.ndarray) -> np.ndarray:
+    """The image minus its Gaussian blur at sigma = 1: the band a 4x upscale must invent."""
+    return plane - gaussian_blur(plane, FINE_BAND_SIGMA)
+
+
+def _check_pair(output: np.ndarray, hr: np.ndarray, minimum: int) -> tuple[np.ndarray, np.ndarray]:
+    y_out, y_ref = _shaved_pair(output, hr, 0)
+    if min(y_ref.shape) < minimum:
+        raise ValueError(f"this metric needs at least {minimum}x{minimum} pixels, got {y_ref.shape}")
+    return y_out, y_ref
+
+
+def grain(output: np.ndarray, hr: np.ndarray) -> float:
+    """Fine-band energy on the HR's flattest 30 % of pixels, output over HR, as an amplitude ratio.
+
+    1 means "as in the photo"; noise and film grain sit far above 1, blur below. The flat pixels are
+    where the HR's local fine-band energy (Gaussian sigma 4 of the squared band) is lowest.
+    """
+    y_out, y_ref = _check_pair(output, hr, 13)
+    band_out, band_ref = fine_band(y_out), fine_band(y_ref)
+    local = gaussian_blur(band_ref**2, LOCAL_ENERGY_SIGMA)
+    flat = local <= np.quantile(local, FLAT_FRACTION)
+    ref_energy = float(np.mean(band_ref[flat] ** 2))
+    out_energy = float(np.mean(band_out[flat] ** 2))
+    if ref_energy == 0.0:
+        return 1.0 if out_energy == 0.0 else float("inf")
+    return float(np.sqrt(out_energy / ref_energy))
+
+
+def radial_power(plane: np.ndarray, bins: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Radially averaged power spectrum of a Hann-windowed plane (mean removed).
+
+    Returns (frequency as a fraction of Nyquist at each bin centre, mean power per bin) over
+    SPECTRAL_BAND; bins with no frequency sample get NaN.
+    """
+    h, w = plane.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    centred = (plane - plane.mean()) * window
+    power = np.abs(np.fft.fft2(centred)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    radius = np.hypot(fy, fx) / 0.5  # 1.0 = Nyquist
+    low, high = SPECTRAL_BAND
+    edges = np.linspace(low, high, bins + 1)
+    index = np.digitize(radius.ravel(), edges) - 1
+    inside = (index >= 0) & (index < bins)
+    sums = np.bincount(index[inside], weights=power.ravel()[inside], minlength=bins)
+    counts = np.bincount(index[inside], minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return 0.5 * (edges[:-1] + edges[1:]), mean
+
+
+def spectral_gap(output: np.ndarray, hr: np.ndarray) -> float:
+    """Mean |log10 radial power of output - that of HR| over 0.25-1 of Nyquist (Hann window).
+
+    0 means the fine band has the photo's energy at every frequency; blur shows as a deficit
+    and noise as an excess, and both count. 1.0 is a factor of 10 in power on average.
+    """
+    y_out, y_ref = _check_pair(output, hr, 16)
+    _, p_out = radial_power(y_out)
+    _, p_ref = radial_power(y_ref)
+    tiny = 1e-20
+    valid = np.isfinite(p_out) & np.isfinite(p_ref)
+    diff = np.abs(np.log10(p_out[valid] + tiny) - np.log10(p_ref[valid] + tiny))
+    return float(diff.mean())
+
+
+def _prewitt(plane: np.ndarray) -> np.ndarray:
+    """Gradient magnitude with 3x3 Prewitt filters (each divided by 3), valid region only."""
+    p = plane
+    gx = ((p[:-2, 2:] + p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + p[1:-1, :-2] + p[2:, :-2])) / 3.0
+    gy = ((p[2:, :-2] + p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + p[:-2, 1:-1] + p[:-2, 2:])) / 3.0
+    return np.hypot(gx, gy)
+
+
+def gmsd(output: np.ndarray, hr: np.ndarray) -> float:
+    """Gradient magnitude similarity deviation (Xue et al. 2014); lower is better, 0 is identical.
+
+    As the authors' code: luma on the 0-255 scale, a 2x2 average and 2x downsample, Prewitt
+    gradients, GMS = (2 m_out m_ref + c) / (m_out^2 + m_ref^2 + c) with c = 170, GMSD = std(GMS).
+    """
+    y_out, y_ref = _check_pair(output, hr, 8)
+
+    def prepare(plane: np.ndarray) -> np.ndarray:
+        p = plane * 255.0
+        p = 0.25 * (p[:-1, :-1] + p[1:, :-1] + p[:-1, 1:] + p[1:, 1:])
+        return p[::2, ::2]
+
+    m_out, m_ref = _prewitt(prepare(y_out)), _prewitt(prepare(y_ref))
+    gms = (2.0 * m_out * m_ref + GMSD_C) / (m_out**2 + m_ref**2 + GMSD_C)
+    return float(np.std(gms))
+
+
+def detail_fidelity(output: np.ndarray, hr: np.ndarray) -> float:
+    """Pearson correlation of the output's fine band with the HR's: 1 = the photo's own detail.
+
+    Invented texture that looks right but sits in the wrong place scores near 0; a blurred
+    output scores positive but low; it is NaN-free (0 for a flat band).
+    """
+    y_out, y_ref = _check_pair(output, hr, 8)
+    a, b = fine_band(y_out).ravel(), fine_band(y_ref).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    return float(np.sum(a * b) / denom) if denom > 0.0 else 0.0
+
+
 def evaluate_pair(output: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) -> dict[str, float]:
     """All metrics for one output; PSNR and SSIM shave ``scale`` border pixels.
 
-    Keys: psnr_y, ssim_y, consistency, sharpness, colour_shift.
+    Keys: psnr_y, ssim_y, gmsd, grain, spectral_gap, detail_fidelity, consistency, sharpness,
+    colour_shift. Presets are chosen by the first six, never by sharpness (noise raises it too).
     """
     return {
         "psnr_y": psnr_y(output, hr, shave=scale),
         "ssim_y": ssim_y(output, hr, shave=scale),
+        "gmsd": gmsd(output, hr),
+        "grain": grain(output, hr),
+        "spectral_gap": spectral_gap(output, hr),
+        "detail_fidelity": detail_fidelity(output, hr),
         "consistency": consistency(output, lr, scale),
         "sharpness": sharpness(output, hr),
         "colour_shift": colour_shift(output, hr),

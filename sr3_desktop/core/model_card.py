@@ -9,20 +9,29 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sr3_desktop.core.errors import ModelError
+from sr3_desktop.core.literals import (
+    CHAIN_STARTS,
+    CONDITIONS,
+    MODEL_KINDS,
+    NOISE_CONDITIONINGS,
+    PREDICTIONS,
+    SAMPLER_NAMES,
+    TARGETS,
+    ChainStart,
+    Condition,
+    ModelKind,
+    NoiseConditioning,
+    Prediction,
+    SamplerName,
+    Target,
+)
 from sr3_desktop.core.schedule import ScheduleError, ScheduleSpec, validate_levels
 
 CARD_METADATA_KEY = "sr3.model_card"
 SCHEMA_VERSION = 1
-
-ModelKind = Literal["sr3", "regression"]
-Prediction = Literal["epsilon", "x0", "v"]
-Target = Literal["hr", "residual"]
-NoiseConditioning = Literal["gamma", "sqrt_gamma"]
-SamplerName = Literal["ddpm", "ddim"]
-ChainStart = Literal["noise", "bicubic", "regression"]
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
@@ -71,11 +80,11 @@ class InferencePreset:
             validate_levels(list(self.noise_levels))  # type: ignore[arg-type]
         except ScheduleError as err:
             raise ModelCardError(f"preset noise levels are invalid: {err}") from None
-        if self.sampler not in ("ddpm", "ddim"):
+        if self.sampler not in SAMPLER_NAMES:
             raise ModelCardError(f"unknown sampler {self.sampler!r}; expected 'ddpm' or 'ddim'")
         if not 0.0 <= self.eta <= 1.0:
             raise ModelCardError(f"eta must be in [0, 1], got {self.eta}")
-        if self.start not in ("noise", "bicubic", "regression"):
+        if self.start not in CHAIN_STARTS:
             raise ModelCardError(f"unknown chain start {self.start!r}")
         if not 0.0 < self.strength <= 1.0:
             raise ModelCardError(f"strength must be in (0, 1], got {self.strength}")
@@ -110,6 +119,11 @@ class ModelCard:
     """What is diffused / regressed: the HR image (the paper) or the residual HR - bicubic."""
     noise_conditioning: NoiseConditioning = "sqrt_gamma"
     """What ``noise_level`` carries: gamma, or sqrt(gamma) as in the paper."""
+    condition: Condition = "bicubic"
+    """What the SR3 input lr_up carries, and what a residual target is taken over: the bicubic upsample
+    (the paper), or the output of the regression model ``condition_model`` (predict-and-refine)."""
+    condition_model: str = ""
+    """The name of the regression model whose output is the condition when condition = "regression"."""
     value_range: tuple[float, float] = (-1.0, 1.0)
     """Pixel range of lr_up, y_t and outputs."""
     train_schedule: ScheduleSpec | None = None
@@ -137,18 +151,22 @@ class ModelCard:
             )
         if not self.name.strip():
             raise ModelCardError("model card has an empty name")
-        if self.kind not in ("sr3", "regression"):
+        if self.kind not in MODEL_KINDS:
             raise ModelCardError(f"model kind must be 'sr3' or 'regression', got {self.kind!r}")
         if self.scale < 1 or self.scale > 16:
             raise ModelCardError(f"scale must be between 1 and 16, got {self.scale}")
         if self.size_multiple < 1:
             raise ModelCardError(f"size_multiple must be >= 1, got {self.size_multiple}")
-        if self.prediction not in ("epsilon", "x0", "v"):
+        if self.prediction not in PREDICTIONS:
             raise ModelCardError(f"unknown prediction {self.prediction!r}; expected epsilon, x0 or v")
-        if self.target not in ("hr", "residual"):
+        if self.target not in TARGETS:
             raise ModelCardError(f"unknown target {self.target!r}; expected 'hr' or 'residual'")
-        if self.noise_conditioning not in ("gamma", "sqrt_gamma"):
+        if self.noise_conditioning not in NOISE_CONDITIONINGS:
             raise ModelCardError(f"unknown noise_conditioning {self.noise_conditioning!r}")
+        if self.condition not in CONDITIONS:
+            raise ModelCardError(f"unknown condition {self.condition!r}; expected 'bicubic' or 'regression'")
+        if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model.strip()):
+            raise ModelCardError("a regression condition is for SR3 models and needs condition_model (a model name)")
         if tuple(self.value_range) != (-1.0, 1.0):
             raise ModelCardError(f"value_range must be [-1, 1], got {list(self.value_range)}")
         expected = (SR3_INPUTS, SR3_OUTPUTS) if self.kind == "sr3" else (REGRESSION_INPUTS, REGRESSION_OUTPUTS)
@@ -227,6 +245,8 @@ class ModelCard:
                 prediction=data.get("prediction", "epsilon"),
                 target=data.get("target", "hr"),
                 noise_conditioning=data.get("noise_conditioning", "sqrt_gamma"),
+                condition=data.get("condition", "bicubic"),
+                condition_model=str(data.get("condition_model", "")),
                 value_range=tuple(float(v) for v in data.get("value_range", (-1.0, 1.0))),  # type: ignore[arg-type]
                 train_schedule=ScheduleSpec.from_dict(schedule) if schedule else None,
                 inference_presets=presets,
@@ -271,15 +291,23 @@ def _preset_from_dict(name: str, data: Any) -> InferencePreset:
 
 
 # --- ONNX metadata -------------------------------------------------------------------------
-def card_from_metadata(metadata: dict[str, str]) -> ModelCard:
-    """Parse the card from an ONNX metadata map (onnx metadata_props or ort custom_metadata_map)."""
+def card_from_metadata(metadata: dict[str, str], source: str = "this ONNX file") -> ModelCard:
+    """Parse the card from an ONNX metadata map (onnx metadata_props or ort custom_metadata_map).
+
+    ``source`` names the file in the messages (every model refusal names its file).
+    """
     text = metadata.get(CARD_METADATA_KEY)
     if text is None:
         raise ModelCardError(
-            f"this ONNX file has no '{CARD_METADATA_KEY}' metadata, so it was not exported by "
+            f"{source} has no '{CARD_METADATA_KEY}' metadata, so it was not exported by "
             "`python -m exporter export`; re-export it with the exporter"
         )
-    return ModelCard.from_json(text)
+    try:
+        return ModelCard.from_json(text)
+    except ModelCardError as err:
+        if source == "this ONNX file":
+            raise
+        raise ModelCardError(f"{source}: {err}") from None
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -292,7 +320,7 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelCardError(f"model file not found: {path}") from None
     except Exception as err:  # onnx raises DecodeError and friends for garbage files
         raise ModelCardError(f"{Path(path).name} is not a readable ONNX model ({type(err).__name__})") from None
-    return card_from_metadata({p.key: p.value for p in proto.metadata_props})
+    return card_from_metadata({p.key: p.value for p in proto.metadata_props}, Path(path).name)
 
 
 def embed_card(model: Any, card: ModelCard) -> None:

@@ -2,15 +2,18 @@
 
 A model from a stranger must not read files outside its folder (external data through absolute
 paths, "..", symlinks or hardlinks), must not need a custom-op library (only the standard ONNX
-operator domains are accepted, so no library is ever registered), and must parse as ONNX.
-The file is parsed without touching external data. Signature checks against the model card
-happen later, in the denoiser.
+operator domains are accepted, so no library is ever registered), must use only the operators
+of the exporter's U-Nets (``ALLOWED_OPERATORS``: no control flow, so no graph can run without
+end), and must parse as ONNX. The file is parsed without touching external data. Signature
+checks against the model card happen later, in the denoiser; the time-limited test run of an
+imported or ``--model`` file is ``model_probe``'s.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +25,43 @@ MAX_MODEL_BYTES = 2 * 1024**3
 """2 GiB: the protobuf limit for a single-file model; larger files are refused unread."""
 ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 """Standard ONNX operators only; "com.microsoft" contrib ops come from ORT's optimiser, not exporters."""
+OPERATOR_DOMAINS = frozenset({"", "ai.onnx"})
+"""The domain of ``ALLOWED_OPERATORS``: the default ONNX domain (an ``ai.onnx.ml`` node is refused by name)."""
+ALLOWED_OPERATORS = frozenset({
+    # What the exporter's U-Nets hold today, read off the bundled sr3-photo-4x and regression-photo-4x
+    # (TorchScript export, opset 17; tests/core/test_model_safety.py checks both against this list):
+    "Conv",                          # every convolution, the stride-2 downsampling included
+    "InstanceNormalization",         # GroupNorm, exported as InstanceNorm over the reshaped groups
+    "Add", "Mul", "Div", "Sigmoid",  # residual sums, GroupNorm's affine, SiLU = x * sigmoid(x), skip scale
+    "MatMul", "Softmax",             # self-attention
+    "Resize",                        # the nearest-neighbour 2x upsampling
+    "Reshape", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Split", "Transpose", "Constant",
+                                     # dynamic N/H/W shape arithmetic, the qkv split, skip concatenation
+    "Gemm", "Sin", "Cos", "Cast",    # SR3 only: the sinusoidal noise-level embedding and its MLP
+    # fp16 exports (export --fp16) add only Cast, between the float16 body and the float32 IO and noise
+    # level (listed above). Exports at opset 18 (export --opset 18) and torch's dynamo exporter decompose
+    # the same layers differently, and a later U-Net may add layers; each is a plain tensor function:
+    "GroupNormalization",            # opset 18+: GroupNorm as one operator
+    "LayerNormalization",            # transformer-style attention blocks (opset 17+)
+    "ReduceMean", "ReduceSum", "ReduceMax", "Sub", "Pow", "Sqrt", "Reciprocal", "Neg", "Exp",
+                                     # norms and softmax written out: mean, variance, rsqrt, max-shift
+    "Gelu", "Erf", "Tanh",           # GELU (opset 20, else its erf or tanh form); Mish/tanh activations
+    "Relu", "LeakyRelu", "Softplus", "Clip", "Min", "Max", "Abs",
+                                     # other activations, clamps and the numerically safe max(x, eps)
+    "Einsum",                        # attention written as an einsum
+    "ConvTranspose", "DepthToSpace", "SpaceToDepth", "AveragePool", "MaxPool",
+                                     # learned / pixel-shuffle upsampling, pooled downsampling
+    "Pad", "Slice", "Expand", "ConstantOfShape", "Range", "Equal", "Where", "Flatten", "Identity",
+                                     # reflect padding, crops, broadcasting and the shape code of dynamic
+                                     # axes (torch emits ConstantOfShape/Equal/Where for a dynamic expand),
+                                     # Identity for renamed outputs
+    "Dropout",                       # kept as an inference-mode identity by some exporters
+    "BatchNormalization",            # a U-Net variant with BatchNorm (inference form)
+    "DequantizeLinear",              # int8 weight storage for a smaller bundle
+})
+"""The only operators a model may use. Control flow (``Loop``, ``Scan``, ``If``), sequences, random
+and string operators and everything else are refused: a U-Net never needs them, and a ``Loop`` with an
+enormous trip count would run forever."""
 
 
 def check_onnx_file(path: str | os.PathLike[str]) -> None:
@@ -37,6 +77,7 @@ def check_onnx_file(path: str | os.PathLike[str]) -> None:
     if size == 0 or model.ir_version <= 0 or len(model.graph.node) == 0 or len(model.opset_import) == 0:
         raise ModelError(f"{name} is not a valid ONNX model: it has no graph (the file is truncated or damaged).")
     _check_domains(model, name)
+    _check_operators(model, name)
     _check_external_data(model, model_path, name)
     try:
         onnx.checker.check_model(str(model_path))  # by path, so external data resolves from its folder
@@ -113,6 +154,22 @@ def _check_domains(model: onnx.ModelProto, name: str) -> None:
         for node in graph.node:
             if node.domain not in ALLOWED_DOMAINS:
                 raise _refuse_domain(name, node.domain, f"node '{node.name}' of type {node.op_type}")
+
+
+def _check_operators(model: onnx.ModelProto, name: str) -> None:
+    """Refuse every operator outside ``ALLOWED_OPERATORS``, in every graph, subgraph and function."""
+    counts: Counter[str] = Counter()
+    nodes = [node for graph in _all_graphs(model) for node in graph.node]
+    nodes += [node for function in model.functions for node in function.node]
+    for node in nodes:
+        if node.domain not in OPERATOR_DOMAINS or node.op_type not in ALLOWED_OPERATORS:
+            counts[f"{node.domain}.{node.op_type}" if node.domain not in OPERATOR_DOMAINS else node.op_type] += 1
+    if counts:
+        found = ", ".join(f"{op} ({n} node{'s' if n > 1 else ''})" for op, n in sorted(counts.items()))
+        raise ModelError(f"{name} is refused: it uses the operator{'s' if len(counts) > 1 else ''} {found}, which "
+                         "SR3 models do not need. Only the operators of the exporter's U-Nets are allowed (no control "
+                         "flow such as Loop, Scan or If), so that no model can run without end; re-export it with "
+                         "`python -m exporter export`.")
 
 
 # ----------------------------------------------------------------------------------------------

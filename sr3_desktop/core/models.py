@@ -1,4 +1,4 @@
-"""The model registry: bundled models (package data) and models a user imported.
+"""The model registry: bundled models (``resources/models``) and models a user imported.
 
 Imported models live in ``<user data dir>/models`` (platformdirs; ``SR3_DESKTOP_DATA_DIR``
 overrides the base folder). A model is known by its card's name. Importing validates the file
@@ -7,27 +7,32 @@ overrides the base folder). A model is known by its card's name. Importing valid
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.errors import ModelError, SR3Error
+from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically
 from sr3_desktop.core.model_card import ModelCard, read_card
+from sr3_desktop.core.model_probe import probe
 from sr3_desktop.core.model_safety import check_onnx_file
-from sr3_desktop.core.sampler import network_noise_level
 
 DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
 BUNDLED_DIR_ENV = "SR3_DESKTOP_BUNDLED_DIR"
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "resources" / "models"
+
+
+def resources_dir() -> Path:
+    """The bundled resources (models, icons, desktop file): one folder, ``resources/`` at the top of
+    the repository. A wheel and the PyInstaller app carry it as the package data folder
+    ``sr3_desktop/resources``; a source checkout and an editable install read the top-level one."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "resources"
+    return installed if installed.is_dir() else package.parent / "resources"
+
+
+BUNDLED_DIR = resources_dir() / "models"
 PREFERRED_DEFAULTS = {"sr3": "sr3-photo-4x", "regression": "regression-photo-4x"}
-_TEMP_PREFIX = ".sr3tmp-"
 
 
 def data_dir() -> Path:
@@ -99,7 +104,7 @@ def _cached_card(path: Path) -> ModelCard:
 
 def _onnx_files(folder: Path) -> list[Path]:
     try:
-        return sorted(p for p in folder.glob("*.onnx") if p.is_file() and not p.name.startswith(_TEMP_PREFIX))
+        return sorted(p for p in folder.glob("*.onnx") if p.is_file() and not p.name.startswith(TEMP_PREFIX))
     except OSError:
         return []
 
@@ -129,9 +134,10 @@ def list_models() -> list[ModelEntry]:
     return scan_models().entries
 
 
-def default_model(kind: str) -> ModelEntry | None:
-    """The model used when none is named: the preferred bundled one, else the first of its kind."""
-    entries = [e for e in list_models() if e.kind == kind]
+def default_model(kind: str, among: list[ModelEntry] | None = None) -> ModelEntry | None:
+    """The model used when none is named: the preferred bundled one, else the first of its kind
+    (among the installed models, or among ``among``)."""
+    entries = [e for e in (list_models() if among is None else among) if e.kind == kind]
     preferred = [e for e in entries if e.bundled and e.path.stem == PREFERRED_DEFAULTS.get(kind)]
     bundled = [e for e in entries if e.bundled]
     ranked = preferred or bundled or entries
@@ -145,8 +151,9 @@ def _looks_like_path(text: str) -> bool:
 def resolve_model(name_or_path: str | os.PathLike[str], kind: str | None = None) -> ModelEntry:
     """A model by installed name (or file stem), or by the path of an .onnx file."""
     text = str(name_or_path)
-    if _looks_like_path(text):
-        path = Path(text).expanduser()
+    given = Path(text).expanduser() if _looks_like_path(text) else None
+    if given is not None:
+        path = given
         if not path.is_file():
             raise ModelError(f"model file not found: {text}")
         card = read_card(path)
@@ -160,32 +167,22 @@ def resolve_model(name_or_path: str | os.PathLike[str], kind: str | None = None)
             raise SR3Error(f"no model named {text!r}; available{f' {kind}' if kind else ''} models: {listed}")
         entry = matches[0]
     if kind is not None and entry.kind != kind:
-        raise ModelError(f"{entry.name} is a {entry.kind} model, but a {kind} model is needed here")
+        raise ModelError(f"{entry.name} ({entry.path.name}) is a {entry.kind} model, but a {kind} model is needed here")
+    if given is not None:  # a file named on the command line is untrusted: the same checks as an import
+        validate_model(given)
     return entry
 
 
-def _test_inputs(card: ModelCard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A smooth image, noise and a noise level at 2 * size_multiple px."""
-    side = 2 * card.size_multiple
-    ramp = np.linspace(-0.8, 0.8, side, dtype=np.float32)
-    lr_up = np.broadcast_to(ramp[None, None, :, None] * ramp[None, None, None, :], (1, 3, side, side)).copy()
-    y_t = np.random.default_rng(0).standard_normal((1, 3, side, side), dtype=np.float32)
-    gamma = card.preset(card.default_preset).noise_levels[0] if card.kind == "sr3" else 0.5
-    return lr_up, y_t, network_noise_level(gamma, card.noise_conditioning, 1)
-
-
 def validate_model(path: str | os.PathLike[str]) -> ModelCard:
-    """Everything short of installing: safety, card, graph signature and a tiny test run."""
+    """Everything short of installing: safety (the operator allowlist included), card, graph signature,
+    and a tiny test run in a child process under a time limit (``model_probe``), whose output must be
+    finite and within the range its card allows."""
     source = Path(path).expanduser()
     if not source.is_file():
         raise ModelError(f"model file not found: {path}")
     check_onnx_file(source)
-    model = OnnxDenoiser(source, "cpu")
-    card = model.card
-    lr_up, y_t, level = _test_inputs(card)
-    out = model.predict_noise(lr_up, y_t, level) if card.kind == "sr3" else model.predict_image(lr_up)
-    if not np.all(np.isfinite(out)):
-        raise ModelError(f"{source.name} produced invalid values (NaN or infinity) on a test image")
+    card = read_card(source)
+    probe(source)
     return card
 
 
@@ -229,22 +226,7 @@ def import_model(path: str | os.PathLike[str]) -> ModelEntry:
         raise ModelError(f"{target} already exists and holds another model; remove it first")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _copy_atomically(source, target)
+        copy_atomically(source, target, overwrite=False)
     except OSError as err:
         raise ModelError(f"could not copy the model into {folder}: {err.strerror or err}") from None
     return ModelEntry(card.name, target, card, bundled=False)
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".onnx", dir=target.parent)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise

@@ -285,6 +285,8 @@ class _Canvas:
         self.padded_height = padded_size(self.height, multiple)
         self.padded_width = padded_size(self.width, multiple)
         self.lr_up_model = pad_plane(to_model(self.lr_up)[0], self.padded_height, self.padded_width)
+        self.condition = self.lr_up_model
+        """What the SR3 network sees as lr_up and a residual is added to: bicubic, or a regression output."""
         self.tile, self.budget = tile, budget
 
     @property
@@ -305,7 +307,7 @@ class _Canvas:
 
     def to_image(self, model_space: np.ndarray, residual: bool) -> np.ndarray:
         """Padded (C, H, W) diffused variable -> cropped HWC [0, 1] HR image."""
-        hr = model_space + self.lr_up_model if residual else model_space
+        hr = model_space + self.condition if residual else model_space
         return from_model(hr[:, : self.height, : self.width])
 
 
@@ -342,6 +344,9 @@ def refine(
         assert sr3 is not None
         if options.custom_preset is None:
             sr3.card.preset(options.preset or sr3.card.default_preset)  # an unknown preset fails now
+        if sr3.card.condition == "regression" and regression is None:
+            raise ModelError(f"{sr3.card.name} refines the output of the regression model "
+                             f"{sr3.card.condition_model!r}, and no regression model was given")
     return _steps(lr, options, sr3, regression, scale, should_stop)
 
 
@@ -403,6 +408,10 @@ def _refine_sr3(
     if options.strength is not None and options.strength < 1.0 and start == "noise":
         start = "bicubic"
         notes.append(f"strength {options.strength} < 1 starts from a noised bicubic estimate")
+    conditioned = card.condition == "regression"  # refine() has checked that the regression model is here
+    if conditioned and regression is not None and regression.card.name != card.condition_model:
+        notes.append(f"{card.name} was trained on the output of {card.condition_model!r}, not "
+                     f"{regression.card.name!r}: results may differ")
     if start == "regression" and regression is None:
         start = "bicubic"
         notes.append(f"preset {preset_name!r} starts from a regression estimate, but no regression model "
@@ -410,34 +419,40 @@ def _refine_sr3(
     residual = card.target == "residual"
     sampler = Sampler(levels, preset.sampler, preset.eta, card.prediction, card.target, card.noise_conditioning)
     multiple = card.size_multiple
-    if start == "regression" and regression is not None:
+    if (start == "regression" or conditioned) and regression is not None:
         multiple = math.lcm(multiple, regression.card.size_multiple)
     canvas = _Canvas(lr, scale, multiple, options.tile, sr3.budget_pixels)
     grid, batch = canvas.grid(card)
     evaluations = 0
+    regression_image: np.ndarray | None = None
+    if (start == "regression" or conditioned) and regression is not None:
+        regression_image = _regression_estimate(canvas, regression, should_stop)
+        evaluations += 1
+    if conditioned:
+        assert regression_image is not None
+        canvas.condition = regression_image
     estimate: np.ndarray | None = None  # start estimate in the diffused space
     if start == "bicubic":
         estimate = canvas.lr_up_model.copy()
-    elif start == "regression" and regression is not None:
-        estimate = _regression_estimate(canvas, regression, should_stop)
-        evaluations += 1
+    elif start == "regression":
+        estimate = regression_image
     if estimate is not None and residual:
-        estimate = estimate - canvas.lr_up_model
+        estimate = estimate - canvas.condition
     back_projection = preset.back_projection if options.back_projection is None else options.back_projection
-    lr_up_clip = canvas.lr_up_model if residual else None
+    lr_up_clip = canvas.condition if residual else None
     total = sampler.num_steps * options.samples
     images: list[np.ndarray] = []
     for k in range(options.samples):
         rng = np.random.default_rng(options.seed + k)
         y = sampler.start(rng.standard_normal(canvas.shape, dtype=np.float32), estimate)
         for i in range(sampler.num_steps):
-            level = sampler.noise_level(i)[0]
+            level = sampler.network_input(i)[0]
 
             def denoise(planes: list[np.ndarray], level: np.float32 = level) -> np.ndarray:
                 lr_up, y_t = planes
-                return sr3.predict_noise(lr_up, y_t, np.full((lr_up.shape[0],), level, dtype=np.float32))
+                return sr3.predict(lr_up, y_t, np.full((lr_up.shape[0],), level, dtype=np.float32))
 
-            output = run_tiled(denoise, [canvas.lr_up_model, y], grid, batch, should_stop)
+            output = run_tiled(denoise, [canvas.condition, y], grid, batch, should_stop)
             # step writes pred_y0 into ``output`` (a fresh array each step: run_tiled's blend, or the
             # session's own output untiled) and reads y; nothing here uses ``output`` again.
             y, pred = sampler.step(output, i, y, rng, lr_up_clip)

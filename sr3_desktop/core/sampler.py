@@ -3,6 +3,8 @@
 Notation (paper Eq. 4): gamma = prod alpha, y_t = sqrt(gamma) * y0 + sqrt(1 - gamma) * eps.
 A chain is a float64 array of gammas in sampling order (noisiest first); step i goes from
 levels[i] to levels[i + 1], and the last step goes to gamma = 1 (it returns the predicted y0).
+"Noise level" always means gamma; what the network's ``noise_level`` input carries (gamma or
+sqrt(gamma), per the card's ``noise_conditioning``) is its *network input*, see ``network_input``.
 
 The network may predict eps (the paper), y0 ("x0") or v = sqrt(g) eps - sqrt(1 - g) y0; it may
 diffuse the HR image (target "hr") or the residual r = hr - lr_up (target "residual").
@@ -14,16 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
+from sr3_desktop.core.literals import SAMPLER_NAMES, NoiseConditioning, Prediction, SamplerName, Target
 from sr3_desktop.core.schedule import validate_levels
-
-Prediction = Literal["epsilon", "x0", "v"]
-Target = Literal["hr", "residual"]
-SamplerKind = Literal["ddpm", "ddim"]
-NoiseConditioning = Literal["gamma", "sqrt_gamma"]
 
 
 def split_prediction(
@@ -84,8 +81,9 @@ def ddim_step(
     return y_s
 
 
-def network_noise_level(gamma: float, conditioning: NoiseConditioning, batch: int) -> np.ndarray:
-    """What the network's ``noise_level`` input carries, float32 of shape (batch,)."""
+def network_input(gamma: float, conditioning: NoiseConditioning, batch: int) -> np.ndarray:
+    """The value fed to the network's ``noise_level`` input at noise level gamma: gamma or sqrt(gamma)
+    (the paper conditions on sqrt(gamma), Sec. 2.4), float32 of shape (batch,)."""
     value = math.sqrt(gamma) if conditioning == "sqrt_gamma" else gamma
     return np.full((batch,), value, dtype=np.float32)
 
@@ -100,7 +98,7 @@ class Sampler:
 
     levels: np.ndarray
     """Gammas in sampling order (noisiest first), float64."""
-    kind: SamplerKind = "ddpm"
+    kind: SamplerName = "ddpm"
     """"ddpm" (paper Alg. 2, ancestral) or "ddim"."""
     eta: float = 0.0
     """DDIM stochasticity in [0, 1]; ignored by "ddpm"."""
@@ -109,12 +107,12 @@ class Sampler:
     target: Target = "hr"
     """What is diffused: the HR image or the residual HR - lr_up."""
     noise_conditioning: NoiseConditioning = "sqrt_gamma"
-    """What the network's noise_level input means."""
+    """What the network's noise_level input carries: gamma or sqrt(gamma)."""
     _levels: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._levels = validate_levels(np.asarray(self.levels, dtype=np.float64))
-        if self.kind not in ("ddpm", "ddim"):
+        if self.kind not in SAMPLER_NAMES:
             raise ValueError(f"unknown sampler {self.kind!r}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
@@ -124,16 +122,16 @@ class Sampler:
         return int(self._levels.size)
 
     def gamma(self, i: int) -> float:
-        """Noise level where step i starts."""
+        """The noise level gamma where step i starts."""
         return float(self._levels[i])
 
     def next_gamma(self, i: int) -> float:
-        """Noise level where step i ends (1.0 after the last step)."""
+        """The noise level gamma where step i ends (1.0 after the last step)."""
         return float(self._levels[i + 1]) if i + 1 < self._levels.size else 1.0
 
-    def noise_level(self, i: int, batch: int = 1) -> np.ndarray:
-        """The network's noise_level input for step i."""
-        return network_noise_level(self.gamma(i), self.noise_conditioning, batch)
+    def network_input(self, i: int, batch: int = 1) -> np.ndarray:
+        """The network's ``noise_level`` input for step i (gamma or sqrt(gamma), see ``network_input``)."""
+        return network_input(self.gamma(i), self.noise_conditioning, batch)
 
     def start(self, noise: np.ndarray, estimate: np.ndarray | None = None) -> np.ndarray:
         """The first y: pure noise, or an estimate (diffused space) noised to levels[0] (Eq. 4).

@@ -131,6 +131,36 @@ def linear_beta_levels(steps: int, beta_start: float, beta_end: float) -> np.nda
     return gammas[::-1].copy()
 
 
+def sigma_of_gamma(gamma: float) -> float:
+    """The noise-to-signal ratio sigma = sqrt((1 - gamma) / gamma) of Eq. 4 (y_t / sqrt(gamma) = y0 + sigma eps)."""
+    return float(np.sqrt((1.0 - gamma) / gamma))
+
+
+def gamma_of_sigma(sigma: float) -> float:
+    """The gamma whose sigma = sqrt((1 - gamma) / gamma) is ``sigma``."""
+    return float(1.0 / (1.0 + sigma * sigma))
+
+
+def strength_of_gamma(train: ScheduleSpec, gamma: float) -> float:
+    """The strength t / T of the training step whose gamma is nearest ``gamma``."""
+    t = int(np.argmin(np.abs(train.gammas() - gamma))) + 1
+    return t / train.steps
+
+
+def sigma_geometric_levels(steps: int, sigma_start: float, sigma_end: float) -> np.ndarray:
+    """A short chain whose sigmas fall geometrically from sigma_start to sigma_end, in sampling order.
+
+    For the few-step chains that refine an estimate: step i starts at sigma_i, and the last step
+    goes to gamma = 1 as always. One step is just sigma_start.
+    """
+    if steps < 1:
+        raise ScheduleError(f"need at least 1 step, got {steps}")
+    if not 0.0 < sigma_end <= sigma_start:
+        raise ScheduleError(f"need 0 < sigma_end <= sigma_start, got {sigma_end} and {sigma_start}")
+    sigmas = np.geomspace(sigma_start, sigma_end, steps) if steps > 1 else np.array([sigma_start])
+    return 1.0 / (1.0 + sigmas.astype(np.float64) ** 2)
+
+
 def levels_from_preset_schedule(
     schedule: dict[str, Any], train: ScheduleSpec, steps: int, strength: float
 ) -> np.ndarray:
@@ -145,6 +175,12 @@ def levels_from_preset_schedule(
             kept = levels[levels >= gamma_start]
             levels = kept if kept.size else levels[-1:]
         return levels
+    if kind == "sigma_geometric":  # the start follows the strength; sigma_end keeps its ratio to the start
+        sigma_start, sigma_end = float(schedule["sigma_start"]), float(schedule["sigma_end"])
+        start = sigma_of_gamma(float(train.gammas()[timestep_for_strength(train.steps, strength) - 1]))
+        if abs(strength_of_gamma(train, gamma_of_sigma(sigma_start)) - strength) < 0.5 / train.steps:
+            start = sigma_start  # the preset's own strength: keep its exact sigma
+        return sigma_geometric_levels(steps, start, start * (sigma_end / sigma_start))  # ratio <= 1: end <= start
     raise ScheduleError(f"unknown inference schedule type {kind!r}")
 
 

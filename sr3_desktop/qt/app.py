@@ -6,15 +6,19 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QCoreApplication, QTimer
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication
 
 from sr3_desktop import __version__
 from sr3_desktop.qt import dialogs, icons, theme
 from sr3_desktop.qt.logs import install_excepthook, setup_logging
 from sr3_desktop.qt.paths import APP_NAME, ORGANISATION
 from sr3_desktop.qt.settings import SettingsStore
+
+if TYPE_CHECKING:  # the window module itself is imported only when a window is made
+    from sr3_desktop.qt.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ def application() -> QApplication:
     return app
 
 
-def create_window(files: list[str] | None = None, store: SettingsStore | None = None) -> QWidget:
+def create_window(files: list[str] | None = None, store: SettingsStore | None = None) -> MainWindow:
     """Build and show the main window (with ``files`` opened), after logging and the error hook."""
     from sr3_desktop.qt.main_window import MainWindow
 

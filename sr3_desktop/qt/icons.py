@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtGui import QAction, QIcon, QPalette
 from PySide6.QtWidgets import QAbstractButton, QApplication, QMenu
+
+from sr3_desktop.core.models import resources_dir
 
 # Names of Material Design Icons (mdi6) that the installed qtawesome ships.
 NAMES = {
@@ -102,7 +103,7 @@ def status_icon(status: str) -> QIcon:
 
 
 def app_icon_path(name: str = "sr3-desktop.png") -> Path:
-    return Path(str(resources.files("sr3_desktop") / "resources" / "icons" / name))
+    return resources_dir() / "icons" / name
 
 
 def app_icon() -> QIcon:

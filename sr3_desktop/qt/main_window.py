@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import onnxruntime
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import (
     QAction,
@@ -19,7 +18,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QGroupBox,
     QLabel,
     QMainWindow,
@@ -34,12 +32,14 @@ from PySide6.QtWidgets import (
 
 from sr3_desktop.core.imageio import LoadedImage
 from sr3_desktop.core.model_card import ModelCard
+from sr3_desktop.core.models import ModelEntry
 from sr3_desktop.qt import dialogs, icons
 from sr3_desktop.qt.about import AboutDialog
-from sr3_desktop.qt.controller import Controller
+from sr3_desktop.qt.controllers.app_controller import Controller
 from sr3_desktop.qt.logs import current_log_file
 from sr3_desktop.qt.settings import AppSettings, SettingsStore
 from sr3_desktop.qt.state import BatchItem, MetricsRow
+from sr3_desktop.qt.views import file_dialogs
 from sr3_desktop.qt.views.batch_view import BatchView
 from sr3_desktop.qt.views.compare_view import PREVIEW_LABELS, CompareView
 from sr3_desktop.qt.views.drop_zone import DropZone, paths_from_mime
@@ -47,23 +47,10 @@ from sr3_desktop.qt.views.metrics_panel import MetricsPanel
 from sr3_desktop.qt.views.model_panel import ModelPanel
 from sr3_desktop.qt.views.progress import ProgressView
 from sr3_desktop.qt.views.qimage import qimage_to_rgb
-from sr3_desktop.qt.views.settings_panel import SettingsPanel
+from sr3_desktop.qt.views.settings_panel import SettingsPanel, device_choices
 
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp *.gif);;All files (*)"
-SAVE_FILTERS = {"png": "PNG image (*.png)", "jpg": "JPEG image (*.jpg *.jpeg)", "webp": "WebP image (*.webp)",
-                "tiff": "TIFF image (*.tif *.tiff)"}
-DEVICE_LABELS = {"CUDAExecutionProvider": ("CUDA (NVIDIA GPU)", "cuda"),
-                 "DmlExecutionProvider": ("DirectML (GPU)", "directml"),
-                 "CoreMLExecutionProvider": ("CoreML (Apple)", "coreml")}
 PAGE_EMPTY, PAGE_SINGLE, PAGE_BATCH = 0, 1, 2
-
-
-def available_devices() -> list[tuple[str, str]]:
-    """(label, device) pairs for the devices this onnxruntime build can try."""
-    devices = [("Automatic", "auto"), ("CPU", "cpu")]
-    providers = onnxruntime.get_available_providers()
-    devices += [label for provider, label in DEVICE_LABELS.items() if provider in providers]
-    return devices
+Shortcut = QKeySequence.StandardKey | str | list[str] | None
 
 
 class MainWindow(QMainWindow):
@@ -97,9 +84,9 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._connect()
 
-        self.settings_panel.set_devices(available_devices())
-        self.settings_panel.apply(self.controller.settings)
-        self.compare.set_preview_kind(self.controller.settings.preview_kind)
+        self.settings_panel.set_devices(device_choices())
+        self.settings_panel.apply(self.controller.model.settings)
+        self.compare.set_preview_kind(self.controller.model.settings.preview_kind)
         self.set_running(False, batch=False)
         self.resize(1360, 860)
         if store is not None:
@@ -136,7 +123,8 @@ class MainWindow(QMainWindow):
         self.metrics_dock.setMinimumWidth(320)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.metrics_dock)
 
-    def _action(self, text: str, glyph: str | None, shortcut: Any, slot: Any, tip: str = "") -> QAction:
+    def _action(self, text: str, glyph: str | None, shortcut: Shortcut, slot: Callable[[], object],
+                tip: str = "") -> QAction:
         action = QAction(text, self)
         if glyph:
             icons.set_icon(action, glyph)
@@ -155,7 +143,7 @@ class MainWindow(QMainWindow):
         self.open_action = self._action("&Open…", "open", QKeySequence.StandardKey.Open, self.open_files)
         self.open_folder_action = self._action("Open &folder…", "open_folder", "Ctrl+Shift+O", self.open_folder)
         self.paste_action = self._action("&Paste image", "paste", QKeySequence.StandardKey.Paste, self.paste)
-        self.save_action = self._action("&Save", "save", QKeySequence.StandardKey.Save, lambda: c.save())
+        self.save_action = self._action("&Save", "save", QKeySequence.StandardKey.Save, lambda: c.saver.save())
         self.save_as_action = self._action("Save &as…", "save_as", "Ctrl+Shift+S", self.save_as)
         self.reference_action = self._action("Load &reference…", "reference", "Ctrl+R", self.choose_reference,
                                              "Load the high-resolution original for PSNR and SSIM")
@@ -250,23 +238,22 @@ class MainWindow(QMainWindow):
         self.batch_view.cancel_clicked.connect(c.cancel)
         self.batch_view.clear_clicked.connect(c.clear)
         self.batch_view.item_activated.connect(lambda path: c.open_paths([path]))
-        self.model_panel.sr3_selected.connect(lambda name: c.select_model("sr3", name))
-        self.model_panel.regression_selected.connect(lambda name: c.select_model("regression", name))
+        self.model_panel.sr3_selected.connect(lambda name: c.models.select("sr3", name))
+        self.model_panel.regression_selected.connect(lambda name: c.models.select("regression", name))
         self.model_panel.import_clicked.connect(self.choose_model)
         self.settings_panel.changed.connect(self._settings_edited)
         self.metrics_panel.reference_clicked.connect(self.choose_reference)
-        self.compare.preview_kind_changed.connect(c.set_preview_kind)
+        self.compare.preview_kind_changed.connect(c.runs.set_preview_kind)
 
     # --- user commands --------------------------------------------------------------------------
     def open_files(self) -> None:
-        start = str(Path(self.controller.settings.recent_files[0]).parent) if self.controller.settings.recent_files \
-            else ""
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", start, IMAGE_FILTER)
+        recent = self.controller.model.settings.recent_files
+        paths = file_dialogs.ask_images(self, str(Path(recent[0]).parent) if recent else "")
         if paths:
             self.controller.open_paths(paths)
 
     def open_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images")
+        folder = file_dialogs.ask_folder(self)
         if folder:
             self.controller.open_paths([folder])
 
@@ -281,34 +268,29 @@ class MainWindow(QMainWindow):
             self.show_status("The clipboard holds no image.")
 
     def save_as(self) -> None:
-        fmt = self.controller.settings.output_format
-        default = self.controller.default_output_path()
-        if default is None or "sr3" not in self.controller.results:
+        c = self.controller
+        default = c.saver.default_output_path()
+        if default is None or "sr3" not in c.model.results:
             self.show_status("Nothing to save yet: run the refinement first (Ctrl+Enter).")
             return
-        filters = ";;".join(SAVE_FILTERS.values())
-        path, chosen = QFileDialog.getSaveFileName(self, "Save as", str(default), filters, SAVE_FILTERS[fmt])
-        if not path:
-            return
-        if not Path(path).suffix:
-            fmt = next((f for f, label in SAVE_FILTERS.items() if label == chosen), fmt)
-            path += ".jpg" if fmt == "jpg" else f".{fmt}"
-        self.controller.save(path, overwrite=True)  # the dialog has asked about replacing
+        path = file_dialogs.ask_save_path(self, default, c.model.settings.output_format)
+        if path:
+            c.saver.save(path, overwrite=True)  # the dialog has asked about replacing
 
     def choose_reference(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "High-resolution reference", "", IMAGE_FILTER)
+        path = file_dialogs.ask_reference(self)
         if path:
-            self.controller.load_reference(path)
+            self.controller.metrics.load_reference(path)
 
     def choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import an exported model", "", "ONNX models (*.onnx)")
+        path = file_dialogs.ask_model(self)
         if path:
-            self.controller.import_model(path)
+            self.controller.models.import_model(path)
 
     def toggle_preview_kind(self) -> None:
-        kind = "y_t" if self.controller.settings.preview_kind == "pred_y0" else "pred_y0"
+        kind = "y_t" if self.controller.model.settings.preview_kind == "pred_y0" else "pred_y0"
         self.compare.set_preview_kind(kind)
-        self.controller.set_preview_kind(kind)
+        self.controller.runs.set_preview_kind(kind)
 
     def show_about(self) -> None:
         AboutDialog(self).open()
@@ -319,7 +301,7 @@ class MainWindow(QMainWindow):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_file.parent)))
 
     def _settings_edited(self) -> None:
-        settings = self.controller.settings
+        settings = self.controller.model.settings
         self.settings_panel.collect(settings)
         self.controller.update_settings(settings)
 
@@ -348,7 +330,7 @@ class MainWindow(QMainWindow):
     def show_image(self, image: LoadedImage, name: str, scale: int) -> None:
         width, height = image.size
         self.compare.set_frame(width * scale, height * scale)
-        self.compare.set_image("input", image.rgb, f"{width}×{height}")
+        self.compare.set_input(image.rgb, f"{width}×{height}")
         self.stack.setCurrentIndex(PAGE_SINGLE)
         self.setWindowTitle(f"{name} — SR3 Desktop")
         self.progress.reset()
@@ -378,7 +360,7 @@ class MainWindow(QMainWindow):
         self.run_action.setEnabled(not running and self.stack.currentIndex() != PAGE_EMPTY)
         self.cancel_action.setEnabled(running)
         self.batch_view.set_running(running and batch)
-        has_result = "sr3" in self.controller.results
+        has_result = "sr3" in self.controller.model.results
         self.save_action.setEnabled(not running and has_result)
         self.save_as_action.setEnabled(not running and has_result)
         self.model_panel.setEnabled(not running)
@@ -394,6 +376,9 @@ class MainWindow(QMainWindow):
     def show_preview(self, image: np.ndarray, step: int, total: int, kind: str) -> None:
         self.compare.set_image("sr3", image, f"Step {step}/{total} · {PREVIEW_LABELS.get(kind, kind)}")
         self.preview_painted.emit(step)
+
+    def show_bicubic(self, image: np.ndarray, caption: str) -> None:
+        self.compare.set_image("bicubic", image, caption)
 
     def show_result(self, method: str, image: np.ndarray, caption: str) -> None:
         self.compare.set_image(method, image, caption)
@@ -431,7 +416,7 @@ class MainWindow(QMainWindow):
     def show_saved(self, path: Path) -> None:
         self.last_saved = path
 
-    def show_models(self, entries: list[Any], sr3: str, regression: str) -> None:
+    def show_models(self, entries: list[ModelEntry], sr3: str, regression: str) -> None:
         self.model_panel.set_models(entries, sr3, regression)
 
     def show_presets(self, card: ModelCard | None, preset: str) -> None:

@@ -11,6 +11,8 @@ from PySide6.QtCore import QByteArray, QSettings
 from sr3_desktop.qt.paths import APP_NAME, ORGANISATION, default_output_dir, settings_file
 
 CUSTOM_PRESET = "custom"
+MAX_SEED = 2**31 - 1
+"""Seeds are 0 .. 2^31 - 1 (a spin box's int range)."""
 PREVIEW_KINDS = ("pred_y0", "y_t")
 MAX_RECENT = 10
 

@@ -1,20 +1,23 @@
 """Short background jobs (load an image, import a model, save, metrics) on a private thread pool.
 
-Each job carries a token (the controller's generation) so results that arrive after the user moved
-on can be dropped. SR3Error messages go to the user as they are; anything else is logged.
+Each job carries a kind (which handler of the controller's table takes its result) and a token
+(the model's generation) so results that arrive after the user moved on can be dropped.
+SR3Error messages go to the user as they are; anything else is logged.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from sr3_desktop.core.errors import SR3Error
 
 log = logging.getLogger(__name__)
+TaskKind = Literal["load", "bicubic", "plan", "reference", "metrics", "save", "models", "import", "cleanup"]
+TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 
 
 class TaskRunner(QObject):
@@ -32,7 +35,9 @@ class TaskRunner(QObject):
         self.done.connect(self._count_finished)
         self.failed.connect(self._count_finished)
 
-    def submit(self, kind: str, token: int, job: Callable[[], Any]) -> None:
+    def submit(self, kind: TaskKind, token: int, job: Callable[[], Any]) -> None:
+        if kind not in TASK_KINDS:
+            raise ValueError(f"unknown task kind {kind!r}")
         self.pending += 1
         self.pool.start(lambda: self._run(kind, token, job))
 

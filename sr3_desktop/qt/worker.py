@@ -1,27 +1,38 @@
-"""A thin QObject adapter over the core's ``refine`` generator, run in its own QThread.
+"""A thin QObject adapter over the core's one refine step (``core.batch.refine_image``), run in its own QThread.
 
-It forwards each RefineStep as a signal (numpy arrays; the view makes a QImage when it shows one),
-checks an abort flag between yields (and the core checks it between tile batches), and closes the
-generator on cancel. It does no maths and writes no files.
+It forwards each RefineStep as a signal (numpy arrays; the view makes a QImage when it shows one)
+through the core's small ``Progress`` interface: ``aborted()`` is checked between yields (and by
+the core between tile batches), and the chain is closed on cancel. It does no maths and writes no files.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Qt, QThread, Signal
 
-from sr3_desktop.core.denoiser import get_denoiser
+from sr3_desktop.core.batch import Models, refine_image
+from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser
 from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.core.pipeline import RefineOptions, RefineStep, refine
+from sr3_desktop.core.pipeline import RefineOptions, RefineStep
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong while refining: {error}. Details are in the log file."
+
+
+def open_models(sr3: Path, regression: Path | None, device: str, notes: tuple[str, ...] = (),
+                sr3_ready: Callable[[OnnxDenoiser], None] | None = None) -> Models:
+    """The sessions of a run (cached by the core); ``sr3_ready`` hears of the SR3 one first."""
+    sr3_session = get_denoiser(sr3, device)
+    if sr3_ready is not None:
+        sr3_ready(sr3_session)
+    regression_session = get_denoiser(regression, device) if regression else None
+    return Models(sr3=sr3_session, regression=regression_session, notes=notes)
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,26 @@ class RefineJob:
     methods: tuple[str, ...] = ("bicubic", "regression", "sr3")
     preview_every: int = 1
     """Forward every k-th yielded step as a preview (the core already yields every options.preview_every)."""
+
+
+class _StepRelay:
+    """The core's Progress for one method of a run: each step becomes signals of the worker."""
+
+    def __init__(self, worker: RefineWorker, method: str) -> None:
+        self.worker, self.method = worker, method
+        self.last_preview = 0
+
+    def aborted(self) -> bool:
+        return self.worker.aborted
+
+    def set_progress(self, step: RefineStep) -> None:
+        worker, generation = self.worker, self.worker.job.generation
+        worker.progress.emit(generation, step.step, step.total)
+        if step.result is not None:
+            worker.result.emit(generation, self.method, step.result)
+        elif step.step - self.last_preview >= worker.job.preview_every:
+            self.last_preview = step.step
+            worker.preview.emit(generation, step)
 
 
 class RefineWorker(QObject):
@@ -67,20 +98,19 @@ class RefineWorker(QObject):
         job = self.job
         cancelled = False
         try:
-            sr3 = get_denoiser(job.sr3_model, job.device)
-            self.engine_ready.emit(job.generation, list(sr3.providers), sr3.fallback_note)
-            regression = get_denoiser(job.regression_model, job.device) if job.regression_model else None
+            models = open_models(job.sr3_model, job.regression_model, job.device, (),
+                                 lambda sr3: self.engine_ready.emit(job.generation, list(sr3.providers),
+                                                                    sr3.fallback_note))
             for method in job.methods:
-                if method == "regression" and regression is None:
+                if method == "regression" and models.regression is None:
                     continue
                 if self.aborted:
                     cancelled = True
                     break
                 self.method_started.emit(job.generation, method)
                 options = replace(job.options, method=method)  # type: ignore[arg-type]
-                steps = refine(job.lr, options, sr3, regression, should_stop=self._abort.is_set)
-                if not self._forward(method, steps):
-                    cancelled = True
+                if refine_image(job.lr, options, models, _StepRelay(self, method)) is None:
+                    cancelled = True  # the chain stopped early: the abort flag was seen
                     break
         except SR3Error as err:
             self.failed.emit(job.generation, str(err))
@@ -90,34 +120,17 @@ class RefineWorker(QObject):
         finally:
             self.finished.emit(job.generation, cancelled or self.aborted)
 
-    def _forward(self, method: str, steps: Iterator[RefineStep]) -> bool:
-        """Emit the steps of one method; False when cancelled before its result."""
-        last_preview = 0
-        try:
-            for step in steps:
-                if self.aborted:
-                    return False
-                if step.result is not None:
-                    self.progress.emit(self.job.generation, step.step, step.total)
-                    self.result.emit(self.job.generation, method, step.result)
-                    return True
-                self.progress.emit(self.job.generation, step.step, step.total)
-                if step.step - last_preview >= self.job.preview_every:
-                    last_preview = step.step
-                    self.preview.emit(self.job.generation, step)
-            return False  # the generator stopped early: the core saw the abort flag
-        finally:
-            close = getattr(steps, "close", None)
-            if close:
-                close()
-
 
 def start_in_thread(worker: QObject, name: str) -> QThread:
-    """Move ``worker`` into a new QThread that calls ``worker.run`` and quits when it finishes."""
+    """Move ``worker`` into a new QThread that calls ``worker.run`` and quits when it finishes.
+
+    The quit is a direct call from the worker's thread (``QThread.quit`` is thread-safe): queued to
+    the thread object's owner instead, it would wait for that thread's event loop, and a caller that
+    stops its loop on ``worker.finished`` and then waits for the thread would wait for ever."""
     thread = QThread()
     thread.setObjectName(name)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)  # type: ignore[attr-defined]
-    worker.finished.connect(thread.quit)  # type: ignore[attr-defined]
+    worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)  # type: ignore[attr-defined]
     thread.start()
     return thread

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sr3_desktop.core.model_card import InferencePreset, ModelCard, embed_card
+from sr3_desktop.core.model_card import CARD_METADATA_KEY, InferencePreset, ModelCard, embed_card
 from sr3_desktop.core.schedule import ScheduleSpec, inference_levels
 
 OPSET = 17
@@ -234,3 +234,73 @@ def write_model_set(folder: Path, **card_changes: Any) -> dict[str, Path]:
         "local": save(local_sr3(name="fixture-local-4x", **card_changes), folder / "fixture-local-4x.onnx"),
         "regression": save(regression(name="fixture-regression-4x"), folder / "fixture-regression-4x.onnx"),
     }
+
+
+# --- hostile and broken models (issue 12) ---------------------------------------------------------
+ENDLESS_TRIPS = 2**62
+"""The Loop's trip count: at a microsecond an iteration, about 146,000 years."""
+
+
+def _io(card: ModelCard) -> tuple[list[onnx.ValueInfoProto], onnx.ValueInfoProto]:
+    """The graph inputs and the output the card names, float32, N/H/W dynamic."""
+    sr3 = card.kind == "sr3"
+    inputs = [_tensor(name, TensorProto.FLOAT, ["N"] if sr3 and name == card.inputs[-1] else ["N", 3, "H", "W"])
+              for name in card.inputs]
+    return inputs, _tensor(card.outputs[0], TensorProto.FLOAT, ["N", 3, "H", "W"])
+
+
+def endless_loop_sr3(card: ModelCard) -> onnx.ModelProto:
+    """An SR3 graph whose prediction is y_t carried through a Loop of ENDLESS_TRIPS iterations.
+
+    Its input and output names, ranks and types match ``card`` (give it a real SR3 card), so it
+    passes the card and signature checks: only the operator allowlist or a time limit stops it."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["keep_in"], ["keep_out"]), helper.make_node("Identity", ["y_in"], ["y_out"])],
+        "body",
+        [_tensor("i", TensorProto.INT64, []), _tensor("keep_in", TensorProto.BOOL, []),
+         _tensor("y_in", TensorProto.FLOAT, None)],
+        [_tensor("keep_out", TensorProto.BOOL, []), _tensor("y_out", TensorProto.FLOAT, None)],
+    )
+    inits = [numpy_helper.from_array(np.array(ENDLESS_TRIPS, dtype=np.int64), "trips"),
+             numpy_helper.from_array(np.array(True), "keep_going")]
+    inputs, output = _io(card)
+    loop = helper.make_node("Loop", ["trips", "keep_going", card.inputs[1]], [card.outputs[0]], body=body,
+                            name="forever")
+    return _finish([loop], inputs, [output], inits, card)
+
+
+def constant_output(card: ModelCard, value: float) -> onnx.ModelProto:
+    """A graph whose output is ``value`` on every pixel (finite, whatever the size): 0 * input + value."""
+    inputs, output = _io(card)
+    inits = [numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+             numpy_helper.from_array(np.array(value, dtype=np.float32), "value")]
+    source = card.inputs[1] if card.kind == "sr3" else card.inputs[0]
+    nodes = [helper.make_node("Mul", [source, "zero"], ["nothing"]),
+             helper.make_node("Add", ["nothing", "value"], [card.outputs[0]])]
+    return _finish(nodes, inputs, [output], inits, card)
+
+
+def slow_sr3(card: ModelCard, side: int = 2048, repeats: int = 64) -> onnx.ModelProto:
+    """Only allowed operators, but ``repeats`` MatMuls of side x side matrices built from the input
+    (about 17 GFLOP each at 2048, so it cannot be folded away at load time): minutes of work."""
+    inputs, output = _io(card)
+    inits = [numpy_helper.from_array(np.array([side, side], dtype=np.int64), "square"),
+             numpy_helper.from_array(np.array(1.0 / side, dtype=np.float32), "shrink"),
+             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")]
+    nodes = [helper.make_node("ReduceMean", [card.inputs[0]], ["mean"], keepdims=0),
+             helper.make_node("Expand", ["mean", "square"], ["m0"])]
+    for i in range(repeats):
+        nodes.append(helper.make_node("MatMul", [f"m{i}", f"m{i}"], [f"p{i}"]))
+        nodes.append(helper.make_node("Mul", [f"p{i}", "shrink"], [f"m{i + 1}"]))
+    nodes += [helper.make_node("ReduceMean", [f"m{repeats}"], ["total"], keepdims=0),
+              helper.make_node("Mul", ["total", "zero"], ["nil"]),
+              helper.make_node("Add", [card.inputs[1], "nil"], [card.outputs[0]])]
+    return _finish(nodes, inputs, [output], inits, card)
+
+
+def without_card(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same graph as a plain ONNX file: no 'sr3.model_card' metadata."""
+    kept = [p for p in model.metadata_props if p.key != CARD_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    return model

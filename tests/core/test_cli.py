@@ -13,7 +13,8 @@ from sample_inputs import write_sample_inputs
 
 import sr3_desktop.__main__ as entry
 from sr3_desktop import cli
-from sr3_desktop.core import models
+from sr3_desktop.core import batch, models
+from sr3_desktop.core.imageio import atomic
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,14 +76,31 @@ def test_each_method_writes_one_file(env: Path, method: str, model: str | None) 
 
 def test_out_dir_naming_format_and_overwrite(env: Path) -> None:
     args = ["upscale", str(env / "in" / "a.png"), "--out-dir", str(env / "out"), "--method", "bicubic",
-            "--format", "jpg", "--quiet"]
-    assert call(*args)[0] == 0
-    assert (env / "out" / "a.jpg").is_file()
+            "--format", "jpeg"]
     code, out, _ = call(*args)
-    assert code == 0 and out.strip() == str(env / "out" / "a (1).jpg")
+    assert code == 0 and out.strip() == str(env / "out" / "a.jpg")  # "jpeg" is the one table's jpg
+    (env / "out" / "a.jpg").write_bytes(b"an earlier result")
+    code, out, err = call(*args)  # an existing output is skipped and said to be skipped
+    assert code == 0 and out == ""
+    assert f"skipped: {env / 'out' / 'a.jpg'} already exists" in err
+    assert "done: 0 written, 1 skipped (output exists), 0 failed" in err
+    assert (env / "out" / "a.jpg").read_bytes() == b"an earlier result"
     code, out, _ = call(*args, "--overwrite")
     assert code == 0 and out.strip() == str(env / "out" / "a.jpg")
-    assert sorted(p.name for p in (env / "out").iterdir()) == ["a (1).jpg", "a.jpg"]
+    assert size_of(env / "out" / "a.jpg") == (48, 40)
+    assert sorted(p.name for p in (env / "out").iterdir()) == ["a.jpg"]  # never an "a (1).jpg"
+
+
+def test_an_existing_single_output_is_an_error_unless_overwrite(env: Path) -> None:
+    target = env / "x.png"
+    target.write_bytes(b"keep me")
+    args = ["upscale", str(env / "in" / "a.png"), "-o", str(target), "--method", "bicubic"]
+    code, out, err = call(*args)
+    assert code == 1 and out == ""
+    assert f"error: {target} already exists; pass --overwrite to replace it" in err
+    assert target.read_bytes() == b"keep me" and sorted(p.name for p in env.glob("x*")) == ["x.png"]
+    code, out, _ = call(*args, "--overwrite")
+    assert code == 0 and out.strip() == str(target) and size_of(target) == (48, 40)
 
 
 def test_samples_write_an_uncertainty_image(env: Path) -> None:
@@ -138,22 +156,33 @@ def test_unexpected_errors_go_to_a_log_file(env: Path, monkeypatch: pytest.Monke
     def broken(path: Path) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "load_image", broken)
+    monkeypatch.setattr(batch, "load_image", broken)
     code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "x.png"), "--method", "bicubic")
     assert code == 2 and "Traceback" not in err and "RuntimeError" in err
     log = env / "data" / "logs" / "cli.log"
     assert str(log) in err and "RuntimeError: a bug" in log.read_text()
 
 
-def test_ctrl_c_leaves_no_partial_file(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupt(self: cli.Progress, step: object) -> None:
-        raise KeyboardInterrupt
+def test_ctrl_c_during_a_save_leaves_no_partial_file(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl+C lands while the second output is being published (its temp file fully written):
+    the first output stays, complete, and nothing else is left, not even the temp file."""
+    publish = atomic._publish
+    calls: list[Path] = []
 
-    monkeypatch.setattr(cli.Progress, "update", interrupt)
-    code, _, err = call("upscale", str(env / "in"), "--out-dir", str(env / "out"),
-                        "--model", str(env / "models" / "local.onnx"))
-    assert code == 130 and "interrupted" in err
-    assert not (env / "out").exists() or [p for p in (env / "out").rglob("*") if p.is_file()] == []
+    def interrupted_publish(temp: Path, target: Path, overwrite: bool) -> None:
+        calls.append(temp)
+        if len(calls) == 2:
+            assert temp.is_file() and temp.stat().st_size > 0  # the interrupt comes mid-save
+            raise KeyboardInterrupt
+        publish(temp, target, overwrite)
+
+    monkeypatch.setattr(atomic, "_publish", interrupted_publish)
+    code, out, err = call("upscale", str(env / "in"), "--out-dir", str(env / "out"),
+                          "--model", str(env / "models" / "local.onnx"), "--preset", "fast")
+    assert code == 130 and "interrupted: no partial files were left behind" in err
+    assert out.split() == [str(env / "out" / "a.png")] and len(calls) == 2
+    assert [p for p in (env / "out").rglob("*") if p.is_file()] == [env / "out" / "a.png"]
+    assert size_of(env / "out" / "a.png") == (48, 40)
 
 
 def test_stale_temp_files_are_cleaned(env: Path) -> None:

@@ -1,4 +1,5 @@
-"""CLI faults of issue 7: same seed -> same bytes across runs; stale temp files cleaned at start."""
+"""CLI faults of issue 7: same seed -> same bytes across runs; stale temp files cleaned at start; a Ctrl+C
+that lands in the middle of a save (issue 14) leaves each output absent or complete, and no temp file."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from onnx_fixtures import local_sr3, save
 from PIL import Image
@@ -61,14 +63,15 @@ def test_same_seed_twice_gives_identical_bytes_in_separate_runs(env: Path) -> No
 
 @pytest.mark.parametrize("fmt", SAVE_FORMATS)
 def test_same_seed_twice_gives_identical_bytes_in_every_format(env: Path, fmt: str) -> None:
-    args = ["upscale", str(env / "in" / "a.png"), "--out-dir", str(env / "out"), "--model", str(env / "local.onnx"),
-            "--preset", "fast", "--seed", "11", "--format", fmt, "--quiet"]
-    code, first, err = call(*args)
-    assert code == 0, err
-    code, second, err = call(*args)  # written next to the first as "a (1).<fmt>"
-    assert code == 0, err
-    assert first.strip() != second.strip()
-    assert Path(first.strip()).read_bytes() == Path(second.strip()).read_bytes()
+    written = []
+    for out in ("first", "second"):
+        code, printed, err = call("upscale", str(env / "in" / "a.png"), "--out-dir", str(env / out), "--model",
+                                  str(env / "local.onnx"), "--preset", "fast", "--seed", "11", "--format", fmt,
+                                  "--quiet")
+        assert code == 0, err
+        written.append(Path(printed.strip()))
+    assert written == [env / "first" / f"a.{fmt}", env / "second" / f"a.{fmt}"]
+    assert written[0].read_bytes() == written[1].read_bytes()
 
 
 def test_stale_temp_files_are_cleaned_in_every_output_folder_and_fresh_ones_kept(env: Path) -> None:
@@ -93,3 +96,77 @@ def test_stale_temp_files_are_cleaned_in_every_output_folder_and_fresh_ones_kept
     assert all(path.read_bytes() == b"partial" for path in untouched)  # fresh, or not an output folder
     assert sorted(p.name for p in single.iterdir()) == sorted(["a.png", untouched[0].name])
     assert sorted(p.name for p in nested.iterdir()) == ["b.png"]
+
+
+CTRL_C_CHILD = r"""
+import os, signal, sys
+from pathlib import Path
+
+from sr3_desktop import cli
+
+out_dir, point, nth, argv = Path(sys.argv[1]).resolve(), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
+seen = 0
+
+
+def ctrl_c():
+    # The nth time the save reaches ``point`` in the output folder: a real SIGINT to this process, so
+    # Python's own handler raises KeyboardInterrupt right here, inside the writer.
+    global seen
+    seen += 1
+    if seen == nth:
+        sys.stderr.write("[test] SIGINT during the save\n")
+        signal.raise_signal(signal.SIGINT)
+
+
+def fsync(fd):  # the temp file's bytes are written, not yet published
+    real_fsync(fd)
+    try:
+        in_out = Path(os.readlink(f"/proc/self/fd/{fd}")).parent == out_dir
+    except OSError:
+        in_out = False
+    if point == "fsync" and in_out:
+        ctrl_c()
+
+
+def published(real):
+    def publish(src, dst, *args, **kwargs):  # the output is in place, the temp file may still exist
+        real(src, dst, *args, **kwargs)
+        if point == "publish" and Path(dst).resolve().parent == out_dir:
+            ctrl_c()
+    return publish
+
+
+os.fsync, os.link, os.replace = fsync, published(real_link), published(real_replace)
+sys.exit(cli.main(argv))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the written file through /proc (Linux)")
+@pytest.mark.parametrize("point", ["fsync", "publish"])
+def test_ctrl_c_during_a_save_leaves_each_output_absent_or_complete_and_no_temp_file(tmp_path: Path,
+                                                                                     point: str) -> None:
+    """Complements test_cli.py's Ctrl+C test (which interrupts before any save): here SIGINT arrives
+    while the second of three outputs is being written, after its bytes are on disk or after it was
+    published, in a fresh interpreter with Python's default SIGINT handling."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    rng = np.random.default_rng(4)
+    for name in ("a", "b", "c"):
+        Image.fromarray((rng.uniform(0, 1, (12, 10, 3)) * 255).astype(np.uint8)).save(inputs / f"{name}.png")
+    env = {**os.environ, "SR3_DESKTOP_DATA_DIR": str(tmp_path / "data"), "SR3_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", CTRL_C_CHILD, str(out), point, "2", "upscale", str(inputs),
+                             "--out-dir", str(out), "--method", "bicubic"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert "[test] SIGINT during the save" in result.stderr, f"the save was never interrupted: {result.stderr}"
+    assert result.returncode == 130 and "interrupted" in result.stderr, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    left = sorted(p.name for p in out.iterdir())
+    assert not [name for name in left if name.startswith(TEMP_PREFIX) or name.startswith(".")], left
+    assert left[:1] == ["a.png"] and set(left) <= {"a.png", "b.png"}  # c.png was never started
+    assert ("b.png" in left) == (point == "publish")
+    for name in left:  # whatever exists is complete: it decodes in full at the output size
+        with Image.open(out / name) as written:
+            written.load()
+            assert written.size == (40, 48)

@@ -1,13 +1,15 @@
 """CUDA with IO binding: OnnxDenoiser binds inputs and output on the GPU; results must match the CPU.
 
-These run wherever onnxruntime can start a CUDA session and skip elsewhere (CPU-only machines,
-onnxruntime-gpu without a GPU or without the CUDA libraries). Models are the torch-free ONNX
+These carry the ``cuda`` marker and run wherever onnxruntime can start a CUDA session; elsewhere they
+skip with the reason (a CPU-only onnxruntime: at collection; onnxruntime-gpu without a GPU or without
+the CUDA libraries: when the first session falls back to the CPU). Models are the torch-free ONNX
 fixtures, so they also cover float16 graph IO, the way an fp16 export for GPUs is fed.
 """
 
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from onnx_fixtures import local_sr3, oracle_sr3, regression, save
 
@@ -16,6 +18,11 @@ from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.pipeline import RefineOptions, run
 
 DEVICE, PROVIDER = "cuda", "CUDAExecutionProvider"
+pytestmark = [
+    pytest.mark.cuda,  # `pytest -m cuda` runs only these; `-m "not cuda"` leaves them out
+    pytest.mark.skipif(PROVIDER not in ort.get_available_providers(),
+                       reason="this onnxruntime has no CUDA provider (CPU-only build)"),
+]
 LR = np.random.default_rng(7).uniform(0, 1, (20, 28, 3)).astype(np.float32)
 ATOL = 2e-3
 """GPU vs CPU in float32: onnxruntime's CUDA convolutions may run in TF32 (10-bit mantissa) on Ampere and
@@ -58,22 +65,22 @@ def test_the_cuda_session_binds_on_the_device(paths: dict[str, Path]) -> None:
 def test_bound_runs_match_the_cpu(paths: dict[str, Path], batch: int, height: int, width: int) -> None:
     gpu, cpu = on_device(paths["local"]), OnnxDenoiser(paths["local"], "cpu")
     feeds = inputs(batch, height, width, seed=batch)
-    out = gpu.predict_noise(*feeds)
+    out = gpu.predict(*feeds)
     assert out.dtype == np.float32 and out.shape == (batch, 3, height, width)
-    np.testing.assert_allclose(out, cpu.predict_noise(*feeds), atol=ATOL)
+    np.testing.assert_allclose(out, cpu.predict(*feeds), atol=ATOL)
 
 
 def test_repeated_runs_never_see_a_previous_runs_buffers(paths: dict[str, Path]) -> None:
     """Each call binds fresh inputs and a fresh output: a, b, a must give A, B, A."""
     gpu = on_device(paths["local"])
     first, second = inputs(2, 16, 24, seed=1), inputs(2, 16, 24, seed=2)
-    a = gpu.predict_noise(*first)
-    b = gpu.predict_noise(*second)
-    again = gpu.predict_noise(*first)
+    a = gpu.predict(*first)
+    b = gpu.predict(*second)
+    again = gpu.predict(*first)
     np.testing.assert_allclose(a, again, atol=1e-5)
     assert np.abs(a - b).max() > 0.1
     a[...] = 0.0  # the returned array is the caller's own: writing to it changes no later result
-    np.testing.assert_allclose(gpu.predict_noise(*first), again, atol=1e-5)
+    np.testing.assert_allclose(gpu.predict(*first), again, atol=1e-5)
 
 
 def test_float16_graph_io_is_cast_and_bound(paths: dict[str, Path]) -> None:
@@ -81,9 +88,9 @@ def test_float16_graph_io_is_cast_and_bound(paths: dict[str, Path]) -> None:
     gpu = on_device(paths["local_fp16"])
     assert set(gpu.input_dtypes.values()) == {np.dtype(np.float16), np.dtype(np.float32)}
     feeds = inputs(2, 16, 16, seed=3)
-    out = gpu.predict_noise(*feeds)
+    out = gpu.predict(*feeds)
     assert out.dtype == np.float32
-    reference = OnnxDenoiser(paths["local"], "cpu").predict_noise(*feeds)
+    reference = OnnxDenoiser(paths["local"], "cpu").predict(*feeds)
     np.testing.assert_allclose(out, reference, atol=2e-2)  # float16 rounding of inputs and output
 
 

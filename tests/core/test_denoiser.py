@@ -39,7 +39,7 @@ def test_reads_the_card_and_runs(oracle_path: Path) -> None:
     rng = np.random.default_rng(0)
     lr_up = rng.uniform(-1, 1, (2, 3, 8, 16)).astype(np.float32)
     y_t = rng.standard_normal((2, 3, 8, 16)).astype(np.float32)
-    out = model.predict_noise(lr_up, y_t, np.array([0.6, 0.6], dtype=np.float32))
+    out = model.predict(lr_up, y_t, np.array([0.6, 0.6], dtype=np.float32))
     assert out.shape == y_t.shape and out.dtype == np.float32
     target = np.stack([sharpen_numpy(x) for x in lr_up])
     np.testing.assert_allclose(out, (y_t - 0.6 * target) / 0.8, atol=1e-5)
@@ -52,7 +52,7 @@ def test_regression_model(tmp_path: Path) -> None:
     lr_up = np.random.default_rng(1).uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(model.predict_image(lr_up)[0], sharpen_numpy(lr_up[0]), atol=1e-6)
     with pytest.raises(ModelError, match="not an SR3 denoiser"):
-        model.predict_noise(lr_up, lr_up, np.ones(1, dtype=np.float32))
+        model.predict(lr_up, lr_up, np.ones(1, dtype=np.float32))
 
 
 @pytest.mark.parametrize(
@@ -114,16 +114,16 @@ def test_fp16_inputs_are_cast(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     lr_up, y_t = (rng.uniform(-1, 1, (1, 3, 8, 8)).astype(np.float32) for _ in range(2))
     level = np.array([0.5], dtype=np.float32)
-    out = half.predict_noise(lr_up, y_t, level)
+    out = half.predict(lr_up, y_t, level)
     assert out.dtype == np.float32
-    np.testing.assert_allclose(out, full.predict_noise(lr_up, y_t, level), atol=5e-3)
+    np.testing.assert_allclose(out, full.predict(lr_up, y_t, level), atol=5e-3)
 
 
 def test_a_failing_run_becomes_a_model_error(oracle_path: Path) -> None:
     model = OnnxDenoiser(oracle_path, "cpu")
     lr_up = np.zeros((1, 3, 8, 8), dtype=np.float32)
     with pytest.raises(ModelError, match="failed to run"):
-        model.predict_noise(lr_up, np.zeros((1, 3, 8, 16), dtype=np.float32), np.ones(1, dtype=np.float32))
+        model.predict(lr_up, np.zeros((1, 3, 8, 16), dtype=np.float32), np.ones(1, dtype=np.float32))
 
 
 def test_provider_plans() -> None:
@@ -166,7 +166,7 @@ def test_cuda_io_binding_matches_cpu(oracle_path: Path) -> None:
     lr_up, y_t = (rng.uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32) for _ in range(2))
     level = np.array([0.3, 0.3], dtype=np.float32)
     assert gpu.uses_io_binding
-    np.testing.assert_allclose(gpu.predict_noise(lr_up, y_t, level), cpu.predict_noise(lr_up, y_t, level), atol=1e-4)
+    np.testing.assert_allclose(gpu.predict(lr_up, y_t, level), cpu.predict(lr_up, y_t, level), atol=1e-4)
 
 
 def test_sessions_are_cached_per_path_mtime_and_device(oracle_path: Path) -> None:

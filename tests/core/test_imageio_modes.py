@@ -314,8 +314,9 @@ def test_alpha_is_saved(tmp_path: Path, fmt: str) -> None:
     out = save_image(tmp_path / f"out.{fmt}", rgb, alpha=alpha)
     back = load_image(out)
     assert back.alpha is not None
-    tolerance = 0.5 / 255 + 1e-6 if fmt != "webp" else 0.1
-    assert np.abs(back.alpha - alpha).max() <= tolerance
+    # WebP compresses its alpha plane losslessly (alpha_quality 100), even when the colour is lossy:
+    # alpha comes back to the nearest 8-bit level in every format.
+    assert np.abs(back.alpha - alpha).max() <= 0.5 / 255 + 1e-6
 
 
 def test_jpeg_composites_alpha_on_white_and_says_so(tmp_path: Path) -> None:

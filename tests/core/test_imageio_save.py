@@ -1,4 +1,5 @@
-"""Saving: never over an input, unique names, atomic writes, real faults (read-only, full disk, kill -9)."""
+"""Saving: never over an input, never over an existing output unless asked, atomic writes, real faults
+(read-only, full disk, kill -9)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from PIL import Image
 
 from sr3_desktop.core import imageio
 from sr3_desktop.core.errors import ImageSaveError
-from sr3_desktop.core.imageio import TEMP_PREFIX, cleanup_stale_temp_files, load_image, save_image
+from sr3_desktop.core.imageio import TEMP_PREFIX, OutputExistsError, cleanup_stale_temp_files, load_image, save_image
 
 RNG = np.random.default_rng(3)
 REPO = Path(__file__).resolve().parents[2]
@@ -95,14 +96,14 @@ def test_the_source_image_is_protected_without_being_listed(input_png: Path) -> 
 # Existing outputs
 
 
-def test_existing_output_is_kept_and_a_unique_name_chosen(tmp_path: Path) -> None:
+def test_an_existing_output_is_kept_and_named_in_the_error(tmp_path: Path) -> None:
     existing = tmp_path / "photo.png"
     existing.write_bytes(b"precious earlier result")
-    first = save_image(existing, noise())
-    second = save_image(existing, noise())
-    assert first == tmp_path / "photo (1).png" and second == tmp_path / "photo (2).png"
+    for _ in range(2):
+        with pytest.raises(OutputExistsError, match=r"Cannot save photo\.png: a file with that name already exists"):
+            save_image(existing, noise())
     assert existing.read_bytes() == b"precious earlier result"
-    assert load_image(first).size == (16, 16) and temp_files(tmp_path) == []
+    assert sorted(os.listdir(tmp_path)) == ["photo.png"]  # no other name, no temp file
 
 
 def test_existing_output_is_replaced_only_with_overwrite(tmp_path: Path) -> None:

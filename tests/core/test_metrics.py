@@ -106,10 +106,161 @@ def test_evaluate_pair_collects_everything_with_scale_shaved() -> None:
     lr = resample.downscale(hr, 4)
     out = np.clip(resample.upscale(lr, 4), 0, 1)
     scores = metrics.evaluate_pair(out, hr, lr, 4)
-    assert set(scores) == {"psnr_y", "ssim_y", "consistency", "sharpness", "colour_shift"}
+    assert set(scores) == {"psnr_y", "ssim_y", "consistency", "sharpness", "colour_shift", "gmsd", "grain",
+                           "spectral_gap", "detail_fidelity"}
     assert scores["psnr_y"] == metrics.psnr_y(out, hr, shave=4)
+    assert scores["gmsd"] == metrics.gmsd(out, hr) and scores["grain"] == metrics.grain(out, hr)
+    assert scores["spectral_gap"] == metrics.spectral_gap(out, hr)
+    assert scores["detail_fidelity"] == metrics.detail_fidelity(out, hr)
     assert scores["ssim_y"] == metrics.ssim_y(out, hr, shave=4)
     assert scores["consistency"] == metrics.consistency(out, lr, 4)
     assert scores["sharpness"] == metrics.sharpness(out, hr)
     assert scores["colour_shift"] == metrics.colour_shift(out, hr)
     assert all(isinstance(value, float) for value in scores.values())
+
+
+# --- what a person sees (issue 13) ---------------------------------------------------------------
+def photo(name: str = "rocket", size: tuple[int, int] = (128, 96)) -> np.ndarray:
+    """A scikit-image photo, downsized (rocket: mostly smooth sky), HWC float32 in [0, 1]."""
+    from PIL import Image
+    from skimage import data
+
+    image = Image.fromarray(np.asarray(getattr(data, name)())).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def blur_rgb(image: np.ndarray, sigma: float) -> np.ndarray:
+    return np.stack([metrics.gaussian_blur(image[..., c], sigma) for c in range(3)], axis=2)
+
+
+def contrast(image: np.ndarray, k: float) -> np.ndarray:
+    """mean + k (image - mean) per channel: every fine band and spectrum scales by exactly k."""
+    mean = image.reshape(-1, 3).mean(axis=0)
+    return mean + k * (image.astype(np.float64) - mean)
+
+
+def test_gaussian_blur_is_scipys_mirrored_gaussian() -> None:
+    from scipy.ndimage import gaussian_filter
+
+    plane = RNG.random((30, 41))
+    for sigma in (1.0, 4.0):
+        expected = gaussian_filter(plane, sigma, mode="mirror", truncate=3.0)
+        np.testing.assert_allclose(metrics.gaussian_blur(plane, sigma), expected, atol=1e-12)
+    np.testing.assert_allclose(metrics.fine_band(np.full((20, 20), 0.4)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(metrics.fine_band(plane), plane - gaussian_filter(plane, 1.0, mode="mirror", truncate=3.0),
+                               atol=1e-12)
+
+
+def test_grain_is_the_issues_definition() -> None:
+    """Written out with scipy: fine band = Y - blur(Y, 1); flat = the 30 % lowest blur(band_HR^2, 4)."""
+    from scipy.ndimage import gaussian_filter
+
+    hr = photo("chelsea")
+    out = np.clip(blur_rgb(hr, 0.7) + np.random.default_rng(2).normal(0.0, 0.02, hr.shape), 0.0, 1.0)
+
+    def band(image: np.ndarray) -> np.ndarray:
+        y = metrics.rgb_to_y(image)
+        return y - gaussian_filter(y, 1.0, mode="mirror", truncate=3.0)
+
+    local = gaussian_filter(band(hr) ** 2, 4.0, mode="mirror", truncate=3.0)
+    flat = local <= np.quantile(local, 0.3)
+    assert flat.mean() == pytest.approx(0.3, abs=0.01)
+    expected = np.sqrt(np.mean(band(out)[flat] ** 2) / np.mean(band(hr)[flat] ** 2))
+    assert metrics.grain(out, hr) == pytest.approx(expected, rel=1e-9)
+
+
+def test_grain_is_one_for_the_photo_above_for_noise_below_for_blur() -> None:
+    hr = photo()
+    assert metrics.grain(hr, hr) == 1.0
+    noisy = np.clip(hr + np.random.default_rng(0).normal(0.0, 0.01, hr.shape), 0.0, 1.0)
+    assert metrics.grain(noisy, hr) > 3.0  # faint noise on the sky: far above the photo's own fine band
+    assert metrics.grain(blur_rgb(hr, 1.0), hr) < 0.6
+    # An amplitude ratio: halving the contrast halves every fine band (the flat pixels are the HR's).
+    assert metrics.grain(contrast(hr, 0.5), hr) == pytest.approx(0.5, rel=1e-9)
+    flat = np.full((16, 16, 3), 0.5)
+    assert metrics.grain(flat, flat) == 1.0 and metrics.grain(flat + RNG.normal(0, 0.01, flat.shape), flat) > 1e6
+
+
+def test_grain_looks_only_at_the_flattest_30_percent() -> None:
+    """Noise on the textured part of the HR does not count as grain; on the flat part it does."""
+    hr = np.full((64, 64, 3), 0.5)
+    hr[:, 32:] += RNG.normal(0.0, 0.1, (64, 32, 3))  # right half textured, left half flat
+    noise = RNG.normal(0.0, 0.05, hr.shape)
+    on_texture, on_flat = hr.copy(), hr.copy()
+    on_texture[:, 40:] += noise[:, 40:]
+    on_flat[:, :24] += noise[:, :24]
+    assert metrics.grain(on_texture, hr) == 1.0
+    assert metrics.grain(on_flat, hr) > 1e6  # the HR's flat pixels have no fine band (but rounding)
+
+
+def test_radial_power_puts_a_sinusoid_at_its_frequency() -> None:
+    width = 64
+    x = np.arange(width)
+    plane = np.tile(np.cos(2 * np.pi * 0.25 * x), (width, 1))  # 0.25 cycles / pixel = 0.5 of Nyquist
+    freqs, power = metrics.radial_power(plane)
+    assert freqs[0] > 0.25 and freqs[-1] < 1.0  # bin centres inside the 0.25-1 band
+    assert abs(freqs[int(np.nanargmax(power))] - 0.5) <= (freqs[1] - freqs[0])
+
+
+def test_spectral_gap_is_zero_for_the_photo_and_counts_deficits_in_log10_power() -> None:
+    hr = photo("astronaut")
+    assert metrics.spectral_gap(hr, hr) == 0.0
+    # Power scales with k^2 at every frequency, so the gap is |log10 k^2| exactly.
+    assert metrics.spectral_gap(contrast(hr, 0.5), hr) == pytest.approx(2 * np.log10(2.0), rel=1e-9)
+    assert metrics.spectral_gap(contrast(hr, 2.0), hr) == pytest.approx(2 * np.log10(2.0), rel=1e-9)
+    bicubic = np.clip(resample.upscale(resample.downscale(hr, 4), 4), 0.0, 1.0)
+    close = blur_rgb(hr, 0.4)
+    assert metrics.spectral_gap(bicubic, hr) > 1.0 > 0.2 > metrics.spectral_gap(close, hr) > 0.0
+
+
+def gmsd_reference(out: np.ndarray, ref: np.ndarray) -> float:
+    """Xue et al. 2014, written out with loops: luma x 255, 2x2 mean then 2x decimation, 3x3 Prewitt
+    (/3) over the valid region, GMS with T = 170, and the standard deviation of the GMS map."""
+    def prepare(image: np.ndarray) -> np.ndarray:  # even sides: the authors' conv2 'same' + 1:2:end
+        y = metrics.rgb_to_y(image) * 255.0
+        small = np.zeros((y.shape[0] // 2, y.shape[1] // 2))
+        for i in range(small.shape[0]):
+            for j in range(small.shape[1]):
+                small[i, j] = (y[2 * i, 2 * j] + y[2 * i + 1, 2 * j] + y[2 * i, 2 * j + 1] + y[2 * i + 1, 2 * j + 1]) / 4
+        return small
+
+    def magnitude(p: np.ndarray) -> np.ndarray:
+        m = np.zeros((p.shape[0] - 2, p.shape[1] - 2))
+        for i in range(1, p.shape[0] - 1):
+            for j in range(1, p.shape[1] - 1):
+                gx = sum(p[i + di, j + 1] - p[i + di, j - 1] for di in (-1, 0, 1)) / 3.0
+                gy = sum(p[i + 1, j + dj] - p[i - 1, j + dj] for dj in (-1, 0, 1)) / 3.0
+                m[i - 1, j - 1] = math.hypot(gx, gy)
+        return m
+
+    m_out, m_ref = magnitude(prepare(out)), magnitude(prepare(ref))
+    gms = [(2 * a * b + 170.0) / (a * a + b * b + 170.0) for a, b in zip(m_out.ravel(), m_ref.ravel(), strict=True)]
+    mean = sum(gms) / len(gms)
+    return math.sqrt(sum((g - mean) ** 2 for g in gms) / len(gms))
+
+
+def test_gmsd_matches_the_papers_definition() -> None:
+    hr = photo("coffee", (48, 40))
+    bicubic = np.clip(resample.upscale(resample.downscale(hr, 4), 4), 0.0, 1.0)
+    noisy = np.clip(hr + RNG.normal(0.0, 0.05, hr.shape), 0.0, 1.0)
+    for out in (bicubic, noisy):
+        assert metrics.gmsd(out, hr) == pytest.approx(gmsd_reference(out, hr), rel=1e-9, abs=1e-12)
+    assert metrics.gmsd(hr, hr) == 0.0
+    assert metrics.gmsd(bicubic, hr) > 0.05
+    # Gradients, not intensities: a uniform brightness offset leaves GMSD at 0.
+    assert metrics.gmsd(np.clip(hr * 0.8 + 0.1, 0, 1) + 0.05, np.clip(hr * 0.8 + 0.1, 0, 1)) == pytest.approx(
+        0.0, abs=1e-12)
+
+
+def test_detail_fidelity_is_one_for_the_photo_and_near_zero_for_unrelated_noise() -> None:
+    hr = photo("astronaut")
+    assert metrics.detail_fidelity(hr, hr) == pytest.approx(1.0, abs=1e-12)
+    assert metrics.detail_fidelity(contrast(hr, 0.3), hr) == pytest.approx(1.0, abs=1e-12)  # a correlation
+    assert metrics.detail_fidelity(contrast(hr, -1.0), hr) == pytest.approx(-1.0, abs=1e-12)
+    noise = np.random.default_rng(1).random(hr.shape)
+    pixels = hr.shape[0] * hr.shape[1]
+    assert abs(metrics.detail_fidelity(noise, hr)) < 4.0 / math.sqrt(pixels)
+    blurred = blur_rgb(hr, 1.0)
+    assert 0.0 < metrics.detail_fidelity(blurred, hr) < 0.9  # right place, too little of it
+    flat = np.full((16, 16, 3), 0.5)
+    assert metrics.detail_fidelity(flat, hr[:16, :16]) == 0.0

@@ -1,4 +1,4 @@
-"""Untrusted .onnx files: external-data escapes, custom domains, damaged files, size cap."""
+"""Untrusted .onnx files: external-data escapes, custom domains, the operator allowlist, damaged files, size cap."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -13,7 +14,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from sr3_desktop.core.errors import ModelError, SR3Error
-from sr3_desktop.core.model_safety import MAX_MODEL_BYTES, check_onnx_file
+from sr3_desktop.core.model_card import read_card
+from sr3_desktop.core.model_safety import ALLOWED_OPERATORS, MAX_MODEL_BYTES, _all_graphs, check_onnx_file
+from sr3_desktop.core.models import bundled_models_dir
 
 WEIGHT = np.arange(12, dtype=np.float32).reshape(3, 4)
 
@@ -218,3 +221,108 @@ def test_oversized_file_is_refused_before_reading(folder: Path) -> None:
         check_onnx_file(path)
     assert time.perf_counter() - start < 1.0, "refused from its size, without parsing"
     path.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# The operator allowlist
+
+BUNDLED = sorted(bundled_models_dir().glob("*.onnx"))
+"""The shipped models, found before any test moves SR3_DESKTOP_BUNDLED_DIR."""
+F32 = TensorProto.FLOAT
+
+
+def operators_of(path: Path) -> set[str]:
+    model = onnx.load(str(path), load_external_data=False)
+    return {node.op_type for graph in _all_graphs(model) for node in graph.node}
+
+
+def test_both_bundled_models_pass_the_allowlist() -> None:
+    assert sorted(read_card(path).kind for path in BUNDLED) == ["regression", "sr3"]
+    for path in BUNDLED:
+        assert operators_of(path) <= ALLOWED_OPERATORS, path.name
+        check_onnx_file(path)
+
+
+def test_every_allowed_operator_is_a_standard_onnx_operator() -> None:
+    assert sorted(op for op in ALLOWED_OPERATORS if not onnx.defs.has(op, "")) == []
+    assert {"Loop", "Scan", "If"}.isdisjoint(ALLOWED_OPERATORS)
+
+
+def graph_model(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto] | None = None, *,
+                ml: bool = False) -> onnx.ModelProto:
+    """x (float [3, 4]) in, y out, around ``nodes``."""
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F32, [3, 4])],
+                              [helper.make_tensor_value_info("y", F32, None)], inits or [])
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("ai.onnx.ml", 3)] if ml else [])
+    return helper.make_model(graph, opset_imports=opsets, ir_version=8)
+
+
+def body(name: str, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
+         nodes: list[onnx.NodeProto]) -> onnx.GraphProto:
+    return helper.make_graph(nodes, name, inputs, outputs)
+
+
+def value(name: str, dtype: int = F32, shape: list[int] | None = None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def loop_model() -> onnx.ModelProto:
+    inner = body("body", [value("i", TensorProto.INT64, []), value("c", TensorProto.BOOL, []), value("v")],
+                 [value("c_out", TensorProto.BOOL, []), value("v_out")],
+                 [helper.make_node("Identity", ["c"], ["c_out"]), helper.make_node("Identity", ["v"], ["v_out"])])
+    inits = [numpy_helper.from_array(np.array(2**62, dtype=np.int64), "n"),
+             numpy_helper.from_array(np.array(True), "t")]
+    return graph_model([helper.make_node("Loop", ["n", "t", "x"], ["y"], body=inner)], inits)
+
+
+def scan_model() -> onnx.ModelProto:
+    inner = body("body", [value("s", F32, [4]), value("row", F32, [4])], [value("s_out", F32, [4])],
+                 [helper.make_node("Add", ["s", "row"], ["s_out"])])
+    inits = [numpy_helper.from_array(np.zeros(4, dtype=np.float32), "s0")]
+    return graph_model([helper.make_node("Scan", ["s0", "x"], ["y"], body=inner, num_scan_inputs=1)], inits)
+
+
+def if_model() -> onnx.ModelProto:
+    branch = body("branch", [], [value("z")], [helper.make_node("Identity", ["x"], ["z"])])
+    inits = [numpy_helper.from_array(np.array(True), "t")]
+    return graph_model([helper.make_node("If", ["t"], ["y"], then_branch=branch, else_branch=branch)], inits)
+
+
+def loop_inside_if() -> onnx.ModelProto:
+    """The Loop only in a subgraph: the walk must reach it."""
+    model = if_model()
+    loop = loop_model().graph
+    loop_graph = body("then", [], [value("y")], list(loop.node))
+    model.graph.initializer.extend(loop.initializer)
+    model.graph.node[0].attribute[0].g.CopyFrom(loop_graph)  # then_branch
+    return model
+
+
+def unknown_ops() -> onnx.ModelProto:
+    return graph_model([helper.make_node("Frobnicate", ["x"], ["a"]), helper.make_node("Frobnicate", ["a"], ["b"]),
+                        helper.make_node("Frobnicate", ["b"], ["y"])])
+
+
+def ml_op() -> onnx.ModelProto:
+    node = helper.make_node("Normalizer", ["x"], ["y"], domain="ai.onnx.ml", norm="MAX")
+    return graph_model([node], ml=True)
+
+
+def random_op() -> onnx.ModelProto:
+    return graph_model([helper.make_node("RandomNormalLike", ["x"], ["y"])])
+
+
+@pytest.mark.parametrize(("build", "named"), [
+    (loop_model, r"the operator Loop \(1 node\)"),
+    (scan_model, r"the operator Scan \(1 node\)"),
+    (if_model, r"the operator If \(1 node\)"),
+    (loop_inside_if, r"the operators If \(1 node\), Loop \(1 node\)"),
+    (unknown_ops, r"the operator Frobnicate \(3 nodes\)"),
+    (ml_op, r"the operator ai\.onnx\.ml\.Normalizer \(1 node\)"),
+    (random_op, r"the operator RandomNormalLike \(1 node\)"),
+], ids=["loop", "scan", "if", "loop-in-subgraph", "unknown", "ml-domain", "random"])
+def test_operators_outside_the_allowlist_are_refused_by_name(folder: Path, build: Any, named: str) -> None:
+    start = time.perf_counter()
+    error = refused(write(folder / "hostile.onnx", build()), rf"hostile\.onnx is refused: it uses {named}")
+    assert "no control flow such as Loop, Scan or If" in str(error)
+    assert time.perf_counter() - start < 2.0  # read, never run

@@ -1,15 +1,18 @@
-"""refine(...) end to end on fixture ONNX models: every parametrisation, determinism, cancelling."""
+"""refine(...) end to end on fixture ONNX models: every parametrisation against a reference chain,
+determinism, cancelling."""
 
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+import reference_chain
 from onnx_fixtures import local_sr3, make_card, oracle_sr3, regression, save, sharpen_numpy
 
 from sr3_desktop.core import resample
 from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.errors import ImageLoadError, SR3Error
-from sr3_desktop.core.model_card import ModelCardError
+from sr3_desktop.core.model_card import InferencePreset, ModelCard, ModelCardError
 from sr3_desktop.core.pipeline import (
     RefineOptions,
     attention_downsample,
@@ -20,6 +23,7 @@ from sr3_desktop.core.pipeline import (
     run,
     to_model,
 )
+from sr3_desktop.core.schedule import inference_levels
 from sr3_desktop.core.tiling import pad_to_multiple
 
 LR = np.random.default_rng(0).uniform(0, 1, (9, 13, 3)).astype(np.float32)
@@ -38,10 +42,10 @@ class CountingDenoiser(OnnxDenoiser):
     def budget_pixels(self) -> int:
         return self.budget
 
-    def predict_noise(self, lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
+    def predict(self, lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
         self.runs.append(lr_up.shape[0])
         self.tile_shapes.add(lr_up.shape[2:])
-        return super().predict_noise(lr_up, y_t, noise_level)
+        return super().predict(lr_up, y_t, noise_level)
 
 
 def expected_sharpened(lr: np.ndarray, multiple: int = 8) -> np.ndarray:
@@ -62,19 +66,59 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OnnxDenoiser]:
     }
 
 
+def reference_refine(lr: np.ndarray, sr3_path: Path, card: ModelCard, preset: InferencePreset, seed: int,
+                     regression_path: Path | None = None, levels: np.ndarray | None = None,
+                     start: str | None = None) -> np.ndarray:
+    """What refine() must compute, written out: bicubic condition padded to the size multiple, the start
+    (noise, or an estimate in the diffused space noised to the first level, Eq. 4), then the float64
+    reference chain of reference_chain.py fed by the ONNX model's own session; cropped, no back-projection."""
+    lr_up = to_model(resample.upscale(lr, card.scale))[0]
+    height, width = lr_up.shape[1:]
+    condition = pad_to_multiple(lr_up, card.size_multiple).astype(np.float64)
+    session = ort.InferenceSession(str(sr3_path), providers=["CPUExecutionProvider"])
+    lr_up_in, y_t_in, level_in = card.inputs
+
+    def network(y_t: np.ndarray, level: float) -> np.ndarray:
+        feeds = {lr_up_in: condition[None].astype(np.float32), y_t_in: y_t[None].astype(np.float32),
+                 level_in: np.array([level], dtype=np.float32)}
+        return session.run(None, feeds)[0][0]
+
+    levels = np.asarray(preset.noise_levels if levels is None else levels, dtype=np.float64)
+    residual = card.target == "residual"
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal(condition.shape, dtype=np.float32).astype(np.float64)
+    start = start or preset.start
+    if start != "noise":
+        estimate = condition
+        if start == "regression":
+            assert regression_path is not None
+            regression_session = ort.InferenceSession(str(regression_path), providers=["CPUExecutionProvider"])
+            estimate = regression_session.run(None, {"lr_up": condition[None].astype(np.float32)})[0][0]
+        estimate = estimate - condition if residual else estimate
+        y = np.sqrt(levels[0]) * estimate + np.sqrt(1 - levels[0]) * y
+    y0, clipped, _ = reference_chain.chain(
+        network, levels, y, kind=preset.sampler, eta=preset.eta, prediction=card.prediction, target=card.target,
+        conditioning=card.noise_conditioning, condition=condition if residual else None, rng=rng)
+    assert clipped > 0  # the clip rule is exercised
+    hr = y0 + condition if residual else y0
+    return from_model(hr[:, :height, :width])
+
+
 @pytest.mark.parametrize("prediction", ["epsilon", "x0", "v"])
 @pytest.mark.parametrize("target", ["hr", "residual"])
 @pytest.mark.parametrize("conditioning", ["gamma", "sqrt_gamma"])
-def test_every_parametrisation_reaches_the_oracles_answer(
+def test_every_parametrisation_follows_the_reference_chain(
     tmp_path: Path, models: dict[str, OnnxDenoiser], prediction: str, target: str, conditioning: str
 ) -> None:
-    path = save(oracle_sr3(prediction=prediction, target=target, noise_conditioning=conditioning), tmp_path / "m.onnx")
+    """A non-oracle model (its answer depends on every step), each preset's sampler, start and chain."""
+    path = save(local_sr3(prediction=prediction, target=target, noise_conditioning=conditioning), tmp_path / "m.onnx")
     sr3 = OnnxDenoiser(path, "cpu")
-    expected = expected_sharpened(LR)
-    for preset in ("fast", "balanced", "quality"):
-        result = run(LR, RefineOptions(preset=preset, back_projection=0), sr3, models["regression"])
+    regression_path = models["regression"].path
+    for name in ("fast", "balanced", "quality"):  # DDIM from bicubic, DDIM from regression, DDPM from noise
+        result = run(LR, RefineOptions(preset=name, seed=3, back_projection=0), sr3, models["regression"])
         assert result.image.shape == (36, 52, 3) and result.image.dtype == np.float32
-        np.testing.assert_allclose(result.image, expected, atol=1e-4)
+        expected = reference_refine(LR, path, sr3.card, sr3.card.preset(name), 3, regression_path)
+        np.testing.assert_allclose(result.image, expected, atol=2e-5, rtol=0, err_msg=name)
         assert result.notes == ()
 
 
@@ -170,9 +214,14 @@ def test_regression_start_falls_back_to_bicubic_with_a_note(models: dict[str, On
 def test_steps_and_strength_override_the_preset(models: dict[str, OnnxDenoiser]) -> None:
     steps = list(refine(LR, RefineOptions(preset="quality", steps=3), models["local"]))
     assert steps[-1].total == 3
-    result = run(LR, RefineOptions(preset="quality", strength=0.4, steps=5), models["oracle"])
+    local = models["local"]
+    result = run(LR, RefineOptions(preset="quality", strength=0.4, steps=5, seed=2, back_projection=0), local)
     assert any("bicubic" in n for n in result.notes)
-    np.testing.assert_allclose(result.image, expected_sharpened(LR), atol=1e-4)
+    quality = local.card.preset("quality")
+    assert local.card.train_schedule is not None
+    levels = inference_levels(local.card.train_schedule, 5, 0.4)  # the rebuilt chain: 5 steps from t = 0.4 T
+    expected = reference_refine(LR, local.path, local.card, quality, 2, levels=levels, start="bicubic")
+    np.testing.assert_allclose(result.image, expected, atol=2e-5, rtol=0)
 
 
 def test_back_projection_restores_consistency(models: dict[str, OnnxDenoiser]) -> None:

@@ -6,9 +6,13 @@ import pytest
 from sr3_desktop.core.schedule import (
     ScheduleError,
     ScheduleSpec,
+    gamma_of_sigma,
     inference_levels,
     levels_from_preset_schedule,
     linear_beta_levels,
+    sigma_geometric_levels,
+    sigma_of_gamma,
+    strength_of_gamma,
     timestep_for_strength,
     validate_levels,
 )
@@ -84,3 +88,62 @@ def test_bad_schedules_are_refused() -> None:
         timestep_for_strength(100, 0.0)
     with pytest.raises(ScheduleError):
         levels_from_preset_schedule({"type": "magic"}, PAPER, 4, 1.0)
+
+
+# --- sigma = sqrt((1 - gamma) / gamma): the noise-to-signal ratio of Eq. 4 ---------------------------
+def test_sigma_and_gamma_are_inverse() -> None:
+    assert sigma_of_gamma(0.8) == pytest.approx(0.5, rel=1e-15)  # (1 - 0.8) / 0.8 = 0.25
+    assert gamma_of_sigma(0.5) == pytest.approx(0.8, rel=1e-15)
+    for sigma in (1e-3, 0.05, 0.3, 1.0, 7.0):
+        assert sigma_of_gamma(gamma_of_sigma(sigma)) == pytest.approx(sigma, rel=1e-12)
+    # y_t / sqrt(gamma) = y0 + sigma eps: the noise std relative to the signal
+    gamma = PAPER.gammas()[99]
+    assert sigma_of_gamma(gamma) == pytest.approx(np.sqrt(1 - gamma) / np.sqrt(gamma), rel=1e-12)
+
+
+def test_strength_of_gamma_is_the_nearest_training_step() -> None:
+    gammas = PAPER.gammas()
+    for t in (1, 37, 600, 2000):
+        assert strength_of_gamma(PAPER, gammas[t - 1]) == t / 2000
+        assert timestep_for_strength(2000, strength_of_gamma(PAPER, gammas[t - 1])) == t
+    nearer_100 = gammas[99] + 0.2 * (gammas[100] - gammas[99])  # between steps 100 and 101, nearer 100
+    assert strength_of_gamma(PAPER, nearer_100) == 100 / 2000
+    assert strength_of_gamma(PAPER, 1.0) == 1 / 2000
+
+
+def test_sigma_geometric_levels_fall_geometrically_in_sampling_order() -> None:
+    levels = sigma_geometric_levels(3, 0.4, 0.1)
+    np.testing.assert_allclose(levels, [1 / (1 + 0.4**2), 1 / (1 + 0.2**2), 1 / (1 + 0.1**2)], rtol=1e-14)
+    validate_levels(levels)  # noisiest first, gamma strictly increasing
+    sigmas = np.sqrt((1 - levels) / levels)
+    np.testing.assert_allclose(sigmas[1:] / sigmas[:-1], [0.5, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(sigma_geometric_levels(1, 0.3, 0.05), [gamma_of_sigma(0.3)], rtol=1e-15)
+    assert sigma_geometric_levels(2, 0.3, 0.3).size == 2
+    for bad in ((0, 0.3, 0.1), (2, 0.1, 0.3), (2, 0.3, 0.0)):
+        with pytest.raises(ScheduleError):
+            sigma_geometric_levels(*bad)
+
+
+def test_sigma_geometric_presets_keep_their_sigmas_and_follow_an_overridden_strength() -> None:
+    schedule = {"type": "sigma_geometric", "sigma_start": 0.3, "sigma_end": 0.075}
+    own = strength_of_gamma(PAPER, gamma_of_sigma(0.3))
+    np.testing.assert_allclose(levels_from_preset_schedule(schedule, PAPER, 2, own),
+                               [gamma_of_sigma(0.3), gamma_of_sigma(0.075)], rtol=1e-14)
+    three = levels_from_preset_schedule(schedule, PAPER, 3, own)  # more steps: same ends, geometric between
+    np.testing.assert_allclose(three, [gamma_of_sigma(0.3), gamma_of_sigma(0.15), gamma_of_sigma(0.075)], rtol=1e-14)
+    # --strength 0.1 starts at the training step t = 200 and keeps sigma_end / sigma_start = 1 / 4.
+    start = sigma_of_gamma(PAPER.gammas()[199])
+    np.testing.assert_allclose(levels_from_preset_schedule(schedule, PAPER, 2, 0.1),
+                               [gamma_of_sigma(start), gamma_of_sigma(start / 4)], rtol=1e-12)
+    with pytest.raises(KeyError):
+        levels_from_preset_schedule({"type": "sigma_geometric"}, PAPER, 2, own)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.7, 0.9])
+def test_one_step_sigma_geometric_presets_rebuild_at_any_strength(sigma: float) -> None:
+    """A 1-step preset has sigma_end == sigma_start; rounding must not turn the ratio 1 into end > start."""
+    schedule = {"type": "sigma_geometric", "sigma_start": sigma, "sigma_end": sigma}
+    for strength in (strength_of_gamma(PAPER, gamma_of_sigma(sigma)), 0.05, 0.3, 1.0):
+        levels = levels_from_preset_schedule(schedule, PAPER, 1, strength)
+        assert levels.size == 1 and 0.0 < levels[0] < 1.0
+        assert levels_from_preset_schedule(schedule, PAPER, 2, strength)[1] == levels[0]  # ratio 1: flat

@@ -1,7 +1,9 @@
-"""`evaluate` and `search-schedule` on real tiny exported models."""
+"""`evaluate` and `search-schedule`: disjoint crops, JPEG rows, and presets chosen by the targets relative to regression."""
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 from pathlib import Path
 
@@ -9,10 +11,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from exporter import evaluate, search_schedule
 from exporter.__main__ import main
-from exporter.search_schedule import Candidate, pick
+from exporter.eval_crops import as_jpeg, load_crops
+from exporter.search_schedule import (
+    Candidate,
+    Targets,
+    pick,
+    quality_misses,
+    to_preset,
+    worse_than_regression_everywhere,
+)
+from sr3_desktop.core import metrics, resample
 from sr3_desktop.core.model_card import read_card
+from sr3_desktop.core.schedule import gamma_of_sigma
 from tests.model_factory import make_photo_folder, make_tiny_models
+
+REGRESSION = {"psnr_y": 30.0, "gmsd": 0.04, "grain": 0.5, "spectral_gap": 1.0, "detail_fidelity": 0.5,
+              "consistency": 0.1, "colour_shift": 0.2}
+GOOD = {"psnr_y": 29.5, "gmsd": 0.043, "grain": 1.0, "spectral_gap": 0.45, "detail_fidelity": 0.6,
+        "consistency": 0.5, "colour_shift": 0.5}
+"""Meets every target against REGRESSION: grain in 0.8-1.25, gap <= 0.5, GMSD <= 0.044, PSNR >= 29.3, ..."""
 
 
 @pytest.fixture(scope="module")
@@ -22,56 +41,197 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     return sr3, regression, make_photo_folder(root / "val", count=2, size=(96, 80))
 
 
-def test_evaluate_writes_json_with_bicubic_and_every_preset(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def _default(module: object, flag: str) -> int:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)  # type: ignore[attr-defined]
+    return int(parser.parse_args(["m", "--data", "d"]).__dict__[flag])
+
+
+# --- crops ----------------------------------------------------------------------------------------
+def test_report_and_search_crops_never_share_a_cell(tmp_path: Path) -> None:
+    photos = make_photo_folder(tmp_path / "photos", count=3, size=(256, 192))
+    report_n, search_n = _default(evaluate, "crops_per_image"), _default(search_schedule, "crops_per_image")
+    assert (report_n, search_n) == (4, 2)  # the commands' defaults differ: disjointness must not depend on them
+    for per_report, per_search in ((report_n, search_n), (2, 4), (6, 6)):
+        report = load_crops(photos, 32, 4, per_report, role="report")
+        search = load_crops(photos, 32, 4, per_search, role="search")
+        assert len(report) == 3 * per_report and len(search) == 3 * per_search
+        assert not {c.name for c in report} & {c.name for c in search}
+    again = load_crops(photos, 32, 4, 4, role="report")
+    assert [c.name for c in again] == [c.name for c in load_crops(photos, 32, 4, 4, role="report")]
+    every = {c.name for c in load_crops(photos, 32, 4, 2, role="all")}
+    assert every == {c.name for c in load_crops(photos, 32, 4, 2, role="report")} | {
+        c.name for c in load_crops(photos, 32, 4, 2, role="search")}
+
+
+def test_a_crop_is_its_cell_of_the_photo_with_the_clean_lr(tmp_path: Path) -> None:
+    photos = make_photo_folder(tmp_path / "photos", count=1, size=(100, 70))
+    rgb = np.asarray(Image.open(photos / "astronaut.png").convert("RGB"), dtype=np.float32) / 255.0
+    crops = load_crops(photos, 32, 4, 3, role="all")
+    cells = [(3 + r * 32, 2 + c * 32) for r in range(2) for c in range(3)]  # the grid centred in 70 x 100
+    for crop in crops:
+        top, left = cells[int(crop.name.split("#")[1])]
+        np.testing.assert_array_equal(crop.hr, rgb[top : top + 32, left : left + 32])
+        np.testing.assert_array_equal(crop.lr, np.clip(resample.downscale(crop.hr, 4), 0.0, 1.0))
+
+
+def test_jpeg_rows_give_the_model_the_lr_as_a_4_2_0_jpeg_and_keep_the_hr(tmp_path: Path) -> None:
+    photos = make_photo_folder(tmp_path / "photos", count=1, size=(96, 64))
+    crops = load_crops(photos, 32, 4, 2, role="report")
+    for clean, lossy in zip(crops, as_jpeg(crops, 75), strict=True):
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(clean.lr * 255).astype(np.uint8)).save(buffer, "JPEG", quality=75, subsampling=2)
+        expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), dtype=np.float32) / 255
+        np.testing.assert_array_equal(lossy.lr, expected)
+        assert lossy.hr is clean.hr and lossy.name == f"{clean.name}@q75"
+        assert not np.array_equal(lossy.lr, clean.lr)
+
+
+# --- evaluate ---------------------------------------------------------------------------------------
+def test_evaluate_scores_seeds_jpeg_rows_and_the_targets(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
     sr3, regression, photos = tiny
     out = tmp_path / "eval.json"
     code = main(["evaluate", str(sr3), "--regression", str(regression), "--data", str(photos), "--crop", "32",
-                 "--crops-per-image", "1", "--steps", "2", "--out", str(out)])
+                 "--crops-per-image", "1", "--steps", "1", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    results = report["results"]
-    assert {"bicubic", "regression", "sr3-fast", "sr3-balanced", "sr3-quality"} <= set(results)
-    for row in results.values():
-        assert {"psnr_y", "ssim_y", "consistency", "sharpness", "colour_shift"} <= set(row)
-        assert np.isfinite(row["psnr_y"]) and row["sharpness"] > 0
-    assert results["regression"]["psnr_y_gain_over_bicubic"] == pytest.approx(
-        results["regression"]["psnr_y"] - results["bicubic"]["psnr_y"])
+    results, default = report["results"], report["default"]
+    assert default == f"sr3-{read_card(sr3).default_preset}" and report["seeds"] == [0, 1, 2]
+    assert set(results) == {"bicubic", "regression", "sr3-fast", "sr3-balanced", "sr3-quality"}
+    for label, row in results.items():
+        assert set(metrics.evaluate_pair(np.zeros((32, 32, 3)), np.zeros((32, 32, 3)), np.zeros((8, 8, 3)), 4)) <= set(row)
+        assert row["seeds"] == (3 if label.startswith("sr3-") else 1)
+        assert ("psnr_y_seed_std" in row) == label.startswith("sr3-")
+    # JPEG rows: bicubic, regression and the default preset, each from the same LR saved as JPEG q75.
+    jpeg_rows = report["results_jpeg75"]
+    assert set(jpeg_rows) == {"bicubic", "regression", default}
+    crops = load_crops(photos, 32, 4, 1, role="report")
+    bicubic_from_jpeg = []
+    for crop in crops:
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(crop.lr * 255).astype(np.uint8)).save(buffer, "JPEG", quality=75, subsampling=2)
+        lr = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"), dtype=np.float32) / 255
+        bicubic_from_jpeg.append(metrics.psnr_y(np.clip(resample.upscale(lr, 4), 0, 1), crop.hr, shave=4))
+    assert jpeg_rows["bicubic"]["psnr_y"] == pytest.approx(np.mean(bicubic_from_jpeg), abs=1e-9)
+    assert jpeg_rows["bicubic"]["psnr_y"] < results["bicubic"]["psnr_y"]
+    # The targets are the default preset's scores relative to regression in the same run.
+    row, reg = results[default], results["regression"]
+    targets = report["targets"]
+    assert targets["spectral_gap_le_0.5x_regression"]["value"] == pytest.approx(
+        row["spectral_gap"] / reg["spectral_gap"], abs=1e-4)
+    assert targets["spectral_gap_le_0.5x_regression"]["met"] == (row["spectral_gap"] <= 0.5 * reg["spectral_gap"])
+    assert targets["psnr_ge_regression_minus_0.7"]["value"] == pytest.approx(row["psnr_y"] - reg["psnr_y"], abs=1e-4)
+    assert targets["grain_in_0.8_1.25"]["met"] == (0.8 <= row["grain"] <= 1.25)
     grid = Image.open(out.with_suffix(".png"))
-    # LR | bicubic | regression | 3 presets | HR, each 32 px plus a 2 px frame on both sides
-    assert grid.size == (7 * 36, 2 * 36)
+    assert grid.size == (7 * 36, 2 * 36)  # LR | bicubic | regression | 3 presets | HR, 32 px + 2 px frames
+    assert Image.open(out.with_name("eval-jpeg75.png")).size == (5 * 36, 2 * 36)
 
 
-def test_search_schedule_writes_three_presets_into_the_card(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_default_targets_are_relative_to_regression() -> None:
+    results = {"regression": {**REGRESSION, "spectral_gap": 1.0}, "sr3-fast": GOOD}
+    assert all(t["met"] for t in evaluate.default_targets(results, "sr3-fast").values())
+    tighter = {**results, "regression": {**REGRESSION, "spectral_gap": 0.8, "gmsd": 0.03, "psnr_y": 30.5}}
+    checks = evaluate.default_targets(tighter, "sr3-fast")
+    assert not checks["spectral_gap_le_0.5x_regression"]["met"] and not checks["gmsd_le_1.1x_regression"]["met"]
+    assert not checks["psnr_ge_regression_minus_0.7"]["met"] and checks["grain_in_0.8_1.25"]["met"]
+
+
+# --- the rules of the search --------------------------------------------------------------------------
+def test_targets_are_relative_to_the_regression_scores() -> None:
+    targets = Targets()
+    assert not any(targets.misses(GOOD, REGRESSION).values())
+    # The same scores miss once regression gets better: the bounds move with it.
+    better = {**REGRESSION, "spectral_gap": 0.8, "gmsd": 0.035, "psnr_y": 30.5}
+    missed = targets.misses(GOOD, better)
+    assert missed["spectral_gap"] == pytest.approx((0.45 - 0.4) / 0.4)
+    assert missed["gmsd"] == pytest.approx((0.043 - 0.0385) / 0.0385)
+    assert missed["psnr_y"] == pytest.approx((29.8 - 29.5) / 0.7)
+    # Grain counts on both sides of 0.8-1.25: noise and blur both miss.
+    assert targets.misses({**GOOD, "grain": 1.5}, REGRESSION)["grain"] == pytest.approx(0.25 / 1.25)
+    assert targets.misses({**GOOD, "grain": 0.7}, REGRESSION)["grain"] == pytest.approx(0.1 / 1.25)
+    assert targets.misses({**GOOD, "consistency": 1.5, "colour_shift": 2.0}, REGRESSION)["colour_shift"] == 1.0
+    assert quality_misses({**GOOD, "psnr_y": 29.0, "grain": 1.4}, {"psnr_y": 28.0}) == {
+        "psnr_y": 0.0, "grain": 0.0, "colour_shift": 0.0}
+
+
+def _cand(psnr: float, sigma: float) -> Candidate:
+    return Candidate(1, "regression", sigma, sigma, "ddpm", 1.0, scores={"psnr_y": psnr})
+
+
+def test_pick_takes_the_most_faithful_chain_that_meets_the_targets_else_the_nearest_miss() -> None:
+    met_low, met_high, missing_best_psnr = _cand(29.0, 0.1), _cand(29.4, 0.2), _cand(31.0, 0.3)
+    misses = {met_low: {"grain": 0.0}, met_high: {"grain": 0.0}, missing_best_psnr: {"grain": 0.3}}
+    assert pick([met_low, met_high, missing_best_psnr], misses) is met_high
+    far, near, near_better = _cand(31.0, 0.1), _cand(28.0, 0.2), _cand(28.5, 0.3)
+    misses = {far: {"grain": 2.0}, near: {"grain": 0.1, "gmsd": 0.1}, near_better: {"grain": 0.2}}
+    assert pick([far, near, near_better], misses) is near_better  # equal total miss: the higher PSNR-Y
+
+
+def test_a_preset_is_dropped_only_if_regression_is_as_good_on_every_metric() -> None:
+    worse = {"psnr_y": 29.0, "gmsd": 0.05, "grain": 1.8, "spectral_gap": 1.2, "detail_fidelity": 0.4,
+             "consistency": 0.2, "colour_shift": 0.3}
+    assert worse_than_regression_everywhere(worse, REGRESSION)
+    assert worse_than_regression_everywhere(REGRESSION, REGRESSION)  # a tie everywhere is no reason to keep it
+    for key, value in (("psnr_y", 30.1), ("gmsd", 0.039), ("spectral_gap", 0.9), ("detail_fidelity", 0.6),
+                       ("consistency", 0.05), ("colour_shift", 0.1), ("grain", 1.2)):  # grain: nearer 1 is better
+        assert not worse_than_regression_everywhere({**worse, key: value}, REGRESSION), key
+    assert worse_than_regression_everywhere({**worse, "grain": 1.6}, REGRESSION)  # |1.6 - 1| > |0.5 - 1|
+
+
+def test_candidates_become_presets_with_their_exact_sigmas(tiny: tuple[Path, Path, Path]) -> None:
+    card = read_card(tiny[0])
+    one = to_preset(Candidate(1, "regression", 0.3, 0.3, "ddpm", 1.0, back_projection=2), card)
+    assert (one.steps, one.start, one.back_projection) == (1, "regression", 2)
+    assert one.noise_levels == pytest.approx((gamma_of_sigma(0.3),), rel=1e-14)
+    two = to_preset(Candidate(2, "bicubic", 0.2, 0.05, "ddim", 0.0), card)
+    assert two.noise_levels == pytest.approx((gamma_of_sigma(0.2), gamma_of_sigma(0.05)), rel=1e-14)
+    quality = to_preset(Candidate(7, "noise", 0.0, 0.0, "ddpm", 1.0, spacing="quadratic"), card)
+    assert (quality.steps, quality.strength, quality.schedule["spacing"]) == (7, 1.0, "quadratic")
+
+
+def test_search_schedule_chooses_presets_by_the_rules(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
     sr3, regression, photos = tiny
-    model = tmp_path / "searched.onnx"
-    report = tmp_path / "search.json"
+    model, report_path = tmp_path / "searched.onnx", tmp_path / "search.json"
     code = main(["search-schedule", str(sr3), "--regression", str(regression), "--data", str(photos),
-                 "--budgets", "3,5", "--quality-steps", "4", "--strengths", "0.2", "--back-projection", "0,1",
-                 "--crop", "32", "--max-images", "2", "--crops-per-image", "1", "--out", str(model),
-                 "--report", str(report)])
+                 "--quality-steps", "3", "--sigmas", "0.1,0.3", "--end-ratios", "0.5", "--back-projection", "0,1",
+                 "--crop", "32", "--crops-per-image", "1", "--out", str(model), "--report", str(report_path)])
     assert code == 0
-    card = read_card(model)
-    assert card.preset_names() == ["fast", "balanced", "quality"]
-    quality = card.preset("quality")
-    assert (quality.start, quality.strength, quality.back_projection, quality.sampler) == ("noise", 1.0, 0, "ddpm")
-    assert quality.steps == 4
-    assert card.preset("fast").network_evaluations <= 10
-    assert card.preset("balanced").network_evaluations <= 50
-    assert all(p.description and "psnr_y" in p.scores for p in card.inference_presets.values())
-    assert card.metrics["schedule_search"]["candidates"] == len(json.loads(report.read_text())["candidates"])
+    card, report = read_card(model), json.loads(report_path.read_text())
+    search = card.metrics["schedule_search"]
+    candidates = {c["label"]: c for c in report["candidates"]}
+    assert search["candidates"] == len(report["candidates"]) == 8 + 16 + 2  # fast: 2 starts x 2 sigmas x 2 bp, balanced: x 2 samplers, quality: 2 spacings
+    reference = report["reference"]["regression"]
+    quality = card.preset("quality")  # the paper's algorithm stays
+    assert (quality.start, quality.strength, quality.back_projection, quality.sampler, quality.steps) == (
+        "noise", 1.0, 0, "ddpm", 3)
+    chosen = {}
+    for name, budget in search_schedule.PRESET_BUDGETS.items():
+        pool = [c for c in report["candidates"] if c["steps"] == budget and not c["label"].startswith("noise")]
+        met = [c for c in pool if not any(c["misses"].values())]
+        best = (max(met, key=lambda c: c["psnr_y"]) if met else
+                min(pool, key=lambda c: (sum(c["misses"].values()), -c["psnr_y"])))
+        chosen[name] = best
+        if worse_than_regression_everywhere(best, reference):
+            assert name in search["dropped"] and name not in card.inference_presets
+            continue
+        preset = card.preset(name)
+        assert preset.steps == budget == preset.network_evaluations  # fast: 1 SR3 pass, balanced: 2
+        label = Candidate(preset.steps, preset.start, preset.schedule["sigma_start"], preset.schedule["sigma_end"],
+                          preset.sampler, preset.eta, preset.back_projection).label()
+        assert candidates[label]["psnr_y"] == pytest.approx(best["psnr_y"], abs=1e-5)
+        assert preset.scores["psnr_y"] == pytest.approx(best["psnr_y"], abs=1e-5)
+    kept = [n for n in search_schedule.PRESET_BUDGETS if n in card.inference_presets]
+    expected = min(kept, key=lambda n: (sum(chosen[n]["misses"].values()), chosen[n]["steps"])) if kept else "quality"
+    assert card.default_preset == search["default"] == report["default"] == expected
+    assert all(p.description and "grain" in p.scores for p in card.inference_presets.values())
     assert read_card(sr3).inference_presets != card.inference_presets  # --out left the input alone
 
 
-def _cand(psnr: float, sharpness: float, colour: float = 0.1) -> Candidate:
-    return Candidate(10, "bicubic", 0.3, "ddim", 0.0, "uniform",
-                     scores={"psnr_y": psnr, "sharpness": sharpness, "colour_shift": colour})
-
-
-def test_pick_prefers_psnr_within_the_sharpness_and_colour_limits() -> None:
-    blurry_best_psnr = _cand(30.0, 0.7)
-    sharp = _cand(29.0, 0.95)
-    sharper_lower = _cand(28.5, 1.05)
-    drifting = _cand(31.0, 1.0, colour=3.0)
-    assert pick([blurry_best_psnr, sharp, sharper_lower, drifting], (0.85, 1.15)) is sharp
-    assert pick([blurry_best_psnr, sharp, sharper_lower], (1.0, 1.15)) is sharper_lower
-    assert pick([blurry_best_psnr, sharp], (0.0, float("inf"))) is blurry_best_psnr
+def test_search_schedule_needs_the_regression_reference(tiny: tuple[Path, Path, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    sr3, regression, photos = tiny
+    assert main(["search-schedule", str(sr3), "--data", str(photos), "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "needs --regression" in capsys.readouterr().err
+    assert main(["search-schedule", str(regression), "--regression", str(regression), "--data", str(photos),
+                 "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "needs an SR3 model" in capsys.readouterr().err

@@ -11,9 +11,9 @@ import pytest
 from qt_helpers import write_image
 
 from sr3_desktop.core.pipeline import RefineResult
-from sr3_desktop.qt.controller import Controller
+from sr3_desktop.qt.controllers.app_controller import Controller
 from sr3_desktop.qt.settings import AppSettings, SettingsStore
-from sr3_desktop.qt.view import View
+from sr3_desktop.qt.views.protocol import View
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_load_and_run_reports_previews_results_and_metrics(controller: Controlle
         controller.open_paths([str(sample_image)])
     image, name, scale = view.show_image.call_args.args
     assert (name, scale, image.size) == ("sample.png", 4, (24, 16))
-    controller.settings.preset = "quality"  # 20 steps: several previews
+    controller.model.settings.preset = "quality"  # 20 steps: several previews
     with qtbot.waitSignal(controller.run_finished, timeout=30_000) as finished:
         controller.run()
     assert finished.args == [False]
@@ -56,8 +56,8 @@ def test_load_and_run_reports_previews_results_and_metrics(controller: Controlle
     assert previews[0][0].shape == (64, 96, 3)
     engine = view.show_engine.call_args.args
     assert engine[0] and engine[0][0].endswith("ExecutionProvider")
-    qtbot.waitUntil(lambda: set(controller.metrics) == {"bicubic", "regression", "sr3"}, timeout=10_000)
-    assert all(row.consistency is not None and row.psnr is None for row in controller.metrics.values())
+    qtbot.waitUntil(lambda: set(controller.model.metrics) == {"bicubic", "regression", "sr3"}, timeout=10_000)
+    assert all(row.consistency is not None and row.psnr is None for row in controller.model.metrics.values())
 
 
 def test_stale_results_of_an_older_generation_are_dropped(controller: Controller, qtbot: Any,
@@ -65,16 +65,16 @@ def test_stale_results_of_an_older_generation_are_dropped(controller: Controller
     view: MagicMock = controller.view  # type: ignore[assignment]
     with qtbot.waitSignal(controller.image_loaded, timeout=5000):
         controller.open_paths([str(sample_image)])
-    old = controller.generation - 1
+    old = controller.model.generation - 1
     view.reset_mock()
     image = np.zeros((64, 96, 3), np.float32)
-    controller._result(old, "sr3", RefineResult(image, None, "sr3", "fast", 4, 0.1))
-    controller._progress(old, 1, 4)
-    controller._failed(old, "late failure")
+    controller.runs._result(old, "sr3", RefineResult(image, None, "sr3", "fast", 4, 0.1))
+    controller.runs._progress(old, 1, 4)
+    controller.runs._failed(old, "late failure")
     view.show_result.assert_not_called()
     view.show_progress.assert_not_called()
     view.show_error.assert_not_called()
-    assert "sr3" not in controller.results
+    assert "sr3" not in controller.model.results
 
 
 def test_loading_a_new_image_while_running_abandons_the_run(controller: Controller, qtbot: Any,
@@ -82,18 +82,18 @@ def test_loading_a_new_image_while_running_abandons_the_run(controller: Controll
     other = write_image(tmp_path / "other.png", (20, 12), seed=5)
     with qtbot.waitSignal(controller.image_loaded, timeout=5000):
         controller.open_paths([str(sample_image)])
-    controller.settings.preset = "quality"
+    controller.model.settings.preset = "quality"
     controller.run()
     with qtbot.waitSignal(controller.image_loaded, timeout=5000):
         controller.open_paths([str(other)])
-    assert not controller.busy and controller.image is not None and controller.image.size == (20, 12)
-    qtbot.waitUntil(lambda: controller.thread_count() == 0, timeout=10_000)
-    assert controller.results == {}  # nothing from the abandoned run arrived
+    assert not controller.slot.busy and controller.model.image is not None and controller.model.image.size == (20, 12)
+    qtbot.waitUntil(lambda: controller.slot.thread_count() == 0, timeout=10_000)
+    assert controller.model.results == {}  # nothing from the abandoned run arrived
 
 
 def test_unlocked_seed_draws_a_new_seed_for_every_run(controller: Controller, qtbot: Any,
                                                      sample_image: Path) -> None:
-    controller.settings.seed_locked = False
+    controller.model.settings.seed_locked = False
     with qtbot.waitSignal(controller.image_loaded, timeout=5000):
         controller.open_paths([str(sample_image)])
     seeds = []
@@ -102,7 +102,7 @@ def test_unlocked_seed_draws_a_new_seed_for_every_run(controller: Controller, qt
             controller.run()
         seeds.append(controller.view.show_seed.call_args.args[0])  # type: ignore[attr-defined]
     assert seeds[0] != seeds[1]
-    assert controller.settings.seed == seeds[1]
+    assert controller.model.settings.seed == seeds[1]
 
 
 def test_a_corrupt_file_reports_an_error(controller: Controller, qtbot: Any, tmp_path: Path) -> None:
@@ -117,19 +117,19 @@ def test_a_corrupt_file_reports_an_error(controller: Controller, qtbot: Any, tmp
 
 def test_run_without_an_image_only_explains(controller: Controller) -> None:
     controller.run()
-    assert not controller.busy
+    assert not controller.slot.busy
     assert "Open an image first" in controller.view.show_status.call_args.args[0]  # type: ignore[attr-defined]
 
 
 def test_refine_options_follow_the_settings(controller: Controller) -> None:
-    card = controller.sr3_entry().card
-    controller.settings.preset, controller.settings.custom_steps = "custom", 12
-    controller.settings.strength, controller.settings.tile, controller.settings.samples = 0.4, 128, 3
-    options = controller.refine_options(card, seed=11)
+    card, settings = controller.model.sr3_entry().card, controller.model.settings
+    settings.preset, settings.custom_steps = "custom", 12
+    settings.strength, settings.tile, settings.samples = 0.4, 128, 3
+    options = controller.runs.refine_options(card, seed=11)
     assert (options.preset, options.steps, options.strength, options.tile, options.samples, options.seed) == (
         None, 12, 0.4, 128, 3, 11)
-    controller.settings.preset, controller.settings.strength, controller.settings.tile = "quality", 0.0, 0
-    options = controller.refine_options(card, seed=1)
+    settings.preset, settings.strength, settings.tile = "quality", 0.0, 0
+    options = controller.runs.refine_options(card, seed=1)
     assert (options.preset, options.steps, options.strength, options.tile) == ("quality", None, None, None)
 
 
@@ -154,7 +154,7 @@ def test_the_view_is_only_ever_called_on_the_ui_thread(controller: Controller, q
         controller.open_paths([folder])
     with qtbot.waitSignal(controller.batch_finished, timeout=30_000):
         controller.run()
-    assert [i.status for i in controller.batch_items] == ["done", "done"]
+    assert [i.status for i in controller.model.batch.items] == ["done", "done"]
     assert threads == {threading.main_thread().name}
 
 
@@ -164,13 +164,13 @@ def test_large_previews_are_shown_at_most_ten_times_a_second(controller: Control
     view: MagicMock = controller.view  # type: ignore[assignment]
     big = np.zeros((1000, 1000, 3), np.float32)
     small = np.zeros((64, 96, 3), np.float32)
-    generation = controller.generation
+    generation = controller.model.generation
     for step in range(1, 4):  # three large previews in a burst: only the first is drawn
-        controller._preview(generation, RefineStep(step, 10, big, big))
-    assert view.show_preview.call_count == 1 and controller.last_step.step == 3
+        controller.runs._preview(generation, RefineStep(step, 10, big, big))
+    assert view.show_preview.call_count == 1 and controller.model.last_step.step == 3
     qtbot.wait(120)
-    controller._preview(generation, RefineStep(4, 10, big, big))
+    controller.runs._preview(generation, RefineStep(4, 10, big, big))
     assert view.show_preview.call_count == 2
     for step in range(5, 8):  # small previews are cheap: every one is drawn
-        controller._preview(generation, RefineStep(step, 10, small, small))
+        controller.runs._preview(generation, RefineStep(step, 10, small, small))
     assert view.show_preview.call_count == 5

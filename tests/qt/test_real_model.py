@@ -32,14 +32,14 @@ def real_window(make_window: Any, exported_models: tuple[Path, Path], tmp_path: 
 
 def test_an_exported_model_refines_compares_and_saves(real_window: Any, qtbot: Any, sample_image: Path) -> None:
     window, c = real_window, real_window.controller
-    assert c.sr3_entry().name == "Tiny SR3 (test)" and c.regression_entry().name == "Tiny regression (test)"
+    assert c.model.sr3_entry().name == "Tiny SR3 (test)" and c.model.regression_entry().name == "Tiny regression (test)"
     load(window, qtbot, sample_image)
     seen: list[str] = []
     window.preview_painted.connect(lambda _s: seen.append(digest(window.compare.panes["sr3"].layer.array)))
     with qtbot.waitSignals([c.preview_shown, c.result_shown, c.run_finished], order="simple", timeout=120_000):
         window.run_action.trigger()
     assert len(set(seen)) >= 2
-    assert set(c.results) == {"bicubic", "regression", "sr3"}
+    assert set(c.model.results) == {"bicubic", "regression", "sr3"}
     window.compare.show_all_panes()
     assert all(window.compare.panes[m].has_image() for m in ("input", "bicubic", "regression", "sr3"))
     with qtbot.waitSignal(c.saved, timeout=20_000) as saved:

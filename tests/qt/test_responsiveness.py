@@ -57,7 +57,7 @@ def test_event_loop_latency_stays_under_100_ms_during_a_run(window: Any, qtbot: 
         window.run_action.trigger()
     timer.stop()
     elapsed = time.perf_counter() - started
-    assert window.controller.results["sr3"].image.shape == (192, 256, 3)
+    assert window.controller.model.results["sr3"].image.shape == (192, 256, 3)
     assert elapsed > 0.3 and len(gaps) > 20, "the run was too short to measure responsiveness"
     print(f"run {elapsed:.2f} s, {len(gaps)} ticks, longest gap {max(gaps) * 1000:.1f} ms")
     assert max(gaps) < 0.1, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
@@ -79,8 +79,8 @@ def test_twenty_runs_with_cancels_leak_no_threads_and_no_memory(window: Any, qtb
         panel.steps.setValue(30)
         with qtbot.waitSignal(c.run_finished, timeout=30_000) as finished:
             window.run_action.trigger()
-        assert finished.args == [False] and c.results["sr3"].image.shape == (128, 192, 3)
-        qtbot.waitUntil(lambda: c.thread_count() == 0 and c.tasks.pending == 0, timeout=10_000)
+        assert finished.args == [False] and c.model.results["sr3"].image.shape == (128, 192, 3)
+        qtbot.waitUntil(lambda: c.slot.thread_count() == 0 and c.tasks.pending == 0, timeout=10_000)
 
     for _ in range(3):  # warm up: sessions, pool threads, allocator
         cycle()

@@ -61,7 +61,7 @@ def test_dropping_a_file_and_running_shows_live_previews_then_the_result(window:
                             window.controller.run_finished], order="simple", timeout=30_000):
         qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
     assert len(set(shown)) >= 2, "the live preview should change while refining"
-    result = window.controller.results["sr3"].image
+    result = window.controller.model.results["sr3"].image
     assert result.shape == (64, 96, 3)
     assert digest(sr3_pane.layer.array) == digest(result)  # the pane ends on the result
     assert "Step" in window.progress.label.text() and "it/s" in window.progress.label.text()
@@ -77,7 +77,7 @@ def test_signals_of_a_run_come_in_strict_order(window: Any, qtbot: Any, sample_i
     with qtbot.waitSignals([c.preview_shown, c.result_shown, c.run_finished], order="strict", timeout=30_000,
                            check_params_cbs=[lambda step: step == 2, lambda m: m == "sr3", lambda x: x is False]):
         window.run_action.trigger()
-    assert list(c.results) == ["sr3"]
+    assert list(c.model.results) == ["sr3"]
     assert "Turned off" in window.compare.panes["regression"].placeholder
 
 
@@ -88,7 +88,7 @@ def test_the_preview_toggle_switches_between_noisy_and_predicted_images(window: 
     captions: list[str] = []
     window.preview_painted.connect(lambda _s: captions.append(window.compare.panes["sr3"].caption))
     qtbot.keyClick(window, Qt.Key.Key_T)  # y_t
-    assert window.controller.settings.preview_kind == "y_t"
+    assert window.controller.model.settings.preview_kind == "y_t"
     with qtbot.waitSignal(window.controller.run_finished, timeout=30_000):
         window.run_action.trigger()
     assert captions and all("yₜ" in c for c in captions)
@@ -147,15 +147,15 @@ def test_save_writes_a_valid_file_and_never_the_input(window: Any, qtbot: Any, s
     with Image.open(path) as image:
         assert image.size == (96, 64) and image.mode == "RGB"
         pixels = np.asarray(image)
-    expected = np.round(window.controller.results["sr3"].image * 255)
+    expected = np.round(window.controller.model.results["sr3"].image * 255)
     assert np.abs(pixels.astype(np.float64) - expected).max() <= 1
     for fmt in ("jpg", "webp", "tiff"):  # Save As to the other formats
         target = tmp_path / "out" / f"copy.{fmt}"
         with qtbot.waitSignal(window.controller.saved, timeout=10_000):
-            window.controller.save(target, overwrite=True)
+            window.controller.saver.save(target, overwrite=True)
         with Image.open(target) as image:
             assert image.size == (96, 64)
-    window.controller.save(sample_image, overwrite=True)  # Save As onto the input is refused
+    window.controller.saver.save(sample_image, overwrite=True)  # Save As onto the input is refused
     box = wait_for_dialog(qtbot)
     assert "input" in box.text().lower()
     box.done(0)
@@ -174,8 +174,8 @@ def test_cancel_stops_the_run_and_leaves_no_file(window: Any, qtbot: Any, sample
     with qtbot.waitSignal(window.controller.run_finished, timeout=10_000) as finished:
         qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert finished.args == [True]
-    assert "sr3" not in window.controller.results
-    qtbot.waitUntil(lambda: window.controller.thread_count() == 0, timeout=10_000)
+    assert "sr3" not in window.controller.model.results
+    qtbot.waitUntil(lambda: window.controller.slot.thread_count() == 0, timeout=10_000)
     assert window.run_action.isEnabled() and not window.cancel_action.isEnabled()
     assert not window.save_action.isEnabled()
     out = tmp_path / "out"
@@ -191,14 +191,14 @@ def test_a_corrupt_image_gives_a_dialog_not_a_crash(window: Any, qtbot: Any, tmp
     assert box.windowTitle() == "Cannot open image" and "photo.png" in box.text()
     assert "Traceback" not in box.text()
     box.done(0)
-    assert window.stack.currentIndex() == PAGE_EMPTY and window.controller.image is None
+    assert window.stack.currentIndex() == PAGE_EMPTY and window.controller.model.image is None
 
 
 def test_an_invalid_model_gives_a_dialog_and_nothing_is_imported(window: Any, qtbot: Any, invalid_model: Path,
                                                                  isolated_user_folders: Path) -> None:
     models_dir = isolated_user_folders / "models"
     before = sorted(p.name for p in models_dir.iterdir())
-    window.controller.import_model(invalid_model)
+    window.controller.models.import_model(invalid_model)
     box = wait_for_dialog(qtbot)
     assert box.windowTitle() == "Model not imported" and "broken.onnx" in box.text()
     box.done(0)
@@ -211,7 +211,7 @@ def test_importing_a_model_lists_it_and_shows_its_card(make_window: Any, model_f
     window = make_window()
     assert window.model_panel.sr3_combo.currentData() == ""  # nothing installed yet
     with qtbot.waitSignal(window.controller.models_changed, timeout=10_000):
-        window.controller.import_model(model_files[0])
+        window.controller.models.import_model(model_files[0])
     assert window.model_panel.selected_sr3() == "qt-test-sr3"
     html = window.model_panel.details.toPlainText()
     for text in ("qt-test-sr3", "SR3", "×4", "fast", "balanced", "quality", "The paper's chain",
@@ -246,7 +246,7 @@ def test_settings_persist_across_windows(make_window: Any, installed_models: Any
         1234, True, 3, 256)
     assert panel.output_dir.text() == str(tmp_path / "elsewhere")
     assert panel.output_format.currentData() == "webp" and not panel.auto_compare.isChecked()
-    options = second.controller.refine_options(second.controller.sr3_entry().card, panel.seed.value())
+    options = second.controller.runs.refine_options(second.controller.model.sr3_entry().card, panel.seed.value())
     assert (options.steps, options.strength, options.samples, options.tile) == (37, 0.45, 3, 256)
 
 
@@ -267,7 +267,7 @@ def test_batch_keeps_the_folder_structure_skips_existing_outputs_and_lists_error
     assert window.batch_view.table.rowCount() == 4
     with qtbot.waitSignal(window.controller.batch_finished, timeout=60_000) as finished:
         qtbot.keyClick(window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    statuses = {item.label: item.status for item in window.controller.batch_items}
+    statuses = {item.label: item.status for item in window.controller.model.batch.items}
     assert statuses == {"holiday/a.png": "done", "holiday/day2/b.jpg": "done", "holiday/day2/broken.png": "error",
                         "holiday/day2/c.png": "skipped"}
     with Image.open(tmp_path / "out" / "holiday" / "a.png") as image:
@@ -278,7 +278,7 @@ def test_batch_keeps_the_folder_structure_skips_existing_outputs_and_lists_error
     summary = finished.args[0]
     assert summary.startswith("Batch finished") and "2 done" in summary and "1 failed" in summary
     assert window.batch_view.summary.text() == finished.args[0]
-    broken_row = [i.label for i in window.controller.batch_items].index("holiday/day2/broken.png")
+    broken_row = [i.label for i in window.controller.model.batch.items].index("holiday/day2/broken.png")
     assert window.batch_view.status_text(broken_row) == "Error"
     assert "broken.png" in window.batch_view.table.item(broken_row, 2).text()
     assert not list((tmp_path / "out").rglob(".sr3tmp-*"))
@@ -292,7 +292,7 @@ def test_open_with_files_and_recent_files(installed_models: Any, qtbot: Any, sam
     window = create_window([str(sample_image)], SettingsStore(settings_path))
     qtbot.addWidget(window)
     try:
-        qtbot.waitUntil(lambda: window.controller.image is not None, timeout=10_000)
+        qtbot.waitUntil(lambda: window.controller.model.image is not None, timeout=10_000)
         assert window.stack.currentIndex() == PAGE_SINGLE
         assert [a.toolTip() for a in window.recent_menu.actions()] == [str(sample_image)]
         assert window.windowTitle().startswith("sample.png")
@@ -307,9 +307,9 @@ def test_paste_an_image_from_the_clipboard(window: Any, qtbot: Any) -> None:
     QGuiApplication.clipboard().setImage(image)
     with qtbot.waitSignal(window.controller.image_loaded, timeout=10_000):
         qtbot.keyClick(window, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
-    assert window.controller.image.size == (20, 12)
-    assert window.controller.default_output_path().name == "clipboard_x4_sr3.png"
-    assert window.controller.settings.recent_files == []  # a temp file is no recent file
+    assert window.controller.model.image.size == (20, 12)
+    assert window.controller.saver.default_output_path().name == "clipboard_x4_sr3.png"
+    assert window.controller.model.settings.recent_files == []  # a temp file is no recent file
 
 
 def test_uncertainty_and_reference_metrics(window: Any, qtbot: Any, tmp_path: Path) -> None:
@@ -323,14 +323,14 @@ def test_uncertainty_and_reference_metrics(window: Any, qtbot: Any, tmp_path: Pa
         window.run_action.trigger()
     assert window.metrics_panel.uncertainty.has_image()
     assert "K = 3" in window.metrics_panel.uncertainty_hint.text()
-    window.controller.load_reference(hr_path)
+    window.controller.metrics.load_reference(hr_path)
     qtbot.waitUntil(lambda: window.metrics_panel.value("regression", "PSNR-Y") != "—", timeout=10_000)
     qtbot.waitUntil(lambda: all(window.metrics_panel.value(m, "SSIM-Y") != "—"
                                 for m in ("bicubic", "regression", "sr3")), timeout=10_000)
     assert window.metrics_panel.value("sr3", "PSNR-Y").endswith("dB")
     assert window.metrics_panel.note.isVisible()
     assert "Saharia" in window.metrics_panel.note.text()
-    window.controller.load_reference(tmp_path / "lr.png")  # wrong size: explained, not crashed
+    window.controller.metrics.load_reference(tmp_path / "lr.png")  # wrong size: explained, not crashed
     box = wait_for_dialog(qtbot)
     assert "96×64" in box.text()
     box.done(0)
@@ -359,15 +359,15 @@ def test_cancelling_a_batch_keeps_finished_outputs_and_marks_the_rest(window: An
     c = window.controller
     with qtbot.waitSignal(c.batch_finished, timeout=60_000):
         window.run_action.trigger()
-        qtbot.waitUntil(lambda: c.batch_items[0].status == "done", timeout=30_000)
+        qtbot.waitUntil(lambda: c.model.batch.items[0].status == "done", timeout=30_000)
         window.cancel_action.trigger()
-    statuses = [item.status for item in c.batch_items]
+    statuses = [item.status for item in c.model.batch.items]
     assert statuses[0] == "done" and "cancelled" in statuses and "pending" not in statuses
     written = sorted(p.name for p in (tmp_path / "out" / "many").iterdir())
-    assert written == [item.output.name for item in c.batch_items if item.status == "done"]  # no partial files
-    qtbot.waitUntil(lambda: c.thread_count() == 0, timeout=10_000)
+    assert written == [item.output.name for item in c.model.batch.items if item.status == "done"]  # no partial files
+    qtbot.waitUntil(lambda: c.slot.thread_count() == 0, timeout=10_000)
     window.batch_view.clear_button.click()
-    assert window.stack.currentIndex() == PAGE_EMPTY and c.mode == "empty" and not window.run_action.isEnabled()
+    assert window.stack.currentIndex() == PAGE_EMPTY and c.model.mode == "empty" and not window.run_action.isEnabled()
 
 
 def test_desktop_file_and_app_icon_ship_with_the_package(qapp: Any) -> None:
@@ -397,7 +397,7 @@ def test_a_folder_without_images_is_explained(window: Any, qtbot: Any, tmp_path:
     box = wait_for_dialog(qtbot)
     assert box.windowTitle() == "No images found" and "documents" in box.text()
     box.done(0)
-    assert window.stack.currentIndex() == PAGE_EMPTY and window.controller.mode == "empty"
+    assert window.stack.currentIndex() == PAGE_EMPTY and window.controller.model.mode == "empty"
 
 
 def test_dropping_on_the_window_and_reopening_a_recent_file(window: Any, qtbot: Any, sample_image: Path,
@@ -406,9 +406,9 @@ def test_dropping_on_the_window_and_reopening_a_recent_file(window: Any, qtbot: 
     other = write_image(tmp_path / "inputs" / "other.png", (20, 12), seed=3)
     with qtbot.waitSignal(window.controller.image_loaded, timeout=10_000):
         drop_files(window, [other])  # anywhere on the window, not only the empty-state drop zone
-    assert window.controller.image.size == (20, 12)
+    assert window.controller.model.image.size == (20, 12)
     recent = window.recent_menu.actions()
     assert [a.toolTip() for a in recent] == [str(other), str(sample_image)]
     with qtbot.waitSignal(window.controller.image_loaded, timeout=10_000):
         recent[1].trigger()
-    assert window.controller.image.size == (24, 16) and window.windowTitle().startswith("sample.png")
+    assert window.controller.model.image.size == (24, 16) and window.windowTitle().startswith("sample.png")

@@ -222,7 +222,10 @@ class ZoomPanCanvas(QWidget):
 
 
 class ImagePane(ZoomPanCanvas):
-    """One method's image with its title; the SR3 pane doubles as the live preview."""
+    """One method's image with its title; the SR3 pane doubles as the live preview.
+
+    Until it has an image of its own, a pane shows its *backdrop* (the input, so an opened photo
+    is on screen at once), captioned with what it is and the placeholder text; without one, the text alone."""
 
     def __init__(self, sync: ViewSync, title: str, parent: QWidget | None = None) -> None:
         super().__init__(sync, parent)
@@ -230,11 +233,21 @@ class ImagePane(ZoomPanCanvas):
         self.caption = ""
         self.placeholder = "Nothing here yet"
         self.layer = Layer()
-        self.shown_count = 0  # how many distinct images were painted (tests, diagnostics)
+        self.backdrop = Layer()
+        self.backdrop_label = ""
 
     def set_image(self, array: np.ndarray | None, nearest: bool = False) -> None:
         self.layer.set(array, nearest)
         self.update()
+
+    def set_backdrop(self, array: np.ndarray | None, nearest: bool = False, label: str = "") -> None:
+        self.backdrop.set(array, nearest)
+        self.backdrop_label = label
+        self.update()
+
+    def shown_layer(self) -> Layer:
+        """The layer painted now: the pane's image, else its backdrop."""
+        return self.layer if self.layer.array is not None else self.backdrop
 
     def set_caption(self, text: str) -> None:
         self.caption = text
@@ -250,12 +263,16 @@ class ImagePane(ZoomPanCanvas):
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         self.paint_background(painter)
-        if self.layer.array is None:
-            self.paint_placeholder(painter, self.placeholder)
-        else:
+        caption = self.caption
+        if self.layer.array is not None:
             self.paint_layer(painter, self.layer)
+        elif self.backdrop.array is not None:
+            self.paint_layer(painter, self.backdrop)
+            caption = " · ".join(t for t in (self.backdrop_label, self.placeholder) if t)
+        else:
+            self.paint_placeholder(painter, self.placeholder)
         self.paint_chip(painter, self.title, Qt.Corner.TopLeftCorner)
-        self.paint_chip(painter, self.caption, Qt.Corner.BottomLeftCorner)
+        self.paint_chip(painter, caption, Qt.Corner.BottomLeftCorner)
         painter.end()
 
 

@@ -22,6 +22,7 @@ from sr3_desktop.qt import icons
 from sr3_desktop.qt.views.canvas import ImagePane, ViewSync, WipePane
 
 METHODS = ("input", "bicubic", "regression", "sr3")
+RESULTS = METHODS[1:]
 TITLES = {"input": "Input (nearest)", "bicubic": "Bicubic", "regression": "Regression", "sr3": "SR3"}
 MODES = ("single", "side", "wipe")
 MODE_LABELS = {"single": "Single", "side": "Side by side", "wipe": "Wipe"}
@@ -214,15 +215,23 @@ class CompareView(QWidget):
 
     def _update_wipe(self) -> None:
         left, right = (self.panes[m] for m in self.wipe_pair)
-        self.wipe.set_images(
-            (left.title, left.layer.array, left.layer.nearest),
-            (right.title, right.layer.array, right.layer.nearest),
-        )
+        shown = left.shown_layer(), right.shown_layer()
+        self.wipe.set_images((left.title, shown[0].array, shown[0].nearest),
+                             (right.title, shown[1].array, shown[1].nearest))
 
     # --- images --------------------------------------------------------------------------------
     def set_frame(self, width: int, height: int) -> None:
         self.sync.set_frame(QSize(width, height))
         self.sync.set_fit()
+
+    def set_input(self, array: np.ndarray, caption: str) -> None:
+        """A new input: in its pane, and behind every result pane until that pane has its own image."""
+        self.panes["input"].set_image(array, nearest=True)
+        self.panes["input"].set_caption(caption)
+        for method in RESULTS:
+            self.panes[method].set_backdrop(array, nearest=True, label="Input")
+        if self.mode == "wipe":
+            self._update_wipe()
 
     def set_image(self, method: str, array: np.ndarray | None, caption: str = "") -> None:
         self.panes[method].set_image(array, nearest=method == "input")
@@ -236,10 +245,6 @@ class CompareView(QWidget):
     def set_preview_kind(self, kind: str) -> None:
         if kind in self.preview_buttons:
             self.preview_buttons[kind].setChecked(True)
-
-    def clear_results(self) -> None:
-        for method in ("bicubic", "regression", "sr3"):
-            self.set_image(method, None)
 
     # --- zoom ----------------------------------------------------------------------------------
     def fit(self) -> None:

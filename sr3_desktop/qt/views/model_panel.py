@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -17,15 +18,8 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.core.model_card import ModelCard
+from sr3_desktop.core.models import ModelEntry
 from sr3_desktop.qt import icons
-
-
-class ModelLike(Protocol):
-    """What the panel needs of ``core.models.ModelEntry``."""
-
-    name: str
-    card: ModelCard
-    bundled: bool
 
 
 class ModelPanel(QWidget):
@@ -64,7 +58,7 @@ class ModelPanel(QWidget):
         self.sr3_combo.currentIndexChanged.connect(self._sr3_changed)
         self.regression_combo.currentIndexChanged.connect(self._regression_changed)
 
-    def set_models(self, entries: list[Any], sr3: str, regression: str) -> None:
+    def set_models(self, entries: Sequence[ModelEntry], sr3: str, regression: str) -> None:
         """Fill both choosers from ``ModelEntry`` objects; select the named ones."""
         self._cards = {e.name: e.card for e in entries}
         for combo, kind, wanted in ((self.sr3_combo, "sr3", sr3), (self.regression_combo, "regression", regression)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import onnxruntime
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -19,12 +20,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sr3_desktop.core.denoiser import DEVICE_LABELS, DEVICES, plan_providers
+from sr3_desktop.core.imageio import OUTPUT_FORMATS
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.settings import CUSTOM_PRESET, AppSettings
+from sr3_desktop.qt.settings import CUSTOM_PRESET, MAX_SEED, AppSettings
 
-MAX_SEED = 2**31 - 1
-FORMAT_LABELS = {"png": "PNG", "jpg": "JPEG", "webp": "WebP", "tiff": "TIFF"}
+
+def device_choices(available: list[str] | None = None) -> list[tuple[str, str]]:
+    """(label, device) for the core's devices that this onnxruntime build can run: those for which
+    the core's provider plan needs no fall-back note (``available``: the build's providers)."""
+    providers = onnxruntime.get_available_providers() if available is None else available
+    return [("Automatic" if device == "auto" else DEVICE_LABELS.get(device, device), device) for device in DEVICES
+            if plan_providers(device, providers, nvidia_present=True)[1] is None]
 
 
 class SettingsPanel(QWidget):
@@ -100,8 +108,8 @@ class SettingsPanel(QWidget):
         output_row.addWidget(self.output_dir, 1)
         output_row.addWidget(browse)
         self.output_format = QComboBox()
-        for fmt, label in FORMAT_LABELS.items():
-            self.output_format.addItem(label, fmt)
+        for kind in OUTPUT_FORMATS:
+            self.output_format.addItem(kind.label, kind.name)
         self.auto_compare = QCheckBox("Also run bicubic and regression")
         self.auto_compare.setToolTip("Runs the bundled regression model and bicubic upscaling with every run, "
                                      "for the compare view and the metrics")

@@ -1,14 +1,15 @@
-"""What the controller needs of the window. Controller tests use ``MagicMock(spec=View)``."""
+"""What the controllers need of the window. Controller tests use ``MagicMock(spec=View)`` (as ndv does)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from sr3_desktop.core.imageio import LoadedImage
 from sr3_desktop.core.model_card import ModelCard
+from sr3_desktop.core.models import ModelEntry
 from sr3_desktop.qt.state import BatchItem, MetricsRow
 
 
@@ -20,7 +21,12 @@ class View(Protocol):
         ...
 
     def show_image(self, image: LoadedImage, name: str, scale: int) -> None:
-        """A new input: the frame is ``scale`` x its size; the input pane shows it nearest-neighbour."""
+        """A new input, on screen at once: the frame is ``scale`` x its size; the input pane shows it
+        nearest-neighbour, and so does every result pane until it has an image of its own."""
+        ...
+
+    def show_bicubic(self, image: np.ndarray, caption: str) -> None:
+        """The instant bicubic upsample of a just-opened image, before any run."""
         ...
 
     def show_empty(self) -> None:
@@ -79,7 +85,7 @@ class View(Protocol):
     def show_saved(self, path: Path) -> None:
         ...
 
-    def show_models(self, entries: list[Any], sr3: str, regression: str) -> None:
+    def show_models(self, entries: list[ModelEntry], sr3: str, regression: str) -> None:
         ...
 
     def show_presets(self, card: ModelCard | None, preset: str) -> None:

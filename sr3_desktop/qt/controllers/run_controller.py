@@ -1,0 +1,231 @@
+"""Single-image runs: plan the options, start the worker, show previews and results as they come.
+
+Every worker signal carries the generation of its run; one of an older generation is dropped.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject
+
+from sr3_desktop.core.batch import regression_for
+from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.imageio import check_output_size
+from sr3_desktop.core.model_card import ModelCard
+from sr3_desktop.core.models import ModelEntry
+from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.qt.controllers.context import AppContext
+from sr3_desktop.qt.controllers.metrics_controller import MetricsController
+from sr3_desktop.qt.controllers.model_controller import ModelController
+from sr3_desktop.qt.controllers.run_slot import RunSlot
+from sr3_desktop.qt.settings import CUSTOM_PRESET, MAX_SEED
+from sr3_desktop.qt.state import METHOD_LABELS, RESULT_METHODS
+from sr3_desktop.qt.views.progress import ProgressClock
+from sr3_desktop.qt.worker import RefineJob, RefineWorker
+
+LARGE_PREVIEW_PIXELS = 1_000_000
+LARGE_PREVIEW_INTERVAL_S = 0.1
+COMPARE_OFF = "Turned off: enable “Also run bicubic and regression” in Settings"
+NO_REGRESSION = "No regression model installed"
+PRESS_RUN = "Press Run (Ctrl+Enter) to refine"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run (single or batch) uses: the models and the options, with this run's seed."""
+
+    sr3: ModelEntry
+    regression: ModelEntry | None
+    options: RefineOptions
+    notes: tuple[str, ...] = ()
+    """What the user should know about the model choice (a stand-in regression model, ...)."""
+
+
+def opened_placeholders(compare: bool, has_regression: bool) -> dict[str, str]:
+    """The result panes of a just-opened image (bicubic is on its way)."""
+    regression = ("Press Run (Ctrl+Enter) to compute" if has_regression else NO_REGRESSION) if compare else COMPARE_OFF
+    return {"bicubic": "Computing…", "regression": regression, "sr3": PRESS_RUN}
+
+
+class RunController(QObject):
+    """A QObject on the UI thread, so the worker's signals reach its methods there (queued)."""
+
+    def __init__(self, ctx: AppContext, slot: RunSlot, models: ModelController, metrics: MetricsController,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.ctx, self.slot, self.models, self.metrics = ctx, slot, models, metrics
+        self._methods: tuple[str, ...] = ()
+        self._notes: tuple[str, ...] = ()
+        self._method = ""
+        self._clock = ProgressClock()
+        self._last_preview_at = 0.0
+
+    # --- planning -------------------------------------------------------------------------------
+    def plan(self, compare: bool, size: tuple[int, int] | None = None) -> RunPlan | None:
+        """The chosen models and options, with a new seed unless locked; None (user told) when the
+        run cannot start. ``size``: the input's, checked against the output limit first."""
+        sr3 = self.models.require_sr3()
+        if sr3 is None:
+            return None
+        if size is not None:
+            try:
+                check_output_size(size[0] * sr3.card.scale, size[1] * sr3.card.scale)
+            except SR3Error as err:
+                self.ctx.report_error("Image too large", str(err))
+                return None
+        options = self.refine_options(sr3.card, self.next_seed())
+        model = self.ctx.model
+        try:  # the core's rule for the regression model an SR3 chain uses
+            choice = regression_for(sr3.card, options, model.model_entries, model.settings.regression_model or None)
+        except SR3Error as err:
+            self.ctx.report_error("No regression model", str(err))
+            return None
+        regression = choice.entry or (model.regression_entry() if compare else None)  # the compare pane's
+        return RunPlan(sr3, regression, options, choice.notes)
+
+    def refine_options(self, card: ModelCard, seed: int) -> RefineOptions:
+        s = self.ctx.model.settings
+        preset = s.preset if s.preset in card.inference_presets else None
+        steps = s.custom_steps if s.preset == CUSTOM_PRESET else None
+        return RefineOptions(
+            method="sr3", preset=preset, steps=steps, strength=s.strength if s.strength > 0 else None,
+            seed=seed, samples=max(1, s.samples), tile=s.tile or None, preview_every=max(1, s.preview_every),
+        )
+
+    def next_seed(self) -> int:
+        settings = self.ctx.model.settings
+        if not settings.seed_locked:
+            settings.seed = random.randint(0, MAX_SEED)
+            self.ctx.view.show_seed(settings.seed)
+            self.ctx.persist()
+        return settings.seed
+
+    # --- running --------------------------------------------------------------------------------
+    def run(self) -> None:
+        model, view = self.ctx.model, self.ctx.view
+        if self.slot.busy:
+            return
+        if model.image is None:
+            view.show_status("Open an image first: drop it on the window, press Ctrl+O or paste with Ctrl+V.")
+            return
+        compare = model.settings.auto_compare
+        plan = self.plan(compare, model.image.size)
+        if plan is None:
+            return
+        generation = model.begin_generation()
+        self._methods = ("bicubic", "regression", "sr3") if compare else ("sr3",)
+        self._notes = plan.notes
+        model.results.clear()
+        model.metrics.clear()
+        model.last_step = None
+        view.clear_results(self._run_placeholders(compare, plan.regression is not None))
+        view.show_metrics([], model.reference is not None)
+        view.show_uncertainty(None, plan.options.samples)
+        job = RefineJob(generation, model.image.rgb, plan.options, Path(plan.sr3.path),
+                        Path(plan.regression.path) if plan.regression else None, model.settings.device, self._methods)
+        worker = RefineWorker(job)
+        worker.engine_ready.connect(self._engine_ready)
+        worker.method_started.connect(self._method_started)
+        worker.progress.connect(self._progress)
+        worker.preview.connect(self._preview)
+        worker.result.connect(self._result)
+        worker.failed.connect(self._failed)
+        worker.finished.connect(self._finished)
+        self.slot.launch(worker, f"sr3-refine-{generation}")
+        self._clock = ProgressClock()
+        view.set_running(True, batch=False)
+        view.show_busy("Loading the model…")
+
+    def cancel(self) -> None:
+        if self.slot.cancel():
+            self.ctx.view.show_status("Cancelling…")
+
+    def set_preview_kind(self, kind: str) -> None:
+        self.ctx.model.settings.preview_kind = kind
+        self.ctx.persist()
+        step = self.ctx.model.last_step
+        if self.slot.busy and step is not None:
+            self._show_preview(step)
+
+    def _run_placeholders(self, compare: bool, has_regression: bool) -> dict[str, str]:
+        """The panes this run will fill. Without compare, the bicubic pane keeps the instant upsample."""
+        if not compare:
+            return {"regression": COMPARE_OFF, "sr3": "Starting…"}
+        return {"bicubic": "Computing…", "regression": "Computing…" if has_regression else NO_REGRESSION,
+                "sr3": "Starting…"}
+
+    # --- worker signals (each checks the generation) ---------------------------------------------
+    def _engine_ready(self, generation: int, providers: list[str], note: str | None) -> None:
+        self.ctx.show_engine(generation, providers, note)  # a slot of this QObject: called on the UI thread
+
+    def _method_started(self, generation: int, method: str) -> None:
+        if not self.ctx.model.is_current(generation):
+            return
+        self._method = method
+        self._clock = ProgressClock()
+        self.ctx.view.show_status("Refining with SR3…" if method == "sr3" else f"Computing {METHOD_LABELS[method]}…")
+
+    def _progress(self, generation: int, step: int, total: int) -> None:
+        if not self.ctx.model.is_current(generation) or self._method != "sr3":
+            return
+        rate = self._clock.rate(step)
+        self.ctx.view.show_progress(step, total, rate, ProgressClock.eta(step, total, rate), "Step")
+
+    def _preview(self, generation: int, step: RefineStep) -> None:
+        if not self.ctx.model.is_current(generation):
+            return
+        self.ctx.model.last_step = step
+        # Turning a large preview into pixels costs the UI thread tens of ms: at most 10 per second.
+        now = time.perf_counter()
+        large = step.pred_y0.shape[0] * step.pred_y0.shape[1] >= LARGE_PREVIEW_PIXELS
+        if large and now - self._last_preview_at < LARGE_PREVIEW_INTERVAL_S:
+            return
+        self._last_preview_at = now
+        self._show_preview(step)
+
+    def _show_preview(self, step: RefineStep) -> None:
+        kind = self.ctx.model.settings.preview_kind
+        self.ctx.view.show_preview(step.y_t if kind == "y_t" else step.pred_y0, step.step, step.total, kind)
+        self.ctx.events.preview_shown.emit(step.step)
+
+    def _result(self, generation: int, method: str, result: RefineResult) -> None:
+        model, view = self.ctx.model, self.ctx.view
+        if not model.is_current(generation):
+            return
+        model.results[method] = result
+        view.show_result(method, result.image, self._caption(result))
+        if method == "sr3":
+            view.show_uncertainty(result.uncertainty, model.settings.samples)
+            note = "; ".join((*result.notes, *self._notes))
+            view.show_status(f"Done in {result.seconds:.1f} s" + (f" ({note})" if note else "") + ". Save with Ctrl+S.")
+        self.ctx.events.result_shown.emit(method)
+        self.metrics.compute([method])
+
+    def _caption(self, result: RefineResult) -> str:
+        if result.method == "sr3":
+            samples = self.ctx.model.settings.samples
+            extra = f" · K={samples}" if samples > 1 else ""
+            return f"{result.preset or 'custom'} · {result.steps} steps{extra} · {result.seconds:.1f} s"
+        return f"{result.seconds:.2f} s"
+
+    def _failed(self, generation: int, message: str) -> None:
+        if self.ctx.model.is_current(generation):
+            self.ctx.report_error("Refinement failed", message)
+
+    def _finished(self, generation: int, cancelled: bool) -> None:
+        model, view = self.ctx.model, self.ctx.view
+        if not model.is_current(generation):
+            return
+        self.slot.finish()
+        view.set_running(False, batch=False)
+        if cancelled:
+            view.show_status("Cancelled. Nothing was saved.")
+            pending = {m: "Cancelled: press Run (Ctrl+Enter) to start again" for m in RESULT_METHODS
+                       if m in self._methods and m not in model.results}
+            view.clear_results(pending)
+            model.last_step = None
+        self.ctx.events.run_finished.emit(cancelled)

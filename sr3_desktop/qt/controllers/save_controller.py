@@ -1,0 +1,67 @@
+"""Saving the SR3 result with the core's save step: atomically, never over the input, and an existing
+file is kept (the save fails and says so) unless replacing it was asked for (Save As asks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sr3_desktop.core.batch import save_result
+from sr3_desktop.core.imageio import (
+    DEFAULT_FORMAT,
+    SAVE_FORMATS,
+    LoadedImage,
+    format_of_path,
+    output_format,
+    save_notes,
+)
+from sr3_desktop.core.pipeline import RefineResult
+from sr3_desktop.qt.controllers.context import AppContext
+
+
+def write_result(target: Path, result: RefineResult, source: LoadedImage, fmt: str, overwrite: bool,
+                 ) -> tuple[Path, list[str]]:
+    """The core's save step (alpha and metadata put back, atomic, never over the input), off the UI
+    thread; returns the path written and what the format lost."""
+    written = save_result(target, result, source, fmt, overwrite=overwrite)
+    return written[0], save_notes(fmt, alpha=source.alpha, source=source)
+
+
+class SaveController:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def default_output_path(self) -> Path | None:
+        """``<output folder>/<stem>_x<scale>_sr3.<format>`` for the open image."""
+        model = self.ctx.model
+        card = model.sr3_card()
+        if model.image is None or card is None:
+            return None
+        stem = Path(model.image_name).stem or "image"
+        kind = output_format(model.settings.output_format) or output_format(DEFAULT_FORMAT)
+        assert kind is not None
+        return model.settings.output_folder() / f"{stem}_x{card.scale}_sr3{kind.suffix}"
+
+    def save(self, path: str | Path | None = None, overwrite: bool = False) -> None:
+        """Save the SR3 result (to ``path``, its format from the extension; else the default path)."""
+        model, view = self.ctx.model, self.ctx.view
+        result = model.results.get("sr3")
+        if result is None or model.image is None:
+            view.show_status("Nothing to save yet: run the refinement first (Ctrl+Enter).")
+            return
+        target = Path(path) if path else self.default_output_path()
+        assert target is not None
+        kind = format_of_path(target)
+        if kind is None:
+            names = ", ".join(f".{fmt}" for fmt in SAVE_FORMATS)
+            self.ctx.report_error("Cannot save", f"{target.name}: choose a {names} file name.")
+            return
+        image = model.image
+        view.show_status(f"Saving {target.name}…")
+        self.ctx.tasks.submit("save", model.generation,
+                              lambda: write_result(target, result, image, kind.name, overwrite))
+
+    def saved(self, _token: int, value: tuple[Path, list[str]]) -> None:
+        path, notes = value
+        self.ctx.view.show_saved(path)
+        self.ctx.view.show_status(f"Saved {path}" + (f" ({' '.join(notes)})" if notes else ""))
+        self.ctx.events.saved.emit(path)
