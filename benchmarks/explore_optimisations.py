@@ -31,6 +31,7 @@ from graph_rewrites import instance_norm_affine
 from onnx import numpy_helper
 
 from sr3_desktop.core import denoiser as denoiser_module
+from sr3_desktop.core import tiling
 from sr3_desktop.core.tiling import plan_tiles
 
 SIDE = 256
@@ -160,7 +161,8 @@ def overlap_section(path: Path) -> None:
             grid = plan_tiles(side, side, 512, 8, margin)
             per_mp.append(len(grid) * gmac(grid.tile_height, grid.tile_width) / (side * side / 1e6))
         worst = max(*per_mp, base) / min(*per_mp, base)
-        note = "today's automatic margin" if margin == 16 else "proposed" if margin == 8 else ""
+        note = "today's automatic margin" if margin == tiling.MAX_MARGIN else "the margin before issue 11" \
+            if margin == 16 else ""
         print(f"  margin {margin:2d} px: 1024² {per_mp[0]:.0f}, 2048² {per_mp[1]:.0f} GMAC/MP vs 512² {base:.0f}; "
               f"max/min {worst:.3f} {note}")
         gain(f"tile_margin_{margin}_compute_spread", worst)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run every benchmark of issue 6 in turn and collect the RESULT / GAIN lines at the end.
+# Run every benchmark (issues 6 and 11) in turn and collect the RESULT / GAIN lines at the end.
 # Usage: bash benchmarks/run_all.sh   (from the repository root, in the project's venv)
-# About 10 minutes on 2 loaded cores; each script alone takes 0.5-3.5 minutes. Each one is stopped
+# About 25 minutes on 2 loaded cores; each script alone takes 0.5-8 minutes. Each one is stopped
 # after BENCH_TIMEOUT seconds (default 600; coreutils `timeout`), so the run always ends by itself:
 # a script that overran or failed is named in the summary and makes the exit status non-zero.
 set -uo pipefail
@@ -10,7 +10,8 @@ limit="${BENCH_TIMEOUT:-600}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 failed=()
-for script in bench_flops bench_overhead bench_vs_realesrgan bench_scale bench_onnx_vs_torch explore_optimisations; do
+for script in bench_flops bench_overhead bench_vs_realesrgan bench_scale bench_memory bench_onnx_vs_torch \
+    explore_optimisations; do
     echo "### $script"
     timeout --kill-after=30 "$limit" python "benchmarks/$script.py" | tee -a "$log"
     status=${PIPESTATUS[0]}

@@ -1,6 +1,7 @@
 """Validation crops and their scores, shared by `evaluate` and `search-schedule`.
 
-Crops sit on a grid of non-overlapping cells of each photo. Each photo's cells are shuffled with
+Crops sit on a grid of non-overlapping cells of each photo (cells with nothing to upscale skipped,
+see FLAT_PSNR_DB). Each photo's cells are shuffled with
 a fixed seed; the *report* crops come from the even places of that order and the *search* crops
 from the odd places, so the two sets never share a cell whatever ``per_image`` each command uses,
 and a schedule is never chosen on the crops it is reported on. The LR is the clean protocol
@@ -23,7 +24,7 @@ from sr3_desktop.core import metrics
 from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.pipeline import RefineOptions
 from sr3_desktop.core.pipeline import run as run_pipeline
-from sr3_desktop.core.resample import downscale
+from sr3_desktop.core.resample import downscale, upscale
 
 Role = Literal["report", "search", "all"]
 PEOPLE_METRICS = ("psnr_y", "gmsd", "grain", "spectral_gap", "detail_fidelity", "consistency", "colour_shift")
@@ -37,6 +38,16 @@ class EvalCrop:
     name: str
     hr: np.ndarray
     lr: np.ndarray
+
+
+FLAT_PSNR_DB = 50.0
+"""A cell that bicubic already reconstructs to over 50 dB PSNR-Y (out-of-focus background, clear sky)
+holds nothing for an upscaler to do; it is skipped, so it cannot dominate the mean PSNR."""
+
+
+def _has_detail(hr: np.ndarray, scale: int) -> bool:
+    bicubic = np.clip(upscale(downscale(hr, scale), scale), 0.0, 1.0)
+    return metrics.psnr_y(bicubic, hr, shave=scale) <= FLAT_PSNR_DB
 
 
 def _cells(height: int, width: int, crop: int) -> list[tuple[int, int]]:
@@ -57,12 +68,13 @@ def load_crops(folder: Path, crop: int, scale: int, per_image: int = 2, max_imag
     crops: list[EvalCrop] = []
     for index, path in enumerate(paths):
         rgb = load_rgb(path).astype(np.float32) / 255.0
-        cells = _cells(rgb.shape[0], rgb.shape[1], crop)
+        cells = [(k, y, x) for k, (y, x) in enumerate(_cells(rgb.shape[0], rgb.shape[1], crop))
+                 if _has_detail(rgb[y : y + crop, x : x + crop], scale)]  # k: the cell's place in the grid
         order = np.random.default_rng([seed, index]).permutation(len(cells))
         report, search = order[0::2][:per_image], order[1::2][:per_image]  # disjoint for any per_image
         chosen = {"report": report, "search": search, "all": np.concatenate([report, search])}[role]
-        for k in sorted(int(i) for i in chosen):
-            y, x = cells[k]
+        for i in sorted(int(i) for i in chosen):
+            k, y, x = cells[i]
             hr = np.ascontiguousarray(rgb[y : y + crop, x : x + crop])
             crops.append(EvalCrop(f"{path.stem}#{k}", hr, np.clip(downscale(hr, scale), 0.0, 1.0)))
     if not crops:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ def default_targets(results: dict[str, dict[str, float]], default: str) -> dict[
     return {name: {"value": round(float(v), 4), "met": bool(ok)} for name, (v, ok) in checks.items()}
 
 
-def comparison_png(path: Path, crops: Sequence[EvalCrop], columns: dict[str, Sequence[np.ndarray]],
+def comparison_png(path: Path, crops: Sequence[EvalCrop], columns: Mapping[str, Sequence[np.ndarray]],
                    scale: int, rows: Sequence[int] = (0, 1, 2)) -> None:
     """LR (nearest) | each method | HR, one row per crop index in ``rows``."""
     tiles = []
@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="override the preset's step count")
     parser.add_argument("--strength", type=float, help="override the preset's start strength")
     parser.add_argument("--crop", type=int, default=256, help="HR crop size in pixels (default 256 = 64->256 at 4x)")
-    parser.add_argument("--crops-per-image", type=int, default=4,
-                        help="report crops per image, from a grid of non-overlapping cells (default 4)")
+    parser.add_argument("--crops-per-image", type=int, default=8,
+                        help="report crops per image, from a grid of non-overlapping cells (default 8)")
     parser.add_argument("--role", choices=("report", "search", "all"), default="report",
                         help="which cells: report (default), search (the cells search-schedule uses) or all")
     parser.add_argument("--max-images", type=int, help="use at most this many images")

@@ -53,6 +53,9 @@ def load_unet(path: str | Path) -> tuple[UNet, ModelCard]:
         raise ModelError(f"{source} is an --fp16 export; start from the float32 export of that checkpoint")
     model = UNet(unet_config_from_card(card, source), conditional=card.kind == "sr3")
     weights = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    for node in proto.graph.node:  # equal constants (untrained GroupNorms) are stored once and shared by Identity
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     weights.update(_group_norm_weights(proto.graph, weights, model))
     state = model.state_dict()
     norms = {f"{n}.{p}" for n in _group_norms_in_call_order(model) for p in ("weight", "bias")}

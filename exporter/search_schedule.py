@@ -112,6 +112,7 @@ def quality_candidates(steps: int) -> list[Candidate]:
 
 def to_preset(cand: Candidate, card: ModelCard, description: str = "") -> InferencePreset:
     assert card.train_schedule is not None
+    schedule: dict[str, str | float]
     if cand.start == "noise":
         schedule = {"type": "train_subsequence", "spacing": cand.spacing}
         strength = 1.0
@@ -191,7 +192,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end-ratios", default="0.5,0.25", help="sigma_end / sigma_start of 2-step chains")
     parser.add_argument("--back-projection", default="0,1,2,3", help="back-projection counts to try (default 0,1,2,3)")
     parser.add_argument("--crop", type=int, default=256, help="HR crop size (default 256)")
-    parser.add_argument("--crops-per-image", type=int, default=2, help="search crops per image (default 2)")
+    parser.add_argument("--crops-per-image", type=int, default=3, help="search crops per image (default 3)")
     parser.add_argument("--max-images", type=int, help="images to use (default all)")
     parser.add_argument("--seed", type=int, default=0, help="seed for crops and sampling")
     parser.add_argument("--device", default="cpu", help="auto|cpu|cuda|... (default cpu)")

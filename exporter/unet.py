@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -43,6 +44,13 @@ class UNetConfig:
         return {lvl % n for lvl in self.attention_levels}
 
 
+def _zero(conv: nn.Conv2d) -> None:
+    """Zero-initialise a layer so its residual branch starts as the identity (as in the paper's U-Net)."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 def _groups(channels: int) -> int:
     return math.gcd(32, channels)
 
@@ -66,8 +74,7 @@ class ResBlock(nn.Module):
         self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        _zero(self.conv2)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
@@ -86,8 +93,7 @@ class SelfAttention(nn.Module):
         self.norm = nn.GroupNorm(_groups(channels), channels)
         self.qkv = nn.Conv2d(channels, channels * 3, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        _zero(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -152,8 +158,7 @@ class UNet(nn.Module):
                 self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
         self.out_norm = nn.GroupNorm(_groups(cur), cur)
         self.out_conv = nn.Conv2d(cur, config.image_channels, 3, padding=1)
-        nn.init.zeros_(self.out_conv.weight)
-        nn.init.zeros_(self.out_conv.bias)
+        _zero(self.out_conv)
 
     def forward(
         self, lr_up: torch.Tensor, y_t: torch.Tensor | None = None, noise_level: torch.Tensor | None = None
@@ -170,7 +175,7 @@ class UNet(nn.Module):
             x = lr_up
         h = self.input_conv(x)
         skips = [h]
-        for i, level in enumerate(self.down):
+        for i, level in enumerate(cast(list[Level], self.down)):
             for block, attn in zip(level.blocks, level.attns, strict=True):
                 h = attn(block(h, emb))
                 skips.append(h)
@@ -179,7 +184,7 @@ class UNet(nn.Module):
                 skips.append(h)
         h = self.mid_attn(self.mid.blocks[0](h, emb))
         h = self.mid.blocks[1](h, emb)
-        for i, level in enumerate(self.up):
+        for i, level in enumerate(cast(list[Level], self.up)):
             for block, attn in zip(level.blocks, level.attns, strict=True):
                 h = attn(block(torch.cat([h, skips.pop() * SKIP_SCALE], dim=1), emb))
             if i < len(self.upsample):

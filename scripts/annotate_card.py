@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import onnx
 
+from sr3_desktop.core.imageio.atomic import atomic_file
 from sr3_desktop.core.model_card import embed_card, read_card
 
 
@@ -31,22 +33,32 @@ def main() -> None:
     if args.data:
         training["data"] = args.data
     metrics = dict(card.metrics)
+    presets = dict(card.inference_presets)
     if args.evaluation:
         report = json.loads(args.evaluation.read_text(encoding="utf-8"))
-        metrics["evaluation"] = {key: report[key] for key in ("data", "crop", "crops", "seed", "date", "results")}
+        metrics["evaluation"] = {key: value for key, value in report.items() if key not in ("model", "kind", "scale")}
+        presets = {name: replace(preset, scores=preset_scores(report, name) or preset.scores)
+                   for name, preset in presets.items()}
     card = card.with_updates(
         name=args.name or card.name, description=args.description or card.description, training=training,
-        metrics=metrics,
+        metrics=metrics, inference_presets=presets,
     )
     proto = onnx.load(str(args.model))
     embed_card(proto, card)
-    tmp = args.model.with_name(f".{args.model.name}.tmp-{os.getpid()}")
-    try:
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, args.model)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(args.model) as handle:
+        onnx.save_model(proto, handle)
     print(f"{args.model}: card updated ({card.name})")
+
+
+def preset_scores(report: dict[str, Any], name: str) -> dict[str, float]:
+    """A preset's held-out scores from an evaluation report: the clean row, and each JPEG row prefixed."""
+    scores: dict[str, float] = {}
+    for key, rows in report.items():
+        if key == "results" or key.startswith("results_"):
+            prefix = "" if key == "results" else key.removeprefix("results_") + "_"
+            row = rows.get(f"sr3-{name}", {})
+            scores.update({prefix + k: round(float(v), 5) for k, v in row.items() if isinstance(v, (int, float))})
+    return scores
 
 
 if __name__ == "__main__":

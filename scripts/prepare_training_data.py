@@ -2,7 +2,8 @@
 
 train/: 13 of the 15 photos in ../shared/datasets/photos-train, at full size and at half size
         (Lanczos), so crops see both fine texture and larger structures.
-val/:   the 2 held-out photos at half size, plus the colour photos shipped in scikit-image.
+val/:   the 2 held-out photos at full size (long side 2048 px: enough 256 px cells for disjoint report and
+        search crops), plus the colour photos shipped in scikit-image.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> None:
         image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
         half = image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
         if path.name in HELD_OUT:
-            half.save(val / f"{path.stem}_half.png")
+            image.save(val / f"{path.stem}.png")
         else:
             image.save(train / f"{path.stem}.png")
             half.save(train / f"{path.stem}_half.png")

@@ -2,9 +2,10 @@
 
 States: empty (drop zone), opened (the photo on screen before any run: input and instant bicubic),
 refining mid-way (live preview), compare (four panes + metrics against a reference), wipe
-(before/after, zoomed in), batch (a folder with a skipped and a broken file), and compare in the
-dark theme. Models: the installed ones (bundled first) unless --sr3 / --regression
-name .onnx files. Settings, logs and imports go to a temporary folder, never the user's.
+(before/after, zoomed in), batch (a folder with a skipped and a broken file), compare in the
+dark theme, and the estimate prompt (a larger photo with the quality preset: the app asks first).
+Models: the installed ones (bundled first) unless --sr3 / --regression name .onnx files. Settings, logs
+and imports go to a temporary folder, never the user's.
 """
 
 from __future__ import annotations
@@ -100,11 +101,33 @@ def install_models(args: argparse.Namespace) -> None:
         raise SystemExit("no SR3 model is installed or bundled; pass --sr3 MODEL.onnx (and --regression)")
 
 
-def grab(window: Any, out: Path, name: str) -> None:
+def grab(window: Any, out: Path, name: str, dialog: Any = None) -> None:
+    """The window (with ``dialog`` drawn over its centre, as a window-modal dialog shows on screen)."""
     spin(150)
     path = out / f"{name}.png"
-    window.grab().save(str(path))
+    picture = window.grab()
+    if dialog is not None:
+        from PySide6.QtGui import QPainter
+
+        shot = dialog.grab()
+        painter = QPainter(picture)
+        painter.drawPixmap((picture.width() - shot.width()) // 2, (picture.height() - shot.height()) // 3, shot)
+        painter.end()
+    picture.save(str(path))
     print(f"wrote {path}")
+
+
+def wait_for_dialog(name: str, timeout_s: float = 120) -> Any:
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()
+                 and w.objectName() == name]
+        if boxes:
+            return boxes[0]
+        spin(100)
+    raise SystemExit(f"timed out waiting for the dialog {name}")
 
 
 def main() -> int:
@@ -195,6 +218,22 @@ def main() -> int:
     c.run()
     wait_for(c.batch_finished)
     grab(window, args.out, "batch")
+
+    # The estimate prompt: a 640 x 400 photo with the quality preset (the paper's full chain) would take
+    # long on this computer, so the app asks first and offers the fastest preset or regression.
+    from sr3_desktop.qt.dialogs import LONG_RUN_DIALOG_NAME
+
+    street = WORK / "inputs" / "street.png"
+    photo((640, 400)).save(street)
+    c.open_paths([str(street)])
+    wait_for(c.image_loaded)
+    if panel.preset.findData("quality") >= 0:
+        panel.preset.setCurrentIndex(panel.preset.findData("quality"))
+    window.compare.set_mode("single")
+    c.run()
+    box = wait_for_dialog(LONG_RUN_DIALOG_NAME)
+    grab(window, args.out, "estimate-prompt", dialog=box)
+    next(b for b in box.buttons() if b.objectName() == "choice-cancel").click()
 
     window.close()
     return 0

@@ -32,9 +32,10 @@
 #   VAL_EVERY [1000], CHECKPOINT_EVERY [500]   training bookkeeping (steps)
 #   QUICK [1 when MINUTES < 10]          tiny search / evaluation settings (a smoke test of every stage)
 #   SEARCH_SIGMAS [0.1,0.2,0.3,0.45]  SEARCH_END_RATIOS [0.5]  SEARCH_BP [0,1,2]  QUALITY_STEPS [20]
-#   SEARCH_CROP [128]  SEARCH_CROPS [2]  SEARCH_IMAGES [all]  SEARCH_TIMEOUT [max(120 s, half the reserve)]
+#   SEARCH_CROPS [2]  SEARCH_IMAGES [all]  SEARCH_TIMEOUT [max(120 s, half the reserve)]
 #                              (past the timeout the model keeps its default presets)
 #   EVAL_CROP [256]  EVAL_CROPS [4]  EVAL_IMAGES [all]  EVAL_SEEDS [3]  EVAL_JPEG [75]
+#                              (search and evaluation share EVAL_CROP: their cells are disjoint only on one grid)
 #   WORK [OUT_DIR/work]        runs and prepared data; DATA [WORK/data]: reused when DATA/train exists
 #   REG_NAME ["Regression Photo 4x"], SR3_NAME ["SR3 Photo 4x"]   card names (the SR3 card names its regression)
 set -euo pipefail
@@ -150,13 +151,13 @@ mark sr3
 if [ "$QUICK" = 1 ]; then
   SEARCH=(--sigmas "${SEARCH_SIGMAS:-0.2,0.45}" --end-ratios "${SEARCH_END_RATIOS:-0.5}"
           --back-projection "${SEARCH_BP:-0,1}" --quality-steps "${QUALITY_STEPS:-4}"
-          --crop "${SEARCH_CROP:-64}" --crops-per-image "${SEARCH_CROPS:-1}" --max-images "${SEARCH_IMAGES:-2}")
+          --crop "${EVAL_CROP:-64}" --crops-per-image "${SEARCH_CROPS:-1}" --max-images "${SEARCH_IMAGES:-2}")
   EVAL=(--crop "${EVAL_CROP:-64}" --crops-per-image "${EVAL_CROPS:-1}" --max-images "${EVAL_IMAGES:-2}"
         --seeds "${EVAL_SEEDS:-1}" --jpeg "${EVAL_JPEG:-75}")
 else
   SEARCH=(--sigmas "${SEARCH_SIGMAS:-0.1,0.2,0.3,0.45}" --end-ratios "${SEARCH_END_RATIOS:-0.5}"
           --back-projection "${SEARCH_BP:-0,1,2}" --quality-steps "${QUALITY_STEPS:-20}"
-          --crop "${SEARCH_CROP:-128}" --crops-per-image "${SEARCH_CROPS:-2}")
+          --crop "${EVAL_CROP:-256}" --crops-per-image "${SEARCH_CROPS:-2}")
   if [ -n "${SEARCH_IMAGES:-}" ]; then SEARCH+=(--max-images "$SEARCH_IMAGES"); fi
   EVAL=(--crop "${EVAL_CROP:-256}" --crops-per-image "${EVAL_CROPS:-4}" --seeds "${EVAL_SEEDS:-3}"
         --jpeg "${EVAL_JPEG:-75}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from sr3_desktop import __version__
-from sr3_desktop.core import batch
+from sr3_desktop.core import batch, estimate
 from sr3_desktop.core.denoiser import DEVICES
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import SAVE_FORMATS, cleanup_stale_temp_files, output_format
@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     up.add_argument("--samples", type=int, default=1, metavar="K", help="average K seeds and also write "
                     "<stem>_uncertainty.png (per-pixel std)")
+    size = up.add_mutually_exclusive_group()
+    size.add_argument("--scale", type=int, choices=batch.SCALE_CHOICES, help="output scale (default: the model's, "
+                      "4 for the bundled models); the model runs at its own scale, then the result is resampled")
+    size.add_argument("--width", type=int, metavar="PX", help="output width in pixels (the aspect ratio is kept)")
+    size.add_argument("--height", type=int, metavar="PX", help="output height in pixels (the aspect ratio is kept)")
     up.add_argument("--tile", type=int, metavar="PX", help="tile size in output pixels (default: automatic)")
     up.add_argument("--device", choices=DEVICES, default="auto", help="execution device (default auto)")
     up.add_argument("--format", type=_format_name, choices=SAVE_FORMATS,
@@ -99,6 +104,16 @@ class ProgressBar:
     def aborted(self) -> bool:
         return False  # Ctrl+C arrives as KeyboardInterrupt
 
+    def started(self, guess: estimate.RunEstimate) -> None:
+        """The estimate, on its own line before the progress bar."""
+        if self.quiet or not guess.work:
+            return
+        passes = "; ".join(f"{w.model.card.name}: {w.evaluations} pass{'es' if w.evaluations > 1 else ''} over "
+                           f"{w.pixels / 1e6:.1f} MP" for w in guess.work)
+        self.stream.write(f"{self.name}: estimated time {guess.text()} ({passes})\n")
+        self.stream.flush()
+        self._started = time.perf_counter()
+
     def set_progress(self, step: RefineStep) -> None:
         if self.quiet:
             return
@@ -135,6 +150,11 @@ def plan(args: argparse.Namespace, fmt: str) -> batch.Plan:
             raise SR3Error("-o FILE takes exactly one input image; use --out-dir DIR for several")
         return batch.plan_single(args.images[0], args.output, args.format)
     return batch.plan_outputs(args.images, args.out_dir, fmt)
+
+
+def output_size(args: argparse.Namespace) -> batch.OutputSize:
+    """--scale, --width or --height (argparse has made sure there is at most one)."""
+    return batch.OutputSize(scale=args.scale, width=args.width, height=args.height)
 
 
 def refine_options(args: argparse.Namespace) -> RefineOptions:
@@ -177,6 +197,7 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for folder in {item.target.parent for item in jobs.items}:
         cleanup_stale_temp_files(folder)
     options = refine_options(args)
+    size = output_size(args)
     # The existing-output rule first: a single -o FILE that exists fails now, and a resumed batch
     # whose outputs all exist loads no model.
     pending = [item for item in jobs.items if batch.skip_reason(item, overwrite=args.overwrite,
@@ -190,6 +211,8 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if models.sr3 is not None and not args.quiet:
         err.write(f"using {models.sr3.describe()}"
                   + (f" (start estimates from {models.regression.card.name})" if models.regression else "") + "\n")
+    if not args.quiet:
+        _calibrate(models, err)
     protected = [item.source for item in jobs.items]
     progress = ProgressBar(err, args.quiet)
     for item in jobs.items:
@@ -197,7 +220,7 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             progress.start(item.source.name)
             try:
                 done = batch.upscale_item(item, options, models, fmt, overwrite=args.overwrite, single=jobs.single,
-                                          progress=progress, protected=protected)
+                                          progress=progress, protected=protected, size=size)
             except BaseException:
                 progress.abandon()
                 raise
@@ -215,6 +238,15 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return _summary(outcome, args, err)
 
 
+def _calibrate(models: batch.Models, err: TextIO) -> None:
+    """Measure this machine's speed for a model the first time it runs here (for the estimates)."""
+    for model in models.sessions:
+        if estimate.known_speed(model.path, model.requested_device) is None:
+            err.write(f"note: measuring this computer's speed with {model.card.name} on {model.providers[0]} "
+                      "(once, about a second)\n")
+            estimate.calibrate(model)
+
+
 def _report(done: batch.ItemResult, outcome: Outcome, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     """stdout gets one line per file written (other tools read it); skips and notes go to stderr."""
     if done.status == "skipped":
@@ -225,6 +257,10 @@ def _report(done: batch.ItemResult, outcome: Outcome, args: argparse.Namespace, 
         return
     for note in done.notes:
         _note(err, args, f"{done.item.source.name}: {note}")
+    if done.result is not None and done.consistency is not None:
+        width, height = done.result.size
+        _note(err, args, f"{done.item.source.name}: {width}x{height}, consistency with the input "
+                         f"{done.consistency:.3g} x 1e-5 (MSE of its bicubic downsample)")
     for path in done.written:
         outcome.written.append(path)
         out.write(f"{path}\n")

@@ -14,8 +14,12 @@ has one rule:
   ``overwrite`` redoes it. A single ``-o FILE`` that exists is an error unless ``overwrite``.
   Nothing is ever written as "name (1).ext".
 * **The start estimate**: which regression model, if any, an SR3 run loads (``regression_for``).
+* **The output size**: ``--scale 2|3|4``, ``--width`` or ``--height`` (``OutputSize``): the model runs at
+  its own scale and ``refine_image`` resamples its result down (``output_size``).
+* **The time estimate**: ``estimate_for`` before a run (from this machine's measured speed), and every
+  finished run refreshes that speed (``core.estimate``).
 
-``upscale_item`` runs load -> refine -> upscale alpha -> save for one item, reporting to a small
+``upscale_item`` runs load -> refine -> resize alpha -> save for one item, reporting to a small
 ``Progress`` (chaiNNer's idea: ``aborted()`` and ``set_progress()``), so a caller needs no Qt to
 show progress or to cancel.
 """
@@ -23,15 +27,15 @@ show progress or to cancel.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
-from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser
-from sr3_desktop.core.errors import ImageSaveError, ModelError, SR3Error
+from sr3_desktop.core import estimate
+from sr3_desktop.core.errors import ImageSaveError, SR3Error
 from sr3_desktop.core.imageio import (
     DEFAULT_FORMAT,
     OUTPUT_FORMATS,
@@ -46,23 +50,28 @@ from sr3_desktop.core.imageio import (
     output_format,
     save_image,
     save_notes,
-    upscale_alpha,
 )
-from sr3_desktop.core.model_card import InferencePreset, ModelCard
-from sr3_desktop.core.models import ModelEntry, default_model, list_models, resolve_model
+from sr3_desktop.core.output_size import (
+    SCALE_CHOICES,
+    OutputSize,
+    consistency_of,
+    output_alpha,
+    resize_result,
+    uncertainty_image,
+)
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep, refine
+from sr3_desktop.core.run_models import Models, RegressionChoice, load_models, regression_for
 
 __all__ = [
-    "DEFAULT_FORMAT", "OUTPUT_FORMATS", "SAVE_FORMATS", "SUPPORTED_EXTENSIONS", "Item", "ItemResult", "Models",
-    "NoProgress", "OutputFormat", "Plan", "Progress", "RegressionChoice", "choose_format", "find_images",
-    "is_image_file", "load_models", "open_dialog_filter", "output_format", "plan_outputs", "plan_single",
-    "refine_image", "regression_for", "save_result", "skip_reason", "upscale_item",
+    "DEFAULT_FORMAT", "OUTPUT_FORMATS", "SAVE_FORMATS", "SCALE_CHOICES", "SUPPORTED_EXTENSIONS", "Item", "ItemResult",
+    "Models", "NoProgress", "OutputFormat", "OutputSize", "Plan", "Progress", "RegressionChoice", "choose_format",
+    "estimate_for", "find_images", "is_image_file", "load_models", "native_scale", "open_dialog_filter",
+    "output_format", "plan_outputs", "plan_single", "refine_image", "regression_for", "save_result", "skip_reason",
+    "upscale_item",
 ]
 
 UNCERTAINTY_GAIN = 4.0
 """Uncertainty images show 4 x the per-pixel std: white means a std of 0.25 or more."""
-DEFAULT_BICUBIC_SCALE = 4
-"""The bicubic method's scale when no model is installed to take it from."""
 
 
 # --- finding images ------------------------------------------------------------------------------
@@ -216,103 +225,16 @@ def skip_reason(item: Item, *, overwrite: bool, single: bool) -> str | None:
     return f"{target} already exists (pass --overwrite to redo it)"
 
 
-# --- which models a run loads --------------------------------------------------------------------
-@dataclass(frozen=True)
-class RegressionChoice:
-    """The regression model an SR3 run loads (or None), and what the user should know about it."""
-
-    entry: ModelEntry | None
-    notes: tuple[str, ...] = ()
-
-
-def preset_of(card: ModelCard, options: RefineOptions) -> InferencePreset:
-    """The recipe an SR3 run follows: the explicit one, the named one, or the card's default."""
-    return options.custom_preset or card.preset(options.preset or card.default_preset)
-
-
-def regression_for(card: ModelCard, options: RefineOptions, entries: Sequence[ModelEntry] | None = None,
-                   preferred: str | None = None) -> RegressionChoice:
-    """The one rule for which regression model an SR3 run loads.
-
-    * A card with ``condition == "regression"`` refines the output of the model it names in
-      ``condition_model``: that model (found by name among ``entries``, the installed models) is
-      required. If it is missing, the ``preferred`` / default regression model stands in, with a
-      note; if there is none of the card's scale, ``ModelError``.
-    * Otherwise a preset that starts from a regression estimate loads the ``preferred`` regression
-      model (the app's choice), else the default one, of the card's scale; without one the pipeline
-      starts from bicubic and says so.
-    * Anything else loads none.
-    """
-    if options.method != "sr3" or card.kind != "sr3":
-        return RegressionChoice(None)
-    pool = [e for e in (list_models() if entries is None else entries) if e.kind == "regression"]
-    fitting = [e for e in pool if e.card.scale == card.scale]
-    fallback = _regression_default(fitting, preferred)
-    if card.condition == "regression":
-        wanted = card.condition_model.casefold()
-        named = [e for e in pool if wanted in (e.name.casefold(), e.path.stem.casefold())]
-        if named and named[0].card.scale == card.scale:
-            return RegressionChoice(named[0])
-        why = "is not installed" if not named else f"upscales {named[0].card.scale}x, not {card.scale}x"
-        if fallback is None:
-            raise ModelError(f"{card.name} refines the output of the regression model {card.condition_model!r}, "
-                             f"which {why}; import that model (or another {card.scale}x regression model)")
-        return RegressionChoice(fallback, (f"the regression model {card.condition_model!r} that {card.name} "
-                                           f"refines {why}: using {fallback.name} instead",))
-    if preset_of(card, options).start == "regression":
-        return RegressionChoice(fallback)
-    return RegressionChoice(None)
-
-
-def _regression_default(fitting: list[ModelEntry], preferred: str | None) -> ModelEntry | None:
-    """The preferred model (by name) if it fits, else the default among those that fit."""
-    chosen = [e for e in fitting if preferred and e.name.casefold() == preferred.casefold()]
-    return chosen[0] if chosen else default_model("regression", fitting)
-
-
-@dataclass(frozen=True)
-class Models:
-    """The sessions one run uses; ``scale`` is the bicubic method's scale."""
-
-    sr3: OnnxDenoiser | None = None
-    regression: OnnxDenoiser | None = None
-    scale: int | None = None
-    notes: tuple[str, ...] = ()
-    """What the user should know about the choice (a stand-in regression model, ...)."""
-
-
-def load_models(method: str, model: str | None, options: RefineOptions, device: str = "auto") -> Models:
-    """The models a run needs: ``model`` (an installed name or an .onnx path) or the default one of
-    the method's kind, plus the regression model that ``regression_for`` picks for an SR3 run."""
-    if method == "bicubic":
-        if model:
-            return Models(scale=resolve_model(model).card.scale)
-        entry = default_model("sr3") or default_model("regression")
-        return Models(scale=entry.card.scale if entry else DEFAULT_BICUBIC_SCALE)
-    if method == "regression":
-        return Models(regression=get_denoiser(_entry(model, "regression").path, device))
-    sr3 = get_denoiser(_entry(model, "sr3").path, device)
-    choice = regression_for(sr3.card, options)
-    regression = get_denoiser(choice.entry.path, device) if choice.entry is not None else None
-    return Models(sr3=sr3, regression=regression, notes=choice.notes)
-
-
-def _entry(name: str | None, kind: str) -> ModelEntry:
-    if name:
-        return resolve_model(name, kind)
-    entry = default_model(kind)
-    if entry is None:
-        raise SR3Error(f"no {kind} model is installed; pass --model PATH to an exported .onnx file, "
-                       "or use --method bicubic")
-    return entry
-
-
 # --- one item ------------------------------------------------------------------------------------
 class Progress(Protocol):
     """How a caller follows and cancels one item (no Qt needed)."""
 
     def aborted(self) -> bool:
         """True once the caller wants the item stopped (checked between tile batches and steps)."""
+        ...
+
+    def started(self, estimate: estimate.RunEstimate) -> None:
+        """The image is loaded and the chain starts now; ``estimate`` says how long it should take."""
         ...
 
     def set_progress(self, step: RefineStep) -> None:
@@ -325,6 +247,9 @@ class NoProgress:
 
     def aborted(self) -> bool:
         return False
+
+    def started(self, estimate: estimate.RunEstimate) -> None:
+        return None
 
     def set_progress(self, step: RefineStep) -> None:
         return None
@@ -341,12 +266,34 @@ class ItemResult:
     notes: tuple[str, ...] = ()
     """Loader notices, the pipeline's and the model choice's notes, what the format lost, or why it was skipped."""
     result: RefineResult | None = None
+    consistency: float | None = None
+    """The paper's consistency of the output with the input, at the output's size (x 1e-5)."""
 
 
-def refine_image(lr: np.ndarray, options: RefineOptions, models: Models,
-                 progress: Progress | None = None) -> RefineResult | None:
-    """Run the chain on ``lr`` (HWC [0, 1]); None when ``progress`` aborted it."""
+def native_scale(method: str, models: Models) -> int | None:
+    """The scale the method's model runs at (the bicubic method: ``models.scale``, else a model's)."""
+    model = {"sr3": models.sr3, "regression": models.regression}.get(method)
+    if model is not None:
+        return model.card.scale
+    if method == "bicubic":
+        return models.scale or next((m.card.scale for m in models.sessions), None)
+    return None
+
+
+def estimate_for(lr_size: tuple[int, int], options: RefineOptions, models: Models) -> estimate.RunEstimate:
+    """How long refining a (width, height) input with these sessions should take on their device."""
+    scale = native_scale(options.method, models) or 1
+    device = models.sessions[0].requested_device if models.sessions else "cpu"
+    return estimate.estimate(lr_size, options, models.sr3, models.regression, scale, device)
+
+
+def refine_image(lr: np.ndarray, options: RefineOptions, models: Models, progress: Progress | None = None,
+                 size: OutputSize | None = None) -> RefineResult | None:
+    """Run the chain on ``lr`` (HWC [0, 1]) at the model's scale, then resample it to ``size``; None when
+    ``progress`` aborted it. The finished run refreshes the remembered speed of its models."""
     watcher = progress or NoProgress()
+    native = native_scale(options.method, models)
+    target = (size or OutputSize()).resolve(lr.shape[1], lr.shape[0], native) if native else None
     result: RefineResult | None = None
     steps = refine(lr, options, models.sr3, models.regression, models.scale, should_stop=watcher.aborted)
     try:
@@ -357,55 +304,67 @@ def refine_image(lr: np.ndarray, options: RefineOptions, models: Models,
             result = step.result or result
     finally:
         steps.close()
-    return result
+    if result is None:
+        return None
+    if native and options.method != "bicubic":
+        _record_speed(lr, options, models, native, result)
+    return resize_result(result, *target) if target else result
+
+
+def _record_speed(lr: np.ndarray, options: RefineOptions, models: Models, scale: int, result: RefineResult) -> None:
+    budget = (models.sr3 if options.method == "sr3" else models.regression) or models.sessions[0]
+    try:
+        work = estimate.plan_work((lr.shape[1], lr.shape[0]), options, models.sr3, models.regression, scale,
+                                  budget.budget_pixels)
+        estimate.record_run(work, result.seconds)
+    except (OSError, SR3Error):
+        pass  # a speed that cannot be remembered is measured again next time
 
 
 def save_result(target: Path, result: RefineResult, loaded: LoadedImage, fmt: str, *, overwrite: bool = False,
                 protected: Iterable[str | os.PathLike[str]] = (), uncertainty: Path | None = None) -> tuple[Path, ...]:
-    """Put back alpha (upscaled separately) and metadata and write ``target`` atomically.
+    """Put back alpha (resized separately to the output) and metadata and write ``target`` atomically.
 
     With ``uncertainty`` and K > 1 samples, the uncertainty map is written there first, so an
     existing ``target`` always means a complete item (an uncertainty map without its image is a
     leftover of an interrupted run and is replaced).
     """
-    scale = result.image.shape[0] // loaded.rgb.shape[0]
-    alpha = upscale_alpha(loaded.alpha, scale) if loaded.alpha is not None else None
+    alpha = output_alpha(loaded.alpha, *result.size) if loaded.alpha is not None else None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ImageSaveError(f"cannot create the folder {target.parent}: {error.strerror or error}") from None
     guarded = [loaded.path, *protected]
     written: list[Path] = []
-    if uncertainty is not None and result.uncertainty is not None:
-        written.append(save_image(uncertainty, _uncertainty_rgb(result.uncertainty), fmt="png", overwrite=True,
-                                  protected=guarded))
-    image = save_image(target, result.image, alpha=alpha, source=loaded, fmt=fmt, overwrite=overwrite,
+    if uncertainty is not None and result.spread is not None:
+        written.append(save_image(uncertainty, uncertainty_image(result.spread, UNCERTAINTY_GAIN), fmt="png",
+                                  overwrite=True, protected=guarded))
+    image = save_image(target, result.output, alpha=alpha, source=loaded, fmt=fmt, overwrite=overwrite,
                        protected=guarded)
     return (image, *written)
 
 
-def _uncertainty_rgb(std: np.ndarray) -> np.ndarray:
-    gray = np.clip(std * UNCERTAINTY_GAIN, 0.0, 1.0).astype(np.float32)
-    return np.repeat(gray[:, :, None], 3, axis=2)
-
-
 def upscale_item(item: Item, options: RefineOptions, models: Models, fmt: str, *, overwrite: bool = False,
                  single: bool = False, progress: Progress | None = None,
-                 protected: Iterable[str | os.PathLike[str]] = (), uncertainty: bool = True) -> ItemResult:
-    """Load -> refine -> upscale alpha -> save for ONE item, under the existing-output rule.
+                 protected: Iterable[str | os.PathLike[str]] = (), uncertainty: bool = True,
+                 size: OutputSize | None = None) -> ItemResult:
+    """Load -> refine -> resize alpha -> save for ONE item, under the existing-output rule.
 
     ``protected`` are paths never written (the run's other inputs). With ``uncertainty`` and K > 1
-    samples the per-pixel std is written as <stem>_uncertainty.png too. Bad input or a model failure
-    raises ``SR3Error`` (its message names the file); the caller reports it and goes on.
+    samples the per-pixel std is written as <stem>_uncertainty.png too. ``size`` is the output's
+    size (default: the model's scale). Bad input or a model failure raises ``SR3Error`` (its message
+    names the file); the caller reports it and goes on.
     """
     reason = skip_reason(item, overwrite=overwrite, single=single)
     if reason is not None:
         return ItemResult(item, "skipped", notes=(reason,))
     loaded = load_image(item.source)
-    result = refine_image(loaded.rgb, options, models, progress)
+    watcher = progress or NoProgress()
+    watcher.started(estimate_for(loaded.size, options, models))
+    result = refine_image(loaded.rgb, options, models, watcher, size)
     if result is None:
         return ItemResult(item, "cancelled", notes=tuple(loaded.notices))
     written = save_result(item.target, result, loaded, fmt, overwrite=overwrite, protected=protected,
                           uncertainty=item.uncertainty_target if uncertainty else None)
     notes = (*loaded.notices, *result.notes, *save_notes(fmt, alpha=loaded.alpha, source=loaded))
-    return ItemResult(item, "written", written, notes, result)
+    return ItemResult(item, "written", written, notes, result, consistency_of(result.output, loaded.rgb))

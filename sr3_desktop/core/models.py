@@ -8,12 +8,14 @@ overrides the base folder). A model is known by its card's name. Importing valid
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sr3_desktop.core.errors import ModelError, SR3Error
-from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically
+from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, write_atomically
 from sr3_desktop.core.model_card import ModelCard, read_card
 from sr3_desktop.core.model_probe import probe
 from sr3_desktop.core.model_safety import check_onnx_file
@@ -33,6 +35,9 @@ def resources_dir() -> Path:
 
 BUNDLED_DIR = resources_dir() / "models"
 PREFERRED_DEFAULTS = {"sr3": "sr3-photo-4x", "regression": "regression-photo-4x"}
+VALIDATED_FILE = "validated-models.json"
+"""Model files outside the model folders that passed ``validate_model``, by path, size, mtime and sha256."""
+MAX_VALIDATED = 64
 
 
 def data_dir() -> Path:
@@ -168,9 +173,16 @@ def resolve_model(name_or_path: str | os.PathLike[str], kind: str | None = None)
         entry = matches[0]
     if kind is not None and entry.kind != kind:
         raise ModelError(f"{entry.name} ({entry.path.name}) is a {entry.kind} model, but a {kind} model is needed here")
-    if given is not None:  # a file named on the command line is untrusted: the same checks as an import
-        validate_model(given)
+    if given is not None and not in_model_folders(given):
+        validate_model(given)  # a file named on the command line is untrusted: the same checks as an import
     return entry
+
+
+def in_model_folders(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is in the bundled or the imported-models folder (shipped, or validated at import)."""
+    resolved = Path(path).expanduser().resolve()
+    return any(resolved.is_relative_to(folder.expanduser().resolve()) for folder in (bundled_models_dir(),
+                                                                                    user_models_dir()))
 
 
 def validate_model(path: str | os.PathLike[str]) -> ModelCard:
@@ -182,8 +194,34 @@ def validate_model(path: str | os.PathLike[str]) -> ModelCard:
         raise ModelError(f"model file not found: {path}")
     check_onnx_file(source)
     card = read_card(source)
-    probe(source)
+    identity = _identity(source)
+    if identity not in _validated():  # the test run passed for exactly these bytes before: not again
+        probe(source)
+        _remember_validated(identity)
     return card
+
+
+def _identity(path: Path) -> dict[str, Any]:
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _digest(resolved)}
+
+
+def _validated() -> list[dict[str, Any]]:
+    try:
+        data = json.loads((data_dir() / VALIDATED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+
+
+def _remember_validated(identity: dict[str, Any]) -> None:
+    kept = [entry for entry in _validated() if entry.get("path") != identity["path"]][-(MAX_VALIDATED - 1):]
+    try:
+        data_dir().mkdir(parents=True, exist_ok=True)
+        write_atomically(data_dir() / VALIDATED_FILE, json.dumps([*kept, identity], indent=1).encode())
+    except OSError:
+        pass  # not remembered: the file is probed again next time
 
 
 def _uses_external_data(path: Path) -> bool:

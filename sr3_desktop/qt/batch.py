@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
 from sr3_desktop.core import batch as core_batch
 from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.estimate import RunEstimate
 from sr3_desktop.core.pipeline import RefineOptions, RefineStep
 from sr3_desktop.qt.state import BatchItem
 from sr3_desktop.qt.views.progress import format_duration
@@ -44,6 +45,8 @@ class BatchJob:
     fmt: str
     notes: tuple[str, ...] = ()
     """What the user should know about the model choice (shown with each result)."""
+    size: core_batch.OutputSize = field(default_factory=core_batch.OutputSize)
+    """The outputs' size (the Scale setting)."""
 
 
 class _ItemProgress:
@@ -54,6 +57,9 @@ class _ItemProgress:
 
     def aborted(self) -> bool:
         return self.worker.aborted
+
+    def started(self, estimate: RunEstimate) -> None:
+        return None  # the progress bar's ETA follows the steps
 
     def set_progress(self, step: RefineStep) -> None:
         self.worker.progress.emit(self.worker.job.generation, step.step, step.total)
@@ -108,7 +114,7 @@ class BatchWorker(QObject):
             self._set(index, item, "running", "")
             try:
                 done = core_batch.upscale_item(planned, options, models, job.fmt, progress=_ItemProgress(self),
-                                               protected=protected, uncertainty=False)
+                                               protected=protected, uncertainty=False, size=job.size)
             except SR3Error as err:
                 self._set(index, item, "error", str(err))
                 continue

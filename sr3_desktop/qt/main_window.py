@@ -270,7 +270,7 @@ class MainWindow(QMainWindow):
     def save_as(self) -> None:
         c = self.controller
         default = c.saver.default_output_path()
-        if default is None or "sr3" not in c.model.results:
+        if default is None or c.saver.savable() is None:
             self.show_status("Nothing to save yet: run the refinement first (Ctrl+Enter).")
             return
         path = file_dialogs.ask_save_path(self, default, c.model.settings.output_format)
@@ -360,7 +360,7 @@ class MainWindow(QMainWindow):
         self.run_action.setEnabled(not running and self.stack.currentIndex() != PAGE_EMPTY)
         self.cancel_action.setEnabled(running)
         self.batch_view.set_running(running and batch)
-        has_result = "sr3" in self.controller.model.results
+        has_result = self.controller.saver.savable() is not None
         self.save_action.setEnabled(not running and has_result)
         self.save_as_action.setEnabled(not running and has_result)
         self.model_panel.setEnabled(not running)
@@ -382,7 +382,7 @@ class MainWindow(QMainWindow):
 
     def show_result(self, method: str, image: np.ndarray, caption: str) -> None:
         self.compare.set_image(method, image, caption)
-        if method == "sr3":
+        if method == self.controller.saver.savable():
             self.save_action.setEnabled(True)
             self.save_as_action.setEnabled(True)
 
@@ -424,6 +424,12 @@ class MainWindow(QMainWindow):
 
     def show_seed(self, seed: int) -> None:
         self.settings_panel.set_seed(seed)
+
+    def show_estimate(self, text: str) -> None:
+        self.settings_panel.show_estimate(text)
+
+    def ask_long_run(self, message: str, choices: list[tuple[str, str]], answer: Callable[[str], None]) -> None:
+        dialogs.ask_long_run(self, message, choices, answer)
 
     def show_recent(self, paths: list[str]) -> None:
         self.recent_menu.clear()

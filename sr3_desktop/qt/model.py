@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from sr3_desktop.core.batch import OutputSize
 from sr3_desktop.core.imageio import LoadedImage
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.core.models import ModelEntry, default_model
@@ -44,11 +45,13 @@ class AppModel:
         self.image: LoadedImage | None = None
         self.image_name = ""
         self.scale = DEFAULT_SCALE
-        """Of the SR3 model chosen when the image was shown: the frame is ``scale`` x the input."""
+        """The results' scale when the image was shown (``output_scale``): the frame is ``scale`` x the input."""
         self.results: dict[str, RefineResult] = {}
         self.metrics: dict[str, MetricsRow] = {}
         self.reference: LoadedImage | None = None
         self.last_step: RefineStep | None = None
+        self.run_methods: tuple[str, ...] = ()
+        """The methods the last run computed (without "sr3" when the user chose regression instead)."""
         self.model_entries: list[ModelEntry] = []
         self.batch = BatchState()
         self._generation = 0
@@ -99,12 +102,21 @@ class AppModel:
         card = self.sr3_card()
         return card.scale if card else DEFAULT_SCALE
 
+    def output_scale(self) -> int:
+        """The results' scale: the Scale setting when the model reaches it, else the model's own."""
+        chosen, native = self.settings.output_scale, self.model_scale()
+        return chosen if 1 <= chosen <= native else native
+
+    def output_size_choice(self) -> OutputSize:
+        """The core's output size for runs of the open image (and the batch)."""
+        return OutputSize(scale=self.output_scale())
+
     # --- the open image ---------------------------------------------------------------------------
     def open_image(self, image: LoadedImage, name: str) -> None:
         """A new single image: its results, metrics and reference start empty."""
         self.mode = "single"
         self.image, self.image_name = image, name
-        self.scale = self.model_scale()
+        self.scale = self.output_scale()
         self.results.clear()
         self.metrics.clear()
         self.reference, self.last_step = None, None

@@ -37,6 +37,9 @@ class AppSettings:
     """K: samples averaged into the result; K > 1 also gives an uncertainty image."""
     tile: int = 0
     """Tile side in output pixels; 0 = automatic from a memory budget."""
+    output_scale: int = 0
+    """The results' scale (2, 3, 4 ...); 0 = the SR3 model's own. The model runs at its own scale and the
+    result is resampled down (``core.batch.OutputSize``)."""
     device: str = "auto"
     output_dir: str = ""
     output_format: str = "png"

@@ -12,13 +12,16 @@ PAPER_NOTE = "Regression usually wins PSNR; SR3 is sharper (Saharia et al.)."
 
 @dataclass(frozen=True)
 class MetricsRow:
-    """Scores of one method's result; PSNR, SSIM and sharpness only with a high-resolution reference."""
+    """Scores of one method's result; all but consistency only with a high-resolution reference."""
 
     method: str
     consistency: float | None
     psnr: float | None = None
     ssim: float | None = None
-    sharpness: float | None = None
+    gmsd: float | None = None
+    grain: float | None = None
+    spectral_gap: float | None = None
+    detail_fidelity: float | None = None
 
 
 @dataclass

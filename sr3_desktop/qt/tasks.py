@@ -16,7 +16,8 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from sr3_desktop.core.errors import SR3Error
 
 log = logging.getLogger(__name__)
-TaskKind = Literal["load", "bicubic", "plan", "reference", "metrics", "save", "models", "import", "cleanup"]
+TaskKind = Literal["load", "bicubic", "plan", "reference", "metrics", "save", "models", "import", "cleanup",
+                   "calibrate"]
 TASK_KINDS: tuple[str, ...] = get_args(TaskKind)
 
 

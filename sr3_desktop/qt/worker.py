@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 
-from sr3_desktop.core.batch import Models, refine_image
+from sr3_desktop.core.batch import Models, OutputSize, refine_image
 from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser
 from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.estimate import RunEstimate
 from sr3_desktop.core.pipeline import RefineOptions, RefineStep
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class RefineJob:
     methods: tuple[str, ...] = ("bicubic", "regression", "sr3")
     preview_every: int = 1
     """Forward every k-th yielded step as a preview (the core already yields every options.preview_every)."""
+    size: OutputSize = field(default_factory=OutputSize)
+    """The results' size (the Scale setting); the model runs at its own scale."""
 
 
 class _StepRelay:
@@ -60,12 +63,15 @@ class _StepRelay:
     def aborted(self) -> bool:
         return self.worker.aborted
 
+    def started(self, estimate: RunEstimate) -> None:
+        return None  # the controller showed the estimate before the run
+
     def set_progress(self, step: RefineStep) -> None:
         worker, generation = self.worker, self.worker.job.generation
         worker.progress.emit(generation, step.step, step.total)
         if step.result is not None:
-            worker.result.emit(generation, self.method, step.result)
-        elif step.step - self.last_preview >= worker.job.preview_every:
+            return  # the result comes from refine_image, resampled to the chosen size
+        if step.step - self.last_preview >= worker.job.preview_every:
             self.last_preview = step.step
             worker.preview.emit(generation, step)
 
@@ -109,9 +115,11 @@ class RefineWorker(QObject):
                     break
                 self.method_started.emit(job.generation, method)
                 options = replace(job.options, method=method)  # type: ignore[arg-type]
-                if refine_image(job.lr, options, models, _StepRelay(self, method)) is None:
+                result = refine_image(job.lr, options, models, _StepRelay(self, method), job.size)
+                if result is None:
                     cancelled = True  # the chain stopped early: the abort flag was seen
                     break
+                self.result.emit(job.generation, method, result)
         except SR3Error as err:
             self.failed.emit(job.generation, str(err))
         except Exception as err:  # a bug: log it, tell the user, keep the app alive

@@ -16,6 +16,7 @@ from sr3_desktop import cli
 from sr3_desktop.core import batch
 from sr3_desktop.core.denoiser import get_denoiser
 from sr3_desktop.core.errors import ImageSaveError, ModelError, SR3Error
+from sr3_desktop.core.estimate import RunEstimate
 from sr3_desktop.core.imageio import SUPPORTED_EXTENSIONS, TEMP_PREFIX, OutputExistsError, load_image, save_image
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.core.models import ModelEntry, import_model
@@ -202,10 +203,14 @@ class Recorder:
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.steps: list[tuple[int, int]] = []
+        self.estimates: list[RunEstimate] = []
         self.stop_after = stop_after
 
     def aborted(self) -> bool:
         return self.stop_after is not None and len(self.steps) >= self.stop_after
+
+    def started(self, estimate: RunEstimate) -> None:
+        self.estimates.append(estimate)
 
     def set_progress(self, step: RefineStep) -> None:
         self.steps.append((step.step, step.total))

@@ -1,11 +1,14 @@
 """The command line end to end: outputs, naming, bad files in a batch, exit codes, no tracebacks."""
 
 import io
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from onnx_fixtures import local_sr3, oracle_sr3, regression, save
 from PIL import Image
@@ -170,6 +173,9 @@ def test_ctrl_c_during_a_save_leaves_no_partial_file(env: Path, monkeypatch: pyt
     calls: list[Path] = []
 
     def interrupted_publish(temp: Path, target: Path, overwrite: bool) -> None:
+        if target.parent == env / "data":  # the remembered speeds (core.estimate), not an output
+            publish(temp, target, overwrite)
+            return
         calls.append(temp)
         if len(calls) == 2:
             assert temp.is_file() and temp.stat().st_size > 0  # the interrupt comes mid-save
@@ -235,3 +241,95 @@ def test_cli_on_tiny_exported_models(env: Path, tiny_models: tuple[Path, Path]) 
         assert code == 0, err
         assert out.strip() == str(target) and "Traceback" not in err
         assert size_of(target) == (12 * scale, 10 * scale)
+
+
+# --- issue 11: output scale, the estimate, the model probe paid once ----------------------------------
+def write_photo(path: Path, size: tuple[int, int]) -> Path:
+    rng = np.random.default_rng(3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((rng.uniform(0, 1, (size[1], size[0], 3)) * 255).astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+@pytest.mark.parametrize(("method", "model"), [("bicubic", None), ("regression", "regression.onnx"),
+                                               ("sr3", "oracle.onnx")])
+def test_scale_2_on_a_512x320_photo_gives_1024x640(env: Path, method: str, model: str | None) -> None:
+    photo = write_photo(env / "photo.jpg", (512, 320))
+    args = ["upscale", str(photo), "--out-dir", str(env / "out"), "--method", method, "--scale", "2", "--quiet"]
+    code, _, err = call(*args, *(["--model", str(env / "models" / model)] if model else []))
+    assert code == 0, err
+    assert size_of(env / "out" / "photo.png") == (1024, 640)
+
+
+def test_width_or_height_keep_the_aspect_and_exclude_the_scale(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = env / "in" / "a.png"  # 12 x 10
+    cases = (("--width", "30", (30, 25)), ("--height", "33", (40, 33)), ("--scale", "3", (36, 30)))
+    for flag, value, expected in cases:
+        target = env / f"a{flag}.png"
+        code, _, err = call("upscale", str(a), "-o", str(target), "--method", "bicubic", flag, value, "--quiet")
+        assert code == 0, err
+        assert size_of(target) == expected
+    code, _, _ = call("upscale", str(a), "-o", str(env / "x.png"), "--method", "bicubic", "--scale", "2",
+                      "--width", "30")
+    assert code == 2 and "not allowed with argument" in capsys.readouterr().err  # argparse prints it
+    code, _, err = call("upscale", str(a), "-o", str(env / "x.png"), "--method", "bicubic", "--width", "49")
+    assert code == 1 and "--width 49" in err and "12 to 48" in err
+    assert not (env / "x.png").exists()
+
+
+def test_the_estimate_is_printed_before_the_progress_bar(env: Path) -> None:
+    code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "a.png"), "--model",
+                        str(env / "models" / "local.onnx"), "--preset", "quality")
+    assert code == 0, err
+    lines = err.splitlines()
+    measuring = next(i for i, line in enumerate(lines) if line.startswith("note: measuring this computer's speed"))
+    estimated = next(i for i, line in enumerate(lines) if line.startswith("a.png: estimated time about"))
+    progress = next(i for i, line in enumerate(lines) if line.startswith("a.png  ["))
+    assert measuring < estimated < progress
+    assert "fixture-local: 10 passes over" in lines[estimated]
+    again = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "b.png"), "--model",
+                 str(env / "models" / "local.onnx"), "--preset", "quality")[2]
+    assert "measuring" not in again and "a.png: estimated time about" in again  # remembered
+
+
+def counted_probe(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The real probe, counted."""
+    calls: list[Path] = []
+    real = models.probe
+
+    def probe(path: Path, *args: object, **kwargs: object) -> None:
+        calls.append(Path(path))
+        real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(models, "probe", probe)
+    return calls
+
+
+def test_a_model_file_is_probed_once_until_it_changes(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counted_probe(monkeypatch)
+    model = env / "models" / "local.onnx"
+    args = ["upscale", str(env / "in" / "a.png"), "--out-dir", str(env / "out"), "--model", str(model),
+            "--preset", "fast", "--quiet", "--overwrite"]
+    assert call(*args)[0] == 0 and len(calls) == 1
+    assert call(*args)[0] == 0 and len(calls) == 1  # remembered: (path, size, mtime, sha256) unchanged
+    record = json.loads((env / "data" / models.VALIDATED_FILE).read_text())
+    assert record[-1]["path"] == str(model.resolve()) and len(record[-1]["sha256"]) == 64
+    save(local_sr3(name="fixture-local", seed=9), model)  # new weights, same name: probed again
+    assert call(*args)[0] == 0 and len(calls) == 2
+    os.utime(model, ns=(time.time_ns(), time.time_ns() + 10**9))  # touched: probed again
+    assert call(*args)[0] == 0 and len(calls) == 3
+
+
+def test_models_in_the_model_folders_are_not_probed(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counted_probe(monkeypatch)
+    folder = models.user_models_dir()
+    folder.mkdir(parents=True)
+    installed = save(local_sr3(name="installed-local"), folder / "installed-local.onnx")
+    code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "i.png"), "--model", str(installed),
+                        "--preset", "fast", "--quiet")
+    assert code == 0, err
+    assert calls == []
+    outside = save(local_sr3(name="outside-local"), env / "elsewhere" / "outside-local.onnx")
+    assert call("upscale", str(env / "in" / "a.png"), "-o", str(env / "o.png"), "--model", str(outside),
+                "--preset", "fast", "--quiet")[0] == 0
+    assert calls == [outside.resolve()] or calls == [outside]

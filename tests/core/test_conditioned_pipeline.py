@@ -141,8 +141,22 @@ def test_training_conditions_on_what_the_app_computes(trained: dict[str, Path], 
     app = run(lr_01, RefineOptions(method="regression"), None, reg).image
     residual = condition - lr_up
     assert np.sqrt(np.mean(residual**2)) > 0.01  # the regression changes the image: not just bicubic
-    assert 0.0 < app.min() and app.max() < 1.0  # nothing clipped, so the comparison is complete
+    assert app.min() > 0.0 and app.max() < 1.0  # nothing clipped, so the comparison is complete
     np.testing.assert_allclose(app, (condition.transpose(1, 2, 0) + 1.0) / 2.0, rtol=0, atol=1e-5)
+    # A training step feeds the network that condition, not the bicubic upsample it was given.
+    seen: list[torch.Tensor] = []
+    network = trainer.train_model
+
+    def recording(cond: torch.Tensor, y_t: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        seen.append(cond)
+        return network(cond, y_t, level)
+
+    trainer.train_model = recording  # type: ignore[assignment]
+    batch = torch.from_numpy(lr_up[None])
+    trainer.train_step(batch, torch.from_numpy(make_pair(np.ascontiguousarray(hr), 4)[2][None]),
+                       torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    (fed,) = seen
+    np.testing.assert_array_equal(fed[0].numpy(), condition)
 
 
 def test_the_conditioned_model_runs_in_the_app_with_its_regression_model(trained: dict[str, Path]) -> None:

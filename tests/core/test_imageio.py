@@ -165,10 +165,12 @@ def test_bomb_warning_filter_does_not_leak_out(tmp_path: Path) -> None:
 
 
 def test_output_over_the_pixel_cap_is_refused_with_the_cap_in_the_message() -> None:
-    imageio.check_output_size(8192, 8192)
-    with pytest.raises(ImageLoadError, match="67,108,864") as info:
-        imageio.check_output_size(8193, 8192)
-    assert "8193×8192" in str(info.value)
+    assert imageio.MAX_OUTPUT_PIXELS >= 256 * 10**6  # issue 11: at least 256 MP (a 3000x1875 photo at 4x is 90 MP)
+    imageio.check_output_size(16384, 16384)
+    imageio.check_output_size(12000, 7500)
+    with pytest.raises(ImageLoadError, match="268,435,456") as info:
+        imageio.check_output_size(16385, 16384)
+    assert "16385×16384" in str(info.value)
     with pytest.raises(ImageLoadError):
         imageio.check_output_size(0, 10)
 

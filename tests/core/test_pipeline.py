@@ -243,8 +243,8 @@ def test_tiny_inputs(models: dict[str, OnnxDenoiser], size: tuple[int, int]) -> 
 
 
 def test_mistakes_are_refused_before_any_work(models: dict[str, OnnxDenoiser]) -> None:
-    with pytest.raises(ImageLoadError, match="8192"):  # output over the pixel cap, from the shape alone
-        refine(np.broadcast_to(np.float32(0.5), (2100, 2100, 3)), RefineOptions(), models["local"])
+    with pytest.raises(ImageLoadError, match="16384"):  # output over the pixel cap, from the shape alone
+        refine(np.broadcast_to(np.float32(0.5), (4100, 4100, 3)), RefineOptions(), models["local"])
     with pytest.raises(SR3Error, match="needs a sr3 model"):
         refine(LR, RefineOptions(), None)
     with pytest.raises(SR3Error, match="4x, not 2x"):

@@ -1,4 +1,4 @@
-"""`evaluate` and `search-schedule`: disjoint crops, JPEG rows, and presets chosen by the targets relative to regression."""
+"""`evaluate` and `search-schedule`: disjoint crops, JPEG rows, presets chosen by targets relative to regression."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def _default(module: object, flag: str) -> int:
 def test_report_and_search_crops_never_share_a_cell(tmp_path: Path) -> None:
     photos = make_photo_folder(tmp_path / "photos", count=3, size=(256, 192))
     report_n, search_n = _default(evaluate, "crops_per_image"), _default(search_schedule, "crops_per_image")
-    assert (report_n, search_n) == (4, 2)  # the commands' defaults differ: disjointness must not depend on them
-    for per_report, per_search in ((report_n, search_n), (2, 4), (6, 6)):
+    assert (report_n, search_n) == (8, 3)  # the commands' defaults differ: disjointness must not depend on them
+    for per_report, per_search in ((4, 2), (2, 4), (6, 6)):
         report = load_crops(photos, 32, 4, per_report, role="report")
         search = load_crops(photos, 32, 4, per_search, role="search")
         assert len(report) == 3 * per_report and len(search) == 3 * per_search
@@ -98,8 +98,9 @@ def test_evaluate_scores_seeds_jpeg_rows_and_the_targets(tiny: tuple[Path, Path,
     results, default = report["results"], report["default"]
     assert default == f"sr3-{read_card(sr3).default_preset}" and report["seeds"] == [0, 1, 2]
     assert set(results) == {"bicubic", "regression", "sr3-fast", "sr3-balanced", "sr3-quality"}
+    every_metric = set(metrics.evaluate_pair(np.zeros((32, 32, 3)), np.zeros((32, 32, 3)), np.zeros((8, 8, 3)), 4))
     for label, row in results.items():
-        assert set(metrics.evaluate_pair(np.zeros((32, 32, 3)), np.zeros((32, 32, 3)), np.zeros((8, 8, 3)), 4)) <= set(row)
+        assert every_metric <= set(row)
         assert row["seeds"] == (3 if label.startswith("sr3-") else 1)
         assert ("psnr_y_seed_std" in row) == label.startswith("sr3-")
     # JPEG rows: bicubic, regression and the default preset, each from the same LR saved as JPEG q75.
@@ -199,7 +200,11 @@ def test_search_schedule_chooses_presets_by_the_rules(tiny: tuple[Path, Path, Pa
     card, report = read_card(model), json.loads(report_path.read_text())
     search = card.metrics["schedule_search"]
     candidates = {c["label"]: c for c in report["candidates"]}
-    assert search["candidates"] == len(report["candidates"]) == 8 + 16 + 2  # fast: 2 starts x 2 sigmas x 2 bp, balanced: x 2 samplers, quality: 2 spacings
+    for cand in report["candidates"]:  # short chains are judged against regression on the same search crops
+        if not cand["label"].startswith("noise"):
+            assert cand["misses"] == pytest.approx(Targets().misses(cand, report["reference"]["regression"]))
+    # fast: 2 starts x 2 sigmas x 2 back-projections; balanced: the same x 2 samplers; quality: 2 spacings
+    assert search["candidates"] == len(report["candidates"]) == 8 + 16 + 2
     reference = report["reference"]["regression"]
     quality = card.preset("quality")  # the paper's algorithm stays
     assert (quality.start, quality.strength, quality.back_projection, quality.sampler, quality.steps) == (
@@ -227,6 +232,44 @@ def test_search_schedule_chooses_presets_by_the_rules(tiny: tuple[Path, Path, Pa
     assert read_card(sr3).inference_presets != card.inference_presets  # --out left the input alone
 
 
+def _grey_sr3(path: Path) -> Path:
+    """An SR3 graph that predicts x0 = 0 whatever it is fed: every chain ends in a flat grey image."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tests.core.onnx_fixtures import make_card
+
+    image = ["N", 3, "H", "W"]
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["lr_up", "lr_up"], ["prediction"])], "grey",
+        [helper.make_tensor_value_info("lr_up", TensorProto.FLOAT, image),
+         helper.make_tensor_value_info("y_t", TensorProto.FLOAT, image),
+         helper.make_tensor_value_info("noise_level", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, image)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    from sr3_desktop.core.model_card import embed_card
+
+    embed_card(model, make_card("sr3", name="grey-sr3", prediction="x0", target="hr"))
+    onnx.save(model, str(path))
+    return path
+
+
+def test_presets_worse_than_regression_everywhere_are_dropped(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    from tests.core.onnx_fixtures import regression, save
+
+    photos = tiny[2]
+    sr3 = _grey_sr3(tmp_path / "grey.onnx")
+    reg = save(regression(name="fixture-regression-4x"), tmp_path / "reg.onnx")  # sharpened bicubic
+    out = tmp_path / "searched.onnx"
+    assert main(["search-schedule", str(sr3), "--regression", str(reg), "--data", str(photos), "--quality-steps",
+                 "2", "--sigmas", "0.3", "--back-projection", "0", "--crop", "32", "--crops-per-image", "1",
+                 "--out", str(out)]) == 0
+    card = read_card(out)
+    assert card.metrics["schedule_search"]["dropped"] == ["fast", "balanced"]
+    assert card.preset_names() == ["quality"] and card.default_preset == "quality"
+
+
 def test_search_schedule_needs_the_regression_reference(tiny: tuple[Path, Path, Path], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     sr3, regression, photos = tiny
@@ -235,3 +278,15 @@ def test_search_schedule_needs_the_regression_reference(tiny: tuple[Path, Path, 
     assert main(["search-schedule", str(regression), "--regression", str(regression), "--data", str(photos),
                  "--out", str(tmp_path / "m.onnx")]) == 1
     assert "needs an SR3 model" in capsys.readouterr().err
+
+
+def test_cells_with_nothing_to_upscale_are_skipped(tmp_path: Path) -> None:
+    """A flat cell (bicubic > 50 dB) would dominate the mean PSNR; a textured one is kept."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    image = np.full((32, 64, 3), 0.5, dtype=np.float32)
+    image[:, 32:] = rng.random((32, 32, 3))  # the right cell has detail, the left one is flat grey
+    Image.fromarray((image * 255).astype(np.uint8)).save(folder / "half.png")
+    crops = load_crops(folder, 32, 4, 4, role="all")
+    assert [c.name for c in crops] == ["half#1"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -164,7 +166,7 @@ def test_aux_terms_are_zero_for_identical_images_and_grow_with_noise(term: objec
     noise = torch.randn(hr.shape, generator=torch.Generator().manual_seed(2))
     values = [term(hr + s * noise, hr) for s in (0.02, 0.05, 0.1, 0.2)]
     assert all(v.shape == (3,) for v in values)
-    for weaker, stronger in zip(values, values[1:], strict=False):
+    for weaker, stronger in itertools.pairwise(values):
         assert torch.all(stronger > 1.5 * weaker)
 
 
@@ -200,3 +202,14 @@ def test_aux_terms_act_only_on_focused_levels() -> None:
     other[2:] = -other[2:]
     assert loss(base, other) != pytest.approx(loss(base, hr), rel=1e-3)
     assert loss(with_aux, other) - loss(base, other) == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_missing_fine_band_costs_more_in_the_spectrum_term_than_in_pixels() -> None:
+    """The spectrum term must see blur: on a textured crop, blurring it costs several times its pixel L1
+    (an orthonormal FFT would put the fine band in log1p's linear range, where the term vanishes)."""
+    generator = torch.Generator().manual_seed(0)
+    sharp = torch.rand((2, 3, 64, 64), generator=generator) * 0.2 - 0.1
+    blurred = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1, count_include_pad=False)
+    pixel = (blurred - sharp).abs().mean(dim=(1, 2, 3))
+    spectrum = spectrum_l1(blurred, sharp)
+    assert torch.all(spectrum > 5.0 * pixel), (spectrum, pixel)

@@ -70,6 +70,17 @@ def test_the_loaded_unet_computes_what_onnxruntime_computes(work: Path, kind: st
     assert np.abs(got - expected).max() <= 1e-5
 
 
+def test_load_unet_reads_a_model_whose_equal_weights_the_exporter_shared(work: Path, tmp_path: Path) -> None:
+    """Untrained GroupNorms are all ones and zeros; the ONNX exporter stores such equal constants once
+    and reaches the copies through Identity nodes. A fresh (or briefly trained) model must still load."""
+    run = train_tiny(work / "photos", tmp_path / "fresh", "--kind", "regression", "--lr", "1e-12", steps=1)
+    export(run, tmp_path / "fresh.onnx")
+    assert any(node.op_type == "Identity" for node in onnx.load(str(tmp_path / "fresh.onnx")).graph.node)
+    model, _ = load_unet(tmp_path / "fresh.onnx")
+    for name, tensor in load_checkpoint(run)["ema"].items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
 def _train_from(work: Path, source: Path, out: Path, *extra: str) -> Path:
     code = main(["train", "--preset", "tiny", "--data", str(work / "photos"), "--out", str(out), "--threads", "1",
                  "--init-from", str(source), "--target", "residual", "--steps", "2", "--warmup-steps", "1", *extra])
@@ -171,7 +182,7 @@ def test_files_not_from_this_exporter_are_refused_naming_the_file(work: Path, tm
 def test_an_fp16_export_is_refused_with_the_reason(work: Path, tmp_path: Path) -> None:
     half = tmp_path / "half.onnx"
     export(work / "source-regression-ckpt", half, fp16=True)
-    with pytest.raises(ModelError, match="half.onnx is an --fp16 export"):
+    with pytest.raises(ModelError, match=r"half\.onnx is an --fp16 export"):
         load_unet(half)
 
 

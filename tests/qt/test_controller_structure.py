@@ -134,6 +134,7 @@ def test_the_handler_table_sends_each_result_to_its_handler(controller: Controll
         "import": (lambda: sr3_entry,
                    lambda: last("show_status")[0].startswith(f"Imported {sr3_entry.name}") or pytest.fail("import")),
         "cleanup": (lambda: 3, lambda: "removed 3 stale temp file(s)" in caplog.text or pytest.fail("cleanup")),
+        "calibrate": (lambda: False, lambda: bool(view.show_estimate.call_args_list) or pytest.fail("calibrate")),
         "plan": (lambda: (items, (str(tmp_path / "out"), "png")),
                  lambda: last("show_batch")[0] == items or pytest.fail("plan")),  # last: it leaves the image
     }

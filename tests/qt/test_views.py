@@ -133,13 +133,17 @@ def test_batch_summary_counts_each_status() -> None:
 
 def test_metrics_panel_formats_and_marks_the_best(qapp: Any) -> None:
     panel = MetricsPanel()
-    panel.set_rows([MetricsRow("bicubic", 3.0, 25.0, 0.7, 0.6), MetricsRow("regression", 2.0, 27.5, 0.8, 0.7),
-                    MetricsRow("sr3", 4.0, 24.0, 0.65, 0.98)], has_reference=True)
+    panel.set_rows([MetricsRow("bicubic", 3.0, 25.0, 0.7, 0.09, 0.3, 2.9, 0.25),
+                    MetricsRow("regression", 2.0, 27.5, 0.8, 0.05, 0.4, 1.5, 0.45),
+                    MetricsRow("sr3", 4.0, 24.0, 0.65, 0.06, 1.3, 0.6, 0.40)], has_reference=True)
     assert panel.value("regression", "PSNR-Y") == "27.50 dB" and panel.value("sr3", "SSIM-Y") == "0.6500"
+    assert (panel.value("sr3", "Grain"), panel.value("sr3", "Spectral gap")) == ("1.30", "0.600")
     table = panel.table
     bold = {(r, c) for r in range(table.rowCount()) for c in range(table.columnCount())
             if table.item(r, c).font().bold()}
-    assert bold == {(0, 1), (1, 1), (2, 1), (3, 2)}  # regression wins the fidelity scores, SR3 the sharpness
+    # regression wins consistency, fidelity, structure and detail; SR3's grain (1.3) is nearer 1 than 0.4
+    # and its spectral gap is the smallest
+    assert bold == {(0, 1), (1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 1)}
     assert not panel.note.isHidden()
 
 

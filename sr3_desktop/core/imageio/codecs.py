@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -48,48 +51,81 @@ def _paeth_filter(rows: np.ndarray, previous: np.ndarray, bpp: int) -> np.ndarra
     return ((x - predictor) & 0xFF).astype(np.uint8)
 
 
+def _rows_in_blocks(samples: np.ndarray, rows: int) -> Iterator[np.ndarray]:
+    for start in range(0, samples.shape[0], rows):
+        yield samples[start:start + rows]
+
+
 def encode_png16(samples: np.ndarray, icc: bytes | None, exif: bytes | None, rows_per_block: int = 256) -> bytes:
     """A 16-bit PNG (grey, grey+alpha, RGB or RGBA by channel count) with iCCP and eXIf chunks."""
+    buffer = io.BytesIO()
     height, width, channels = samples.shape
+    write_png(buffer, _rows_in_blocks(samples, rows_per_block), width, height, channels, 16, icc, exif)
+    return buffer.getvalue()
+
+
+def write_png(handle: BinaryIO, blocks: Iterable[np.ndarray], width: int, height: int, channels: int, bits: int,
+              icc: bytes | None, exif: bytes | None) -> None:
+    """Stream a PNG of ``bits`` (8 or 16) per sample to ``handle``, block of rows by block of rows
+    (each block (rows, width, channels), uint8 or uint16), Paeth-filtered, one zlib stream."""
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    raw = np.ascontiguousarray(samples.astype(">u2")).view(np.uint8).reshape(height, width * channels * 2)
-    chunks = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type,
-                                                                     0, 0, 0))]
+    handle.write(b"\x89PNG\r\n\x1a\n")
+    handle.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bits, colour_type, 0, 0, 0)))
     if icc:
-        chunks.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
+        handle.write(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc)))
     if exif:
-        chunks.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+        handle.write(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     compressor = zlib.compressobj(6)
-    previous = np.zeros(raw.shape[1], dtype=np.uint8)
-    for start in range(0, height, rows_per_block):
-        block = raw[start:start + rows_per_block]
-        filtered = _paeth_filter(block, previous, 2 * channels)
-        previous = block[-1]
-        with_type = np.concatenate([np.full((block.shape[0], 1), 4, dtype=np.uint8), filtered], axis=1)
+    previous = np.zeros(width * channels * bits // 8, dtype=np.uint8)
+    for samples in blocks:
+        raw = _sample_bytes(samples, bits).reshape(samples.shape[0], width * channels * bits // 8)
+        filtered = _paeth_filter(raw, previous, channels * bits // 8)
+        previous = raw[-1]
+        with_type = np.concatenate([np.full((raw.shape[0], 1), 4, dtype=np.uint8), filtered], axis=1)
         piece = compressor.compress(with_type.tobytes())
         if piece:
-            chunks.append(_png_chunk(b"IDAT", piece))
-    chunks.append(_png_chunk(b"IDAT", compressor.flush()))
-    chunks.append(_png_chunk(b"IEND", b""))
-    return b"".join(chunks)
+            handle.write(_png_chunk(b"IDAT", piece))
+    handle.write(_png_chunk(b"IDAT", compressor.flush()))
+    handle.write(_png_chunk(b"IEND", b""))
+
+
+def _sample_bytes(samples: np.ndarray, bits: int) -> np.ndarray:
+    """Big-endian bytes of the samples (PNG's byte order)."""
+    if bits == 8:
+        return np.ascontiguousarray(samples, dtype=np.uint8)
+    return np.ascontiguousarray(samples.astype(">u2")).view(np.uint8)
 
 
 def encode_tiff16(samples: np.ndarray, icc: bytes | None) -> bytes:
     """A little-endian 16-bit TIFF: Adobe deflate, horizontal predictor, strips of about 1 MiB."""
+    buffer = io.BytesIO()
     height, width, channels = samples.shape
-    rows_per_strip = max(1, (1 << 20) // (width * channels * 2))
-    predicted = samples.astype(np.uint16)
-    predicted[:, 1:] = samples[:, 1:] - samples[:, :-1]  # TIFF Predictor 2, modulo 2**16
-    strips = [zlib.compress(np.ascontiguousarray(predicted[r:r + rows_per_strip]).astype("<u2").tobytes(), 6)
-              for r in range(0, height, rows_per_strip)]
-    strip_offsets, offset = [], 8
-    for strip in strips:
+    write_tiff(buffer, _rows_in_blocks(samples, height), width, height, channels, 16, icc)
+    return buffer.getvalue()
+
+
+def write_tiff(handle: BinaryIO, blocks: Iterable[np.ndarray], width: int, height: int, channels: int, bits: int,
+               icc: bytes | None) -> None:
+    """Stream a little-endian TIFF of ``bits`` (8 or 16) per sample to a seekable ``handle``: Adobe
+    deflate with the horizontal predictor, strips of about 1 MiB, the directory after the strips."""
+    dtype = np.dtype("<u2") if bits == 16 else np.dtype(np.uint8)
+    rows_per_strip = max(1, (1 << 20) // (width * channels * dtype.itemsize))
+    base = handle.tell()
+    handle.write(b"II*\x00" + struct.pack("<I", 0))  # the directory's offset is patched in at the end
+    strip_offsets, strip_sizes, offset = [], [], 8
+    pending: list[np.ndarray] = []
+    for strip in _strips(blocks, rows_per_strip, pending):
+        predicted = strip.astype(dtype)
+        predicted[:, 1:] = strip[:, 1:] - strip[:, :-1]  # TIFF Predictor 2, modulo 2**bits
+        packed = zlib.compress(np.ascontiguousarray(predicted).astype(dtype).tobytes(), 6)
         strip_offsets.append(offset)
-        offset += len(strip) + (len(strip) & 1)
+        strip_sizes.append(len(packed))
+        handle.write(packed + (b"\x00" if len(packed) & 1 else b""))
+        offset += len(packed) + (len(packed) & 1)
     tags: list[tuple[int, int, list[int] | bytes]] = [  # (tag, TIFF type, values) in tag order
-        (256, 4, [width]), (257, 4, [height]), (258, 3, [16] * channels), (259, 3, [8]),
+        (256, 4, [width]), (257, 4, [height]), (258, 3, [bits] * channels), (259, 3, [8]),
         (262, 3, [2 if channels >= 3 else 1]), (273, 4, strip_offsets), (277, 3, [channels]),
-        (278, 4, [rows_per_strip]), (279, 4, [len(s) for s in strips]), (284, 3, [1]), (317, 3, [2]),
+        (278, 4, [rows_per_strip]), (279, 4, strip_sizes), (284, 3, [1]), (317, 3, [2]),
     ]
     if channels in (2, 4):
         tags.append((338, 3, [2]))  # ExtraSamples: unassociated alpha
@@ -107,8 +143,24 @@ def encode_tiff16(samples: np.ndarray, icc: bytes | None) -> bytes:
         else:
             entries += struct.pack("<HHII", tag, kind, count, extra_offset + len(extra))
             extra += body + (b"\x00" if len(body) & 1 else b"")
-    out = bytearray(b"II*\x00" + struct.pack("<I", ifd_offset))
-    for strip in strips:
-        out += strip + (b"\x00" if len(strip) & 1 else b"")
-    out += struct.pack("<H", len(tags)) + entries + struct.pack("<I", 0) + extra
-    return bytes(out)
+    handle.write(struct.pack("<H", len(tags)) + entries + struct.pack("<I", 0) + extra)
+    end = handle.tell()
+    handle.seek(base + 4)
+    handle.write(struct.pack("<I", ifd_offset))
+    handle.seek(end)
+
+
+def _strips(blocks: Iterable[np.ndarray], rows: int, pending: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The rows of ``blocks`` regrouped into strips of ``rows`` rows (the last may be shorter)."""
+    count = 0
+    for block in blocks:
+        pending.append(block)
+        count += block.shape[0]
+        while count >= rows:
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield joined[:rows]
+            rest = joined[rows:]
+            pending[:] = [rest] if rest.shape[0] else []
+            count = rest.shape[0]
+    if count:
+        yield np.concatenate(pending) if len(pending) > 1 else pending[0]

@@ -24,8 +24,9 @@ from sr3_desktop.core.imageio.formats import ALLOWED_FORMATS
 
 MAX_INPUT_PIXELS = 8192 * 8192
 """64 MP: larger inputs are refused from the header alone, before decoding."""
-MAX_OUTPUT_PIXELS = 8192 * 8192
-"""64 MP: an upscale that would produce more is refused before any work starts."""
+MAX_OUTPUT_PIXELS = 16384 * 16384
+"""268 MP: an upscale whose model output would be larger is refused before any work starts. Outputs over
+4 MP are built on disk band by band (``core.canvas``), so memory does not grow with this limit."""
 
 _MULTI_FRAME_KIND = {"GIF": "animated GIF", "PNG": "animated PNG", "TIFF": "multi-page TIFF",
                      "MPO": "multi-picture JPEG (MPO)", "WEBP": "animated WebP"}
@@ -101,13 +102,14 @@ def check_input_size(width: int, height: int, name: str = "the image") -> None:
 
 
 def check_output_size(width: int, height: int) -> None:
-    """Refuse an output over ``MAX_OUTPUT_PIXELS``; call before any work starts."""
+    """Refuse a model output over ``MAX_OUTPUT_PIXELS``; call before any work starts."""
     if width < 1 or height < 1:
         raise ImageLoadError(f"The output size {width}×{height} is empty.")
     if width * height > MAX_OUTPUT_PIXELS:
         raise ImageLoadError(f"The output would be {width}×{height} ({width * height / 1e6:.1f} megapixels), over "
                              f"the limit of {MAX_OUTPUT_PIXELS:,} pixels ({MAX_OUTPUT_PIXELS / 1e6:.0f} MP, e.g. "
-                             "8192×8192). Use a smaller scale or crop the input.")
+                             "16384×16384). Crop or shrink the input: the model always runs at its own scale, so "
+                             "a smaller output scale does not lower this.")
 
 
 def _check_is_file(source: Path, name: str) -> None:
@@ -224,7 +226,9 @@ def _to_float(im: Image.Image, notices: list[str]) -> tuple[np.ndarray, np.ndarr
 
 
 def _unit(u8: np.ndarray) -> np.ndarray:
-    return u8.astype(np.float32) / 255.0
+    values = u8.astype(np.float32)
+    values /= 255.0  # in place: one float copy of the image, not two
+    return values
 
 
 def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:

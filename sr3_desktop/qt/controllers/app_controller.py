@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject
 
-from sr3_desktop.core.batch import Models, refine_image
+from sr3_desktop.core.batch import Models, OutputSize, refine_image
 from sr3_desktop.core.imageio import LoadedImage, cleanup_stale_temp_files, load_image
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult
 from sr3_desktop.qt.controllers.batch_controller import BatchController
@@ -50,9 +50,11 @@ class TaskRoute:
     """Also run when the task fails (before the dialog)."""
 
 
-def instant_bicubic(image: LoadedImage, scale: int) -> tuple[LoadedImage, int, RefineResult | None]:
-    """The bicubic upsample shown as soon as an image is open (the core's bicubic method)."""
-    return image, scale, refine_image(image.rgb, RefineOptions(method="bicubic"), Models(scale=scale))
+def instant_bicubic(image: LoadedImage, scale: int, native: int) -> tuple[LoadedImage, int, RefineResult | None]:
+    """The bicubic upsample shown as soon as an image is open (the core's bicubic method, at the model's
+    ``native`` scale resampled to ``scale``, as every result is)."""
+    return image, scale, refine_image(image.rgb, RefineOptions(method="bicubic"), Models(scale=native),
+                                      size=OutputSize(scale=scale))
 
 
 class Controller(AppEvents):
@@ -81,7 +83,9 @@ class Controller(AppEvents):
             "models": TaskRoute(self.models.listed, "Cannot list models", False),
             "import": TaskRoute(self.models.imported, "Model not imported", False),
             "cleanup": TaskRoute(self._cleaned, "", False),
+            "calibrate": TaskRoute(self.runs.prompt.calibrated, "", False, failed=self.runs.prompt.calibration_failed),
         }
+        self.models_changed.connect(self.runs.prompt.prepare)
         self.tasks.done.connect(self._task_done)
         self.tasks.failed.connect(self._task_failed)
         self._clipboard_dir: Path | None = None
@@ -106,6 +110,12 @@ class Controller(AppEvents):
     def update_settings(self, settings: AppSettings) -> None:
         self.model.settings = settings
         self.ctx.persist()
+        model = self.model
+        if model.mode == "single" and model.image is not None and not self.slot.busy \
+                and model.output_scale() != model.scale:
+            self.model.begin_generation()  # results of the old scale no longer fit the frame
+            self._show_open_image()
+        self.runs.prompt.refresh()
 
     # --- commands -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -176,12 +186,14 @@ class Controller(AppEvents):
         """Put the open image on screen at the chosen model's scale, and start its instant bicubic."""
         model, image = self.model, self.model.image
         assert image is not None
-        model.scale = model.model_scale()
+        model.scale = model.output_scale()
         model.results.clear()
+        model.metrics.clear()
+        self.view.show_metrics([], model.reference is not None)
         self.view.show_image(image, model.image_name, model.scale)
         self.view.clear_results(opened_placeholders(model.settings.auto_compare, model.regression_entry() is not None))
-        scale = model.scale
-        self.tasks.submit("bicubic", model.generation, lambda: instant_bicubic(image, scale))
+        scale, native = model.scale, model.model_scale()
+        self.tasks.submit("bicubic", model.generation, lambda: instant_bicubic(image, scale, native))
 
     # --- background task results -----------------------------------------------------------------
     def _task_done(self, kind: str, token: int, value: Any) -> None:
@@ -213,6 +225,7 @@ class Controller(AppEvents):
         notices = " ".join(image.notices)
         self.view.show_status(f"{name}: {width}×{height} → {width * model.scale}×{height * model.scale}. "
                               "Press Ctrl+Enter to run." + (f" {notices}" if notices else ""))
+        self.runs.prompt.refresh()
         if not (self._clipboard_dir and path.is_relative_to(self._clipboard_dir)):
             model.settings.add_recent(str(path))
             self.ctx.persist()

@@ -1,4 +1,4 @@
-"""Scores of the results (consistency always; PSNR, SSIM, sharpness against a loaded reference)."""
+"""Scores of the results (consistency always; the rest against a loaded reference, core/metrics.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sr3_desktop.core.imageio import LoadedImage, load_image
-from sr3_desktop.core.metrics import consistency, psnr_y, sharpness, ssim_y
+from sr3_desktop.core.metrics import consistency, detail_fidelity, gmsd, grain, psnr_y, spectral_gap, ssim_y
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.state import RESULT_METHODS, MetricsRow
 
@@ -32,8 +32,9 @@ class MetricsController:
                 scale = output.shape[0] // lr.shape[0]
                 row = MetricsRow(method, consistency(output, lr, scale))
                 if hr is not None and hr.shape == output.shape:
-                    row = replace(row, psnr=psnr_y(output, hr), ssim=ssim_y(output, hr),
-                                  sharpness=sharpness(output, hr))
+                    row = replace(row, psnr=psnr_y(output, hr), ssim=ssim_y(output, hr), gmsd=gmsd(output, hr),
+                                  grain=grain(output, hr), spectral_gap=spectral_gap(output, hr),
+                                  detail_fidelity=detail_fidelity(output, hr))
                 rows.append(row)
             return rows
 

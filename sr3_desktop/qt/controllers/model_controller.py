@@ -66,5 +66,5 @@ class ModelController:
 
     def _check_scale(self) -> None:
         model = self.ctx.model
-        if model.image is not None and model.sr3_entry() is not None and model.model_scale() != model.scale:
+        if model.image is not None and model.sr3_entry() is not None and model.output_scale() != model.scale:
             self._scale_changed()

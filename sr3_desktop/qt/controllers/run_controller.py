@@ -1,4 +1,5 @@
-"""Single-image runs: plan the options, start the worker, show previews and results as they come.
+"""Single-image runs: plan the options, estimate the time (and ask first when it is long), start the
+worker, show previews and results as they come.
 
 Every worker signal carries the generation of its run; one of an older generation is dropped.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject
@@ -18,9 +19,11 @@ from sr3_desktop.core.imageio import check_output_size
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.core.models import ModelEntry
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.qt.controllers.consent import LongRunPrompt
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController
 from sr3_desktop.qt.controllers.model_controller import ModelController
+from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.controllers.run_slot import RunSlot
 from sr3_desktop.qt.settings import CUSTOM_PRESET, MAX_SEED
 from sr3_desktop.qt.state import METHOD_LABELS, RESULT_METHODS
@@ -32,17 +35,7 @@ LARGE_PREVIEW_INTERVAL_S = 0.1
 COMPARE_OFF = "Turned off: enable “Also run bicubic and regression” in Settings"
 NO_REGRESSION = "No regression model installed"
 PRESS_RUN = "Press Run (Ctrl+Enter) to refine"
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What a run (single or batch) uses: the models and the options, with this run's seed."""
-
-    sr3: ModelEntry
-    regression: ModelEntry | None
-    options: RefineOptions
-    notes: tuple[str, ...] = ()
-    """What the user should know about the model choice (a stand-in regression model, ...)."""
+SR3_SKIPPED = "Not run: you chose the regression model instead of a long SR3 run"
 
 
 def opened_placeholders(compare: bool, has_regression: bool) -> dict[str, str]:
@@ -63,11 +56,14 @@ class RunController(QObject):
         self._method = ""
         self._clock = ProgressClock()
         self._last_preview_at = 0.0
+        self.prompt = LongRunPrompt(ctx, self)
+        """Estimates, calibration and the question before a long run."""
 
     # --- planning -------------------------------------------------------------------------------
-    def plan(self, compare: bool, size: tuple[int, int] | None = None) -> RunPlan | None:
+    def plan(self, compare: bool, size: tuple[int, int] | None = None, preset: str | None = None) -> RunPlan | None:
         """The chosen models and options, with a new seed unless locked; None (user told) when the
-        run cannot start. ``size``: the input's, checked against the output limit first."""
+        run cannot start. ``size``: the input's, checked against the output limit first. ``preset``
+        replaces the chosen one (the faster preset offered before a long run)."""
         sr3 = self.models.require_sr3()
         if sr3 is None:
             return None
@@ -77,15 +73,22 @@ class RunController(QObject):
             except SR3Error as err:
                 self.ctx.report_error("Image too large", str(err))
                 return None
-        options = self.refine_options(sr3.card, self.next_seed())
-        model = self.ctx.model
-        try:  # the core's rule for the regression model an SR3 chain uses
-            choice = regression_for(sr3.card, options, model.model_entries, model.settings.regression_model or None)
+        try:
+            return self.plan_for(sr3, compare, self.next_seed(), preset)
         except SR3Error as err:
             self.ctx.report_error("No regression model", str(err))
             return None
+
+    def plan_for(self, sr3: ModelEntry, compare: bool, seed: int, preset: str | None = None) -> RunPlan:
+        """The plan with this seed (no side effects); raises SR3Error when the chain's regression model is missing."""
+        model = self.ctx.model
+        options = self.refine_options(sr3.card, seed)
+        if preset is not None:
+            options = replace(options, preset=preset, steps=None)
+        # the core's rule for the regression model an SR3 chain uses
+        choice = regression_for(sr3.card, options, model.model_entries, model.settings.regression_model or None)
         regression = choice.entry or (model.regression_entry() if compare else None)  # the compare pane's
-        return RunPlan(sr3, regression, options, choice.notes)
+        return RunPlan(sr3, regression, options, choice.notes, model.output_size_choice())
 
     def refine_options(self, card: ModelCard, seed: int) -> RefineOptions:
         s = self.ctx.model.settings
@@ -106,8 +109,9 @@ class RunController(QObject):
 
     # --- running --------------------------------------------------------------------------------
     def run(self) -> None:
+        """Plan, estimate, ask first when the run is long, then start (``start``)."""
         model, view = self.ctx.model, self.ctx.view
-        if self.slot.busy:
+        if self.slot.busy or self.prompt.asking:
             return
         if model.image is None:
             view.show_status("Open an image first: drop it on the window, press Ctrl+O or paste with Ctrl+V.")
@@ -116,17 +120,26 @@ class RunController(QObject):
         plan = self.plan(compare, model.image.size)
         if plan is None:
             return
+        methods = ("bicubic", "regression", "sr3") if compare else ("sr3",)
+        self.prompt.before_run(plan, methods)
+
+    def start(self, plan: RunPlan, methods: tuple[str, ...]) -> None:
+        """Start the worker on the open image with ``plan`` for ``methods``."""
+        model, view = self.ctx.model, self.ctx.view
+        if self.slot.busy or model.image is None:
+            return
         generation = model.begin_generation()
-        self._methods = ("bicubic", "regression", "sr3") if compare else ("sr3",)
+        self._methods = model.run_methods = methods
         self._notes = plan.notes
         model.results.clear()
         model.metrics.clear()
         model.last_step = None
-        view.clear_results(self._run_placeholders(compare, plan.regression is not None))
+        view.clear_results(self._run_placeholders(methods, plan.regression is not None))
         view.show_metrics([], model.reference is not None)
         view.show_uncertainty(None, plan.options.samples)
         job = RefineJob(generation, model.image.rgb, plan.options, Path(plan.sr3.path),
-                        Path(plan.regression.path) if plan.regression else None, model.settings.device, self._methods)
+                        Path(plan.regression.path) if plan.regression else None, model.settings.device, self._methods,
+                        size=plan.size)
         worker = RefineWorker(job)
         worker.engine_ready.connect(self._engine_ready)
         worker.method_started.connect(self._method_started)
@@ -151,9 +164,12 @@ class RunController(QObject):
         if self.slot.busy and step is not None:
             self._show_preview(step)
 
-    def _run_placeholders(self, compare: bool, has_regression: bool) -> dict[str, str]:
+    def _run_placeholders(self, methods: tuple[str, ...], has_regression: bool) -> dict[str, str]:
         """The panes this run will fill. Without compare, the bicubic pane keeps the instant upsample."""
-        if not compare:
+        if "sr3" not in methods:
+            return {"bicubic": "Computing…", "regression": "Computing…" if has_regression else NO_REGRESSION,
+                    "sr3": SR3_SKIPPED}
+        if "regression" not in methods:
             return {"regression": COMPARE_OFF, "sr3": "Starting…"}
         return {"bicubic": "Computing…", "regression": "Computing…" if has_regression else NO_REGRESSION,
                 "sr3": "Starting…"}
@@ -198,7 +214,7 @@ class RunController(QObject):
             return
         model.results[method] = result
         view.show_result(method, result.image, self._caption(result))
-        if method == "sr3":
+        if method == "sr3" or (method == "regression" and "sr3" not in self._methods):
             view.show_uncertainty(result.uncertainty, model.settings.samples)
             note = "; ".join((*result.notes, *self._notes))
             view.show_status(f"Done in {result.seconds:.1f} s" + (f" ({note})" if note else "") + ". Save with Ctrl+S.")
@@ -228,4 +244,5 @@ class RunController(QObject):
                        if m in self._methods and m not in model.results}
             view.clear_results(pending)
             model.last_step = None
+        self.prompt.refresh()  # the run has refreshed the remembered speed
         self.ctx.events.run_finished.emit(cancelled)

@@ -1,5 +1,6 @@
-"""Saving the SR3 result with the core's save step: atomically, never over the input, and an existing
-file is kept (the save fails and says so) unless replacing it was asked for (Save As asks)."""
+"""Saving the result with the core's save step: atomically, never over the input, and an existing file is
+kept (the save fails and says so) unless replacing it was asked for (Save As asks). The result is SR3's, or
+the regression model's when the user chose it instead of a long SR3 run."""
 
 from __future__ import annotations
 
@@ -30,8 +31,15 @@ class SaveController:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
+    def savable(self) -> str | None:
+        """The method whose result Save writes: "sr3", or "regression" when the run left SR3 out, else None."""
+        model = self.ctx.model
+        if "sr3" in model.results:
+            return "sr3"
+        return "regression" if "regression" in model.results and "sr3" not in model.run_methods else None
+
     def default_output_path(self) -> Path | None:
-        """``<output folder>/<stem>_x<scale>_sr3.<format>`` for the open image."""
+        """``<output folder>/<stem>_x<scale>_<method>.<format>`` for the open image."""
         model = self.ctx.model
         card = model.sr3_card()
         if model.image is None or card is None:
@@ -39,12 +47,13 @@ class SaveController:
         stem = Path(model.image_name).stem or "image"
         kind = output_format(model.settings.output_format) or output_format(DEFAULT_FORMAT)
         assert kind is not None
-        return model.settings.output_folder() / f"{stem}_x{card.scale}_sr3{kind.suffix}"
+        return model.settings.output_folder() / f"{stem}_x{model.scale}_{self.savable() or 'sr3'}{kind.suffix}"
 
     def save(self, path: str | Path | None = None, overwrite: bool = False) -> None:
-        """Save the SR3 result (to ``path``, its format from the extension; else the default path)."""
+        """Save the result (to ``path``, its format from the extension; else the default path)."""
         model, view = self.ctx.model, self.ctx.view
-        result = model.results.get("sr3")
+        method = self.savable()
+        result = model.results.get(method) if method else None
         if result is None or model.image is None:
             view.show_status("Nothing to save yet: run the refinement first (Ctrl+Enter).")
             return

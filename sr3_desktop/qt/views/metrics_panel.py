@@ -1,4 +1,5 @@
-"""Scores per method (consistency always; PSNR and SSIM with a reference) and the uncertainty image."""
+"""Scores per method (consistency always; PSNR, SSIM, GMSD, grain, spectral gap and detail fidelity with a
+reference, the numbers a person sees, never sharpness, which noise raises too) and the uncertainty image."""
 
 from __future__ import annotations
 
@@ -20,17 +21,26 @@ from sr3_desktop.qt.state import METHOD_LABELS, PAPER_NOTE, RESULT_METHODS, Metr
 from sr3_desktop.qt.views.canvas import ImagePane, ViewSync
 from sr3_desktop.qt.views.qimage import heatmap_rgb
 
-METRICS = ("Consistency", "PSNR-Y", "SSIM-Y", "Sharpness")
+METRICS = ("Consistency", "PSNR-Y", "SSIM-Y", "GMSD", "Grain", "Spectral gap", "Detail")
 TIPS = (
     "MSE between the result shrunk back to the input size and the input, in units of 1e-5 (the paper's "
     "Table 2): does the result agree with what was given? Lower is better",
     "PSNR on luma against the reference (dB); higher is better",
     "SSIM on luma against the reference; higher is better",
-    "Edge strength relative to the reference: 1 = as sharp as the original, below 1 = blurrier",
+    "Gradient magnitude similarity deviation (Xue et al. 2014): is the structure of the reference there? "
+    "Lower is better",
+    "Fine detail on the reference's smoothest areas, relative to the reference: 1 = as in the photo, above 1 = "
+    "grain or noise that the photo does not have, below 1 = smoothed",
+    "How far the result's fine-band power is from the reference's (log10, averaged over 1/4 to 1 of Nyquist): "
+    "the band a 4x upscale must invent; lower is better",
+    "Correlation of the result's fine detail with the reference's: 1 = the photo's own detail in its place",
 )
-ROW_LABELS = ("Consistency ↓", "PSNR-Y ↑", "SSIM-Y ↑", "Sharpness →1")
-ATTRIBUTES = ("consistency", "psnr", "ssim", "sharpness")
-FORMATS = ("{:.2f}", "{:.2f} dB", "{:.4f}", "{:.2f}")
+ROW_LABELS = ("Consistency ↓", "PSNR-Y ↑", "SSIM-Y ↑", "GMSD ↓", "Grain →1", "Spectral gap ↓", "Detail ↑")
+ATTRIBUTES = ("consistency", "psnr", "ssim", "gmsd", "grain", "spectral_gap", "detail_fidelity")
+FORMATS = ("{:.2f}", "{:.2f} dB", "{:.4f}", "{:.4f}", "{:.2f}", "{:.3f}", "{:.3f}")
+GOODNESS = {"consistency": lambda v: -v, "psnr": lambda v: v, "ssim": lambda v: v, "gmsd": lambda v: -v,
+            "grain": lambda v: -abs(v - 1.0), "spectral_gap": lambda v: -v, "detail_fidelity": lambda v: v}
+"""Higher is better for each metric (grain: nearer 1), to mark the best method in bold."""
 ROW_HEIGHT = 28
 
 
@@ -57,7 +67,8 @@ class MetricsPanel(QWidget):
         self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + len(METRICS) * ROW_HEIGHT + 4)
         self.reference_button = QPushButton("Load reference…")
         icons.set_icon(self.reference_button, "reference")
-        self.reference_button.setToolTip("A high-resolution original of this image, for PSNR and SSIM")
+        self.reference_button.setToolTip("A high-resolution original of this image, for PSNR, SSIM, GMSD, grain, "
+                                         "spectral gap and detail")
         self.reference_button.clicked.connect(self.reference_clicked.emit)
         self.reference_label = QLabel("No reference loaded")
         self.reference_label.setObjectName("hint")
@@ -139,10 +150,8 @@ class MetricsPanel(QWidget):
         self.table.setItem(row, column, item)
 
     def _highlight_best(self, rows: list[MetricsRow]) -> None:
-        goodness = {"consistency": lambda v: -v, "psnr": lambda v: v, "ssim": lambda v: v,
-                    "sharpness": lambda v: -abs(v - 1.0)}
         for row, attribute in enumerate(ATTRIBUTES):
-            scored = [(goodness[attribute](getattr(r, attribute)), r.method) for r in rows
+            scored = [(GOODNESS[attribute](getattr(r, attribute)), r.method) for r in rows
                       if getattr(r, attribute) is not None]
             if len(scored) < 2:
                 continue

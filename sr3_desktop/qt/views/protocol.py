@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -92,6 +93,14 @@ class View(Protocol):
         ...
 
     def show_seed(self, seed: int) -> None:
+        ...
+
+    def show_estimate(self, text: str) -> None:
+        """How long a run of the open image with the current settings should take (or why it is unknown)."""
+        ...
+
+    def ask_long_run(self, message: str, choices: list[tuple[str, str]], answer: Callable[[str], None]) -> None:
+        """Ask before a long run; ``answer(key)`` gets the chosen key (``dialogs.CANCEL`` when dismissed)."""
         ...
 
     def show_recent(self, paths: list[str]) -> None:

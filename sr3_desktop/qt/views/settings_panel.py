@@ -1,4 +1,5 @@
-"""Run settings: preset or custom steps, strength, seed, samples K, tile, device, output folder and format."""
+"""Run settings: preset or custom steps, strength, seed, samples K, output scale, tile, device, output folder and
+format, and the estimated time of a run."""
 
 from __future__ import annotations
 
@@ -84,6 +85,9 @@ class SettingsPanel(QWidget):
         self.samples = QSpinBox()
         self.samples.setRange(1, 16)
         self.samples.setToolTip("K samples with different seeds are averaged; K > 1 also shows an uncertainty image")
+        self.scale = QComboBox()
+        self.scale.setToolTip("The results' size. The model always runs at its own scale; a smaller scale is its "
+                              "result resampled down (antialiased)")
         self.tile = QSpinBox()
         self.tile.setRange(0, 4096)
         self.tile.setSingleStep(64)
@@ -110,6 +114,10 @@ class SettingsPanel(QWidget):
         self.output_format = QComboBox()
         for kind in OUTPUT_FORMATS:
             self.output_format.addItem(kind.label, kind.name)
+        self.estimate = QLabel("")
+        self.estimate.setObjectName("hint")
+        self.estimate.setWordWrap(True)
+        self.estimate.setToolTip("From this computer's measured speed with the chosen model and device")
         self.auto_compare = QCheckBox("Also run bicubic and regression")
         self.auto_compare.setToolTip("Runs the bundled regression model and bicubic upscaling with every run, "
                                      "for the compare view and the metrics")
@@ -120,12 +128,14 @@ class SettingsPanel(QWidget):
         form.addRow("Strength", self.strength)
         form.addRow("Seed", seed_row)
         form.addRow("Samples (K)", self.samples)
+        form.addRow("Scale", self.scale)
         form.addRow("Tile", self.tile)
         form.addRow("Device", self.device)
         form.addRow("Live preview", self.preview_every)
         form.addRow("Output folder", output_row)
         form.addRow("Format", self.output_format)
         form.addRow("", self.auto_compare)
+        form.addRow("Estimate", self.estimate)
 
         self.preset.currentIndexChanged.connect(self._preset_changed)
         for spin in (self.steps, self.seed, self.samples, self.tile, self.preview_every):
@@ -133,6 +143,7 @@ class SettingsPanel(QWidget):
         self.strength.valueChanged.connect(self._emit_changed)
         self.lock.toggled.connect(self._emit_changed)
         self.device.currentIndexChanged.connect(self._emit_changed)
+        self.scale.currentIndexChanged.connect(self._emit_changed)
         self.output_format.currentIndexChanged.connect(self._emit_changed)
         self.output_dir.editingFinished.connect(self._emit_changed)
         self.auto_compare.toggled.connect(self._emit_changed)
@@ -151,8 +162,21 @@ class SettingsPanel(QWidget):
         wanted = selected or (card.default_preset if card else CUSTOM_PRESET)
         index = self.preset.findData(wanted)
         self.preset.setCurrentIndex(index if index >= 0 else 0)
+        self._fill_scales(card.scale if card else 4)
         self._preset_changed()
         self._loading = False
+
+    def _fill_scales(self, native: int) -> None:
+        """The model's own scale ("4× (model)", stored as 0) and the smaller integer scales."""
+        current = self.scale.currentData()
+        self.scale.clear()
+        self.scale.addItem(f"{native}× (model)", 0)
+        for value in range(native - 1, 1, -1):
+            self.scale.addItem(f"{value}×", value)
+        self._select(self.scale, current if current is not None else 0)
+
+    def show_estimate(self, text: str) -> None:
+        self.estimate.setText(text)
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         """(label, value) pairs, e.g. ("Automatic", "auto"), ("CPU", "cpu")."""
@@ -174,6 +198,9 @@ class SettingsPanel(QWidget):
         self.lock.setChecked(settings.seed_locked)
         self.samples.setValue(settings.samples)
         self.tile.setValue(settings.tile)
+        if self.scale.count() == 0:
+            self._fill_scales(max(4, settings.output_scale))
+        self._select(self.scale, settings.output_scale)
         self._select(self.device, settings.device)
         self.preview_every.setValue(settings.preview_every)
         self.output_dir.setText(settings.output_dir)
@@ -193,6 +220,7 @@ class SettingsPanel(QWidget):
         settings.seed_locked = self.lock.isChecked()
         settings.samples = self.samples.value()
         settings.tile = self.tile.value()
+        settings.output_scale = int(self.scale.currentData() or 0)
         settings.device = self.device.currentData() or "auto"
         settings.preview_every = self.preview_every.value()
         settings.output_dir = self.output_dir.text().strip()
@@ -252,7 +280,7 @@ class SettingsPanel(QWidget):
             self._emit_changed()
 
     @staticmethod
-    def _select(combo: QComboBox, value: str) -> None:
+    def _select(combo: QComboBox, value: object) -> None:
         index = combo.findData(value)
         if index >= 0:
             combo.setCurrentIndex(index)

@@ -1,0 +1,22 @@
+"""A run's plan: the models and options one run (single image or batch) uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sr3_desktop.core.batch import OutputSize
+from sr3_desktop.core.models import ModelEntry
+from sr3_desktop.core.pipeline import RefineOptions
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run (single or batch) uses: the models and the options, with this run's seed."""
+
+    sr3: ModelEntry
+    regression: ModelEntry | None
+    options: RefineOptions
+    notes: tuple[str, ...] = ()
+    """What the user should know about the model choice (a stand-in regression model, ...)."""
+    size: OutputSize = field(default_factory=OutputSize)
+    """The results' size (the Scale setting)."""
