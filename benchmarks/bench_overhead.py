@@ -50,7 +50,7 @@ GUI_LIMIT_S = 300
 
 
 def cli_refine(denoiser: OnnxDenoiser, regression: OnnxDenoiser | None, lr: np.ndarray, tile: int | None) -> None:
-    """refine() with the CLI's options and models, consumed step by step as cli.upscale_one does."""
+    """refine() with the CLI's options and models, consumed step by step as batch.refine_image does for the CLI."""
     options = RefineOptions(method="sr3", preset=PRESET, seed=0, tile=tile, preview_every=1)
     final = None
     steps = refine(lr, options, denoiser, regression)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from sr3_desktop.core.metrics import gaussian_blur
 from sr3_desktop.core.resample import downscale
 
 RESIZE_KERNELS = ("bicubic", "bilinear", "box", "lanczos")
@@ -50,16 +51,10 @@ def draw(rng: np.random.Generator, jpeg_range: tuple[int, int]) -> Degradation:
     return Degradation(blur, kernel, noise, bool(rng.random() < 0.5), quality)
 
 
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur with reflected borders (truncated at 3 sigma)."""
-    radius = max(1, int(np.ceil(3.0 * sigma)))
-    x = np.arange(-radius, radius + 1, dtype=np.float32)
-    kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    kernel /= kernel.sum()
-    padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
-    rows = sum(k * padded[i : i + image.shape[0]] for i, k in enumerate(kernel))
-    out = sum(k * rows[:, i : i + image.shape[1]] for i, k in enumerate(kernel))
-    return np.asarray(out, dtype=np.float32)
+def blur_hr(image: np.ndarray, sigma: float) -> np.ndarray:
+    """The metrics' separable Gaussian blur (reflected borders, 3 sigma), channel by channel."""
+    planes = [gaussian_blur(image[..., c], sigma) for c in range(image.shape[2])]
+    return np.stack(planes, axis=2).astype(np.float32)
 
 
 def quantise(image: np.ndarray) -> np.ndarray:
@@ -80,7 +75,7 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
 
 def degrade(hr: np.ndarray, scale: int, degradation: Degradation, rng: np.random.Generator) -> np.ndarray:
     """The LR (HWC [0, 1], 8-bit levels) that ``degradation`` makes of the HR crop ``hr``."""
-    image = gaussian_blur(hr, degradation.blur_sigma) if degradation.blur_sigma > 0 else hr
+    image = blur_hr(hr, degradation.blur_sigma) if degradation.blur_sigma > 0 else hr
     if degradation.kernel == "bicubic":
         lr = downscale(image, scale)
     else:

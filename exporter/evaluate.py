@@ -21,6 +21,7 @@ from PIL import Image
 from exporter.eval_crops import EvalCrop, as_jpeg, load_crops, score_seeds
 from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.imageio.atomic import atomic_file
+from sr3_desktop.core.metrics import fine_band
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.core.pipeline import RefineOptions
 
@@ -40,11 +41,22 @@ def default_targets(results: dict[str, dict[str, float]], default: str) -> dict[
     return {name: {"value": round(float(v), 4), "met": bool(ok)} for name, (v, ok) in checks.items()}
 
 
+def detailed_rows(crops: Sequence[EvalCrop], count: int = 4) -> list[int]:
+    """The most detailed crop (HR fine-band energy) of each photo, for the ``count`` most detailed photos:
+    a figure of flat sky shows neither texture nor grain."""
+    best: dict[str, tuple[float, int]] = {}
+    for i, crop in enumerate(crops):
+        energy = float(np.mean(fine_band(crop.hr.mean(axis=2)) ** 2))
+        photo = crop.name.split("#")[0]
+        best[photo] = max(best.get(photo, (-1.0, i)), (energy, i))
+    return sorted(i for _, i in sorted(best.values(), reverse=True)[:count])
+
+
 def comparison_png(path: Path, crops: Sequence[EvalCrop], columns: Mapping[str, Sequence[np.ndarray]],
-                   scale: int, rows: Sequence[int] = (0, 1, 2)) -> None:
-    """LR (nearest) | each method | HR, one row per crop index in ``rows``."""
+                   scale: int, rows: Sequence[int] | None = None) -> None:
+    """LR (nearest) | each method | HR, one row per crop index in ``rows`` (default: ``detailed_rows``)."""
     tiles = []
-    for i in [r for r in rows if r < len(crops)]:
+    for i in [r for r in (detailed_rows(crops) if rows is None else rows) if r < len(crops)]:
         crop = crops[i]
         lr_nearest = np.repeat(np.repeat(crop.lr, scale, axis=0), scale, axis=1)
         row = [lr_nearest, *[col[i] for col in columns.values()], crop.hr]
@@ -62,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder of HR photos (searched recursively)")
     parser.add_argument("--regression", type=Path, help="regression .onnx: scored alongside, and the condition or "
                         "start estimate of SR3 models that use one")
-    parser.add_argument("--preset", help="SR3 preset to evaluate (default: every preset in the card)")
+    parser.add_argument("--preset", action="append",
+                        help="SR3 preset to evaluate; repeat for several (default: every preset in the card)")
     parser.add_argument("--steps", type=int, help="override the preset's step count")
     parser.add_argument("--strength", type=float, help="override the preset's start strength")
     parser.add_argument("--crop", type=int, default=256, help="HR crop size in pixels (default 256 = 64->256 at 4x)")
@@ -80,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--png", type=Path, help="comparison PNG path (default: next to --out)")
 
 
-def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | None, preset: str | None,
+def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | None, presets: list[str] | None,
              ) -> list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]]:
     methods: list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]] = [
         ("bicubic", RefineOptions(method="bicubic"), None, None)]
@@ -88,7 +101,7 @@ def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | No
         return [*methods, ("regression", RefineOptions(method="regression"), None, model)]
     if regression is not None:
         methods.append(("regression", RefineOptions(method="regression"), None, regression))
-    for name in [preset] if preset else card.preset_names():
+    for name in presets or card.preset_names():
         methods.append((f"sr3-{name}", RefineOptions(method="sr3", preset=name), model, regression))
     return methods
 

@@ -24,7 +24,9 @@ def main() -> None:
     parser.add_argument("--description", help="one paragraph for the details pane")
     parser.add_argument("--credits", type=Path, help="text file: where the training photos come from, with licences")
     parser.add_argument("--data", help="short description of the training data")
-    parser.add_argument("--evaluation", type=Path, help="an `exporter evaluate` JSON report for the card's metrics")
+    parser.add_argument("--evaluation", type=Path, nargs="+",
+                        help="`exporter evaluate` JSON reports for the card's metrics (later reports add their "
+                             "rows, e.g. a preset evaluated with other seeds)")
     args = parser.parse_args()
     card = read_card(args.model)
     training = dict(card.training)
@@ -35,7 +37,7 @@ def main() -> None:
     metrics = dict(card.metrics)
     presets = dict(card.inference_presets)
     if args.evaluation:
-        report = json.loads(args.evaluation.read_text(encoding="utf-8"))
+        report = merge_reports([json.loads(path.read_text(encoding="utf-8")) for path in args.evaluation])
         metrics["evaluation"] = {key: value for key, value in report.items() if key not in ("model", "kind", "scale")}
         presets = {name: replace(preset, scores=preset_scores(report, name) or preset.scores)
                    for name, preset in presets.items()}
@@ -48,6 +50,19 @@ def main() -> None:
     with atomic_file(args.model) as handle:
         onnx.save_model(proto, handle)
     print(f"{args.model}: card updated ({card.name})")
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first report, with every later report's result rows added; seeds are kept per row where they differ."""
+    merged = json.loads(json.dumps(reports[0]))
+    for report in reports[1:]:
+        for key, rows in report.items():
+            if key == "results" or key.startswith("results_"):
+                merged.setdefault(key, {}).update(rows)
+                if report.get("seeds") != merged.get("seeds"):
+                    seeds = merged.setdefault("seeds_by_row", {})
+                    seeds.update({row: report.get("seeds") for row in rows if row.startswith("sr3-")})
+    return merged
 
 
 def preset_scores(report: dict[str, Any], name: str) -> dict[str, float]:

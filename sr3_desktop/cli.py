@@ -243,7 +243,7 @@ def _calibrate(models: batch.Models, err: TextIO) -> None:
     for model in models.sessions:
         if estimate.known_speed(model.path, model.requested_device) is None:
             err.write(f"note: measuring this computer's speed with {model.card.name} on {model.providers[0]} "
-                      "(once, about a second)\n")
+                      "(once, a second or two)\n")
             estimate.calibrate(model)
 
 

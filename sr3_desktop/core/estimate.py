@@ -4,7 +4,7 @@ A run's work is planned exactly as the pipeline will run it (``plan_work``: the 
 padding and chain length), as pixel-evaluations per model: the pixels of every tile the network
 sees (overlaps included) times the evaluations. The speed is seconds per pixel-evaluation, measured
 on this machine for each (model file, device, thread count), plus the pipeline's own time per image
-pixel and step (blending the tiles, the sampler step, fresh noise): a calibration of about a second
+pixel and step (blending the tiles, the sampler step, fresh noise): a calibration of a second or two
 the first time (``calibrate``), then refreshed from every real run (``record_run``). Speeds are
 kept in ``<data folder>/speeds.json``.
 
@@ -224,7 +224,7 @@ def known_speed(path: str | Path, device: str) -> Speed | None:
 
 
 def calibrate(model: OnnxDenoiser) -> Speed:
-    """Time the network on tiles of 64², 128² and 256² (about a second in all) and remember its speed here."""
+    """Time the network on tiles of 64², 128² and 256² (1.5 s for a bundled model here) and remember its speed here."""
     card = model.card
     largest = max(card.size_multiple, max_auto_tile(card) // card.size_multiple * card.size_multiple)
     sides = sorted({max(card.size_multiple, min(side, largest) // card.size_multiple * card.size_multiple)

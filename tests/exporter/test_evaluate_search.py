@@ -13,7 +13,7 @@ from PIL import Image
 
 from exporter import evaluate, search_schedule
 from exporter.__main__ import main
-from exporter.eval_crops import as_jpeg, load_crops
+from exporter.eval_crops import EvalCrop, as_jpeg, load_crops
 from exporter.search_schedule import (
     Candidate,
     Targets,
@@ -290,3 +290,13 @@ def test_cells_with_nothing_to_upscale_are_skipped(tmp_path: Path) -> None:
     Image.fromarray((image * 255).astype(np.uint8)).save(folder / "half.png")
     crops = load_crops(folder, 32, 4, 4, role="all")
     assert [c.name for c in crops] == ["half#1"]
+
+
+def test_the_comparison_figure_shows_each_photos_most_detailed_crop() -> None:
+    rng = np.random.default_rng(3)
+    flat, busy = np.full((32, 32, 3), 0.5, np.float32), rng.uniform(0, 1, (32, 32, 3)).astype(np.float32)
+    lr = np.zeros((8, 8, 3), np.float32)
+    crops = [EvalCrop("a#0", flat, lr), EvalCrop("a#1", busy, lr), EvalCrop("b#0", busy * 0.5, lr),
+             EvalCrop("b#1", flat, lr), EvalCrop("c#0", flat, lr)]
+    assert evaluate.detailed_rows(crops, count=2) == [1, 2]  # a's and b's textured crops, not the flat ones
+    assert evaluate.detailed_rows(crops, count=3) == [1, 2, 4]  # then c's only crop

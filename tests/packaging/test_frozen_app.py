@@ -43,7 +43,7 @@ def test_frozen_cli_upscales_a_sample_image(frozen_app: Path, tmp_path: Path) ->
     source = tmp_path / "in.png"
     Image.fromarray((np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)).save(source)
     out = tmp_path / "out.png"
-    result = subprocess.run([str(frozen_app), "upscale", str(source), "-o", str(out), "--preset", "fast"],
+    result = subprocess.run([str(frozen_app), "upscale", str(source), "-o", str(out)],  # the default preset
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert Image.open(out).size == (128, 96)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 
 import onnx
 import pytest
@@ -110,4 +111,18 @@ def window(make_window: Any, installed_models: tuple[Path, Path], tmp_path: Path
     return make_window(output_dir=str(tmp_path / "out"), preset="fast", seed_locked=True, seed=7)
 
 
-# --- dialogs --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def controller(qtbot: Any, installed_models: tuple[Path, Path], tmp_path: Path) -> Any:
+    """The app's controller over a mock view (``MagicMock(spec=View)``, ndv's style), with the test models."""
+    from sr3_desktop.qt.controllers.app_controller import Controller
+    from sr3_desktop.qt.settings import AppSettings, SettingsStore
+    from sr3_desktop.qt.views.protocol import View
+
+    view = MagicMock(spec=View)
+    settings = AppSettings(output_dir=str(tmp_path / "out"), preset="fast", seed=3, seed_locked=True)
+    ctrl = Controller(view, settings, SettingsStore(tmp_path / "c.ini"))
+    with qtbot.waitSignal(ctrl.models_changed, timeout=10_000):
+        ctrl.start()
+    yield ctrl
+    ctrl.shutdown()

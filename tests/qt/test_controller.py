@@ -7,24 +7,11 @@ from typing import Any
 from unittest.mock import MagicMock
 
 import numpy as np
-import pytest
 from qt_helpers import write_image
 
 from sr3_desktop.core.pipeline import RefineResult
 from sr3_desktop.qt.controllers.app_controller import Controller
-from sr3_desktop.qt.settings import AppSettings, SettingsStore
 from sr3_desktop.qt.views.protocol import View
-
-
-@pytest.fixture
-def controller(qtbot: Any, installed_models: tuple[Path, Path], tmp_path: Path) -> Any:
-    view = MagicMock(spec=View)
-    settings = AppSettings(output_dir=str(tmp_path / "out"), preset="fast", seed=3, seed_locked=True)
-    ctrl = Controller(view, settings, SettingsStore(tmp_path / "c.ini"))
-    with qtbot.waitSignal(ctrl.models_changed, timeout=10_000):
-        ctrl.start()
-    yield ctrl
-    ctrl.shutdown()
 
 
 def called_methods(view: MagicMock, name: str) -> list[tuple[Any, ...]]:

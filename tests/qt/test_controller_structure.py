@@ -21,22 +21,11 @@ from sr3_desktop.core.imageio import load_image
 from sr3_desktop.core.models import list_models
 from sr3_desktop.core.pipeline import RefineResult, RefineStep
 from sr3_desktop.qt.controllers.app_controller import Controller
-from sr3_desktop.qt.settings import AppSettings, SettingsStore
+from sr3_desktop.qt.settings import AppSettings
 from sr3_desktop.qt.state import BatchItem, MetricsRow
 from sr3_desktop.qt.tasks import TASK_KINDS
 from sr3_desktop.qt.views.protocol import View
 from sr3_desktop.qt.views.settings_panel import device_choices
-
-
-@pytest.fixture
-def controller(qtbot: Any, installed_models: tuple[Path, Path], tmp_path: Path) -> Any:
-    view = MagicMock(spec=View)
-    settings = AppSettings(output_dir=str(tmp_path / "out"), preset="fast", seed=3, seed_locked=True)
-    ctrl = Controller(view, settings, SettingsStore(tmp_path / "c.ini"))
-    with qtbot.waitSignal(ctrl.models_changed, timeout=10_000):
-        ctrl.start()
-    yield ctrl
-    ctrl.shutdown()
 
 
 def open_image(controller: Controller, qtbot: Any, path: Path) -> None:

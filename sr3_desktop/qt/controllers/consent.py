@@ -2,7 +2,7 @@
 
 The estimate is the core's (``core.estimate``): this machine's measured speed for the chosen models on
 the chosen device, times the work of the run as the pipeline will do it. The speed is measured once
-(about a second, in the background) when the app starts or before the first run, and every run
+(a second or two per model, in the background) when the app starts or before the first run, and every run
 refreshes it. A run estimated over ``CONSENT_SECONDS`` (two minutes) starts only when the user says
 so; the question offers the fastest preset and the regression model instead.
 """
@@ -80,7 +80,7 @@ class LongRunPrompt:
         device = self.ctx.model.settings.device
         where = "this computer" if device == "auto" else DEVICE_LABELS.get(device, device)
         return f"{guess.text().capitalize()} on {where}" if guess.seconds is not None else \
-            "Measured at the first run (about a second, once)"
+            "Measured at the first run (a second or two, once)"
 
     # --- measuring this machine's speed ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -98,7 +98,7 @@ class LongRunPrompt:
         paths = [Path(m.path) for m in models]
         if run_after:
             self._run_waits_for_calibration = True
-            self.ctx.view.show_status("Measuring this computer's speed (about a second, once)…")
+            self.ctx.view.show_status("Measuring this computer's speed (a second or two, once)…")
 
         def measure() -> bool:
             for path in paths:

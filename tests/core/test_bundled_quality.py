@@ -1,0 +1,72 @@
+"""The bundled models still upscale well: a broken, swapped or badly retrained model fails here.
+
+Two scikit-image photos (the paper's 64 -> 256 protocol, their centre crops) through the core API with
+the bundled models and the card's default preset. The margins are set from what the bundled models
+measured (docs/models.md), with room for the run-to-run noise of one seed on two crops:
+  regression   PSNR-Y >= bicubic + REGRESSION_MARGIN_DB;
+  default SR3  PSNR-Y > bicubic, grain within GRAIN_BOUNDS (as in the photo: neither grainy nor smoothed),
+               spectral gap below regression's (it adds the fine band regression misses).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sr3_desktop.core import metrics, models
+from sr3_desktop.core.denoiser import get_denoiser
+from sr3_desktop.core.pipeline import RefineOptions, run
+from sr3_desktop.core.resample import downscale
+
+skimage_data = pytest.importorskip("skimage.data")
+
+PHOTOS = ("astronaut", "coffee")
+CROP = 256
+REGRESSION_MARGIN_DB = 1.2
+"""Measured with the bundled regression model: +1.90 dB (astronaut) and +2.51 dB (coffee) on these crops."""
+GRAIN_BOUNDS = (0.8, 2.0)
+"""Measured with the default preset: 1.44 and 1.71 (mean 1.58; seed 1: 1.54, 1.76). These crops are mostly
+smooth (a wall, a saucer), where the model adds a light mottling: over the 20 held-out report crops and 3
+seeds the mean is 1.21, inside the product's 0.8-1.25 (docs/models.md). Below 0.8 is regression's
+smoothness (0.38 here): an SR3 model that adds nothing fails; far above is noise."""
+Outputs = dict[str, list[tuple[np.ndarray, np.ndarray]]]
+"""{method: [(output, hr), ...]}"""
+
+
+def _crop(name: str) -> tuple[np.ndarray, np.ndarray]:
+    photo = np.asarray(getattr(skimage_data, name)(), dtype=np.float32)[:, :, :3] / 255.0
+    top, left = (photo.shape[0] - CROP) // 2, (photo.shape[1] - CROP) // 2
+    hr = np.ascontiguousarray(photo[top : top + CROP, left : left + CROP])
+    return hr, np.clip(downscale(hr, 4), 0.0, 1.0)
+
+
+@pytest.fixture(scope="module")
+def outputs() -> Outputs:
+    """{method: [(output, hr), ...]} for bicubic, regression and the default SR3 preset."""
+    bundled = models.BUNDLED_DIR  # the shipped files, whatever SR3_DESKTOP_BUNDLED_DIR says
+    sr3 = get_denoiser(bundled / "sr3-photo-4x.onnx", "cpu")
+    regression = get_denoiser(bundled / "regression-photo-4x.onnx", "cpu")
+    found: Outputs = {"bicubic": [], "regression": [], "sr3": []}
+    for name in PHOTOS:
+        hr, lr = _crop(name)
+        for method in found:
+            options = RefineOptions(method=method, seed=0)  # type: ignore[arg-type]
+            found[method].append((run(lr, options, sr3 if method == "sr3" else None, regression).image, hr))
+    return found
+
+
+def _mean(pairs: list[tuple[np.ndarray, np.ndarray]], metric: str) -> float:
+    return float(np.mean([getattr(metrics, metric)(out, hr) for out, hr in pairs]))
+
+
+def test_regression_beats_bicubic_by_a_margin(outputs: Outputs) -> None:
+    for (reg, hr), (bic, _) in zip(outputs["regression"], outputs["bicubic"], strict=True):
+        assert metrics.psnr_y(reg, hr, 4) >= metrics.psnr_y(bic, hr, 4) + REGRESSION_MARGIN_DB
+
+
+def test_the_default_preset_beats_bicubic_without_grain(outputs: Outputs) -> None:
+    for (sr3, hr), (bic, _) in zip(outputs["sr3"], outputs["bicubic"], strict=True):
+        assert metrics.psnr_y(sr3, hr, 4) > metrics.psnr_y(bic, hr, 4)
+    low, high = GRAIN_BOUNDS
+    assert low <= _mean(outputs["sr3"], "grain") <= high
+    assert _mean(outputs["sr3"], "spectral_gap") < _mean(outputs["regression"], "spectral_gap")
