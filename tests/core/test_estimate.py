@@ -69,21 +69,26 @@ class Counting(OnnxDenoiser):
 
 def test_the_estimate_lands_within_30_percent_of_the_measured_time(tmp_path: Path) -> None:
     """Calibrate (about a second), estimate, then run: measured in the same test, under the same load. The
-    run tiles as the app does on a CPU: a 768 x 640 output in four automatic tiles, one per session run."""
+    run tiles as the app does on a CPU: a 768 x 640 output in four automatic tiles, one per session run.
+    Three trials, each calibrating afresh; the median ratio must be within 30 % (one trial can land on a
+    burst of load from elsewhere: this machine is shared)."""
     sr3 = OnnxDenoiser(save(heavy_sr3(make_card("sr3", name="heavy"), channels=24), tmp_path / "heavy.onnx"), "cpu")
     models = batch.Models(sr3=sr3)
     options = RefineOptions(preset="quality", seed=1)  # 10 steps
     lr = np.random.default_rng(0).uniform(0, 1, (160, 192, 3)).astype(np.float32)
-    estimate.calibrate(sr3)
-    guess = batch.estimate_for((192, 160), options, models)
-    assert guess.seconds is not None and guess.missing == ()
-    assert guess.work[0].pixels > 2 * guess.work[0].tile_pixels  # several tiles, overlapping
-    started = time.perf_counter()
-    result = batch.refine_image(lr, options, models)
-    measured = time.perf_counter() - started
-    assert result is not None and result.steps == 10
-    print(f"estimated {guess.seconds:.3f} s, measured {measured:.3f} s, ratio {measured / guess.seconds:.3f}")
-    assert 0.7 <= measured / guess.seconds <= 1.3, f"estimated {guess.seconds:.2f} s, measured {measured:.2f} s"
+    ratios = []
+    for _ in range(3):
+        estimate.calibrate(sr3)
+        guess = batch.estimate_for((192, 160), options, models)
+        assert guess.seconds is not None and guess.missing == ()
+        assert guess.work[0].pixels > 2 * guess.work[0].tile_pixels  # several tiles, overlapping
+        started = time.perf_counter()
+        result = batch.refine_image(lr, options, models)
+        measured = time.perf_counter() - started
+        assert result is not None and result.steps == 10
+        ratios.append(measured / guess.seconds)
+        print(f"estimated {guess.seconds:.3f} s, measured {measured:.3f} s, ratio {ratios[-1]:.3f}")
+    assert 0.7 <= float(np.median(ratios)) <= 1.3, f"measured / estimated: {[round(r, 3) for r in ratios]}"
 
 
 @pytest.mark.parametrize(("preset", "tile", "samples"), [("quality", None, 1), ("balanced", 40, 2), ("fast", 24, 1)])
