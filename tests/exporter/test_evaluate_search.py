@@ -232,34 +232,12 @@ def test_search_schedule_chooses_presets_by_the_rules(tiny: tuple[Path, Path, Pa
     assert read_card(sr3).inference_presets != card.inference_presets  # --out left the input alone
 
 
-def _grey_sr3(path: Path) -> Path:
-    """An SR3 graph that predicts x0 = 0 whatever it is fed: every chain ends in a flat grey image."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from tests.core.onnx_fixtures import make_card
-
-    image = ["N", 3, "H", "W"]
-    graph = helper.make_graph(
-        [helper.make_node("Sub", ["lr_up", "lr_up"], ["prediction"])], "grey",
-        [helper.make_tensor_value_info("lr_up", TensorProto.FLOAT, image),
-         helper.make_tensor_value_info("y_t", TensorProto.FLOAT, image),
-         helper.make_tensor_value_info("noise_level", TensorProto.FLOAT, ["N"])],
-        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, image)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    from sr3_desktop.core.model_card import embed_card
-
-    embed_card(model, make_card("sr3", name="grey-sr3", prediction="x0", target="hr"))
-    onnx.save(model, str(path))
-    return path
-
-
 def test_presets_worse_than_regression_everywhere_are_dropped(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    from tests.core.onnx_fixtures import regression, save
+    from tests.core.onnx_fixtures import constant_output, make_card, regression, save
 
     photos = tiny[2]
-    sr3 = _grey_sr3(tmp_path / "grey.onnx")
+    grey = make_card("sr3", name="grey-sr3", prediction="x0", target="hr")  # x0 = 0: every chain ends flat grey
+    sr3 = save(constant_output(grey, 0.0), tmp_path / "grey.onnx")
     reg = save(regression(name="fixture-regression-4x"), tmp_path / "reg.onnx")  # sharpened bicubic
     out = tmp_path / "searched.onnx"
     assert main(["search-schedule", str(sr3), "--regression", str(reg), "--data", str(photos), "--quality-steps",
