@@ -21,7 +21,7 @@ from typing import TextIO
 
 from sr3_desktop import __version__
 from sr3_desktop.core import batch, estimate
-from sr3_desktop.core.denoiser import DEVICES
+from sr3_desktop.core.denoiser import DEVICES, OnnxDenoiser
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import SAVE_FORMATS, cleanup_stale_temp_files, output_format
 from sr3_desktop.core.model_card import ModelCard
@@ -240,11 +240,11 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _calibrate(models: batch.Models, err: TextIO) -> None:
     """Measure this machine's speed for a model the first time it runs here (for the estimates)."""
-    for model in models.sessions:
-        if estimate.known_speed(model.path, model.requested_device) is None:
-            err.write(f"note: measuring this computer's speed with {model.card.name} on {model.providers[0]} "
-                      "(once, a second or two)\n")
-            estimate.calibrate(model)
+    def announce(model: OnnxDenoiser) -> None:
+        err.write(f"note: measuring this computer's speed with {model.card.name} on {model.providers[0]} "
+                  "(once, a second or two)\n")
+
+    estimate.ensure_speeds(models.sessions, announce)
 
 
 def _report(done: batch.ItemResult, outcome: Outcome, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:

@@ -19,7 +19,7 @@ import math
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -287,11 +287,15 @@ def measure_step_overhead(side: int = 256, tile: int = 128, steps: int = 3) -> f
     return (time.perf_counter() - started) / (steps * side * side)
 
 
-def ensure_speeds(models: Sequence[OnnxDenoiser]) -> list[OnnxDenoiser]:
-    """Calibrate every model whose speed on its device is not known yet; returns those calibrated."""
+def ensure_speeds(models: Sequence[OnnxDenoiser],
+                  announce: Callable[[OnnxDenoiser], None] | None = None) -> list[OnnxDenoiser]:
+    """Calibrate every model whose speed on its device is not known yet (``announce`` is told first);
+    returns those calibrated."""
     calibrated = []
     for model in models:
         if known_speed(model.path, model.requested_device) is None:
+            if announce is not None:
+                announce(model)
             calibrate(model)
             calibrated.append(model)
     return calibrated

@@ -101,9 +101,7 @@ class LongRunPrompt:
             self.ctx.view.show_status("Measuring this computer's speed (a second or two, once)…")
 
         def measure() -> bool:
-            for path in paths:
-                if estimate.known_speed(path, device) is None:
-                    estimate.calibrate(get_denoiser(path, device))
+            estimate.ensure_speeds([get_denoiser(path, device) for path in paths])
             return run_after
 
         self.ctx.tasks.submit("calibrate", self.ctx.model.generation, measure)
