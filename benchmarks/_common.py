@@ -26,7 +26,7 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "r
 
 def threads() -> int:
     """The thread count every benchmark uses (the app's own default: physical cores)."""
-    from sr3_desktop.core.denoiser import default_threads
+    from sr3_desktop.core.model_files.denoiser import default_threads
 
     return default_threads()
 
@@ -176,7 +176,7 @@ def app_session(path: str | Path | bytes, threads_: int | None = None) -> object
     """An onnxruntime CPU session with the app's session options (OnnxDenoiser's), for any graph."""
     import onnxruntime as ort
 
-    from sr3_desktop.core import denoiser
+    from sr3_desktop.core.model_files import denoiser
 
     make_options = getattr(denoiser, "_session_options", None)
     if make_options is not None:

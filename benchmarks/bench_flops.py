@@ -31,7 +31,7 @@ from _common import machine, model_path, result, sr3_feeds  # noqa: E402
 from graph_macs import attention_macs, count_macs, sr3_sizes  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
-from sr3_desktop.core.denoiser import OnnxDenoiser, default_threads  # noqa: E402
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, default_threads  # noqa: E402
 
 SIDES = (128, 256, 512)
 PEAK_N = 2048
@@ -70,7 +70,7 @@ def op_profile(path: Path, side: int = 256) -> list[tuple[str, float]]:
     """Share of one step's kernel time per op type (onnxruntime's profiler, the app's options)."""
     import json
 
-    from sr3_desktop.core import denoiser
+    from sr3_desktop.core.model_files import denoiser
 
     options = denoiser._session_options(["CPUExecutionProvider"])
     options.enable_profiling = True

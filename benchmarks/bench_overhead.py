@@ -39,8 +39,8 @@ from _common import (
     threads,
 )
 
-from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser
-from sr3_desktop.core.pipeline import RefineOptions, refine
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser
+from sr3_desktop.core.upscale.pipeline import RefineOptions, refine
 
 LR_SIDE = 64  # -> 256^2 output
 PRESET = "fast"
@@ -76,8 +76,8 @@ def gui_worker(path: Path, regression: Path | None, lr: np.ndarray) -> int:
     from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
     from PySide6.QtWidgets import QApplication
 
-    from sr3_desktop.qt.views.canvas import Layer
-    from sr3_desktop.qt.worker import RefineJob, RefineWorker, start_in_thread
+    from sr3_desktop.qt.refine_worker import RefineJob, RefineWorker, start_in_thread
+    from sr3_desktop.qt.views.image_panes import Layer
 
     class Sink(QObject):
         """Lives on the GUI thread, so the worker's signals arrive queued, as in the controller."""

@@ -28,8 +28,8 @@ from graph_macs import count_macs, sr3_sizes
 from torch import nn
 from torch.nn import functional as F
 
-from sr3_desktop.core.denoiser import get_denoiser
-from sr3_desktop.core.pipeline import RefineOptions, RefineResult, refine
+from sr3_desktop.core.model_files.denoiser import get_denoiser
+from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineResult, refine
 
 LR_SIDE = 128
 

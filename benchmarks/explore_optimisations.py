@@ -30,9 +30,9 @@ from graph_macs import count_macs, sr3_sizes
 from graph_rewrites import instance_norm_affine
 from onnx import numpy_helper
 
-from sr3_desktop.core import denoiser as denoiser_module
-from sr3_desktop.core import tiling
-from sr3_desktop.core.tiling import plan_tiles
+from sr3_desktop.core.model_files import denoiser as denoiser_module
+from sr3_desktop.core.upscale import tiling
+from sr3_desktop.core.upscale.tiling import plan_tiles
 
 SIDE = 256
 

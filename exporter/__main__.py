@@ -12,12 +12,12 @@ from sr3_desktop.core.errors import SR3Error
 
 # (command, module, one-line help). Each module offers add_arguments(parser) and run(args) -> int.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("train", "exporter.train", "train an SR3 or regression U-Net from a folder of photos"),
-    ("export", "exporter.export_onnx", "write a checkpoint's EMA weights to ONNX with the model card"),
-    ("verify", "exporter.verify", "check an exported .onnx: checker, card vs graph, onnxruntime vs PyTorch"),
-    ("inspect", "exporter.verify", "print the model card of an .onnx file"),
-    ("evaluate", "exporter.evaluate", "metrics (PSNR-Y, SSIM-Y, consistency, ...) on LR/HR pairs"),
-    ("search-schedule", "exporter.search_schedule", "search inference noise schedules; write card presets"),
+    ("train", "exporter.training.train", "train an SR3 or regression U-Net from a folder of photos"),
+    ("export", "exporter.export.export_onnx", "write a checkpoint's EMA weights to ONNX with the model card"),
+    ("verify", "exporter.export.verify", "check an exported .onnx: checker, card vs graph, onnxruntime vs PyTorch"),
+    ("inspect", "exporter.export.verify", "print the model card of an .onnx file"),
+    ("evaluate", "exporter.evaluation.evaluate", "metrics (PSNR-Y, SSIM-Y, consistency, ...) on LR/HR pairs"),
+    ("search-schedule", "exporter.evaluation.search_schedule", "search inference noise schedules; write card presets"),
 )
 
 EPILOG = """\

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import tomllib
 
 from exporter.unet import UNetConfig
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.literals import CONDITIONS, PREDICTIONS, TARGETS
 from sr3_desktop.core.literals import MODEL_KINDS as KINDS
@@ -21,7 +22,6 @@ from sr3_desktop.core.literals import Condition as ConditionKind
 from sr3_desktop.core.literals import ModelKind as Kind
 from sr3_desktop.core.literals import Prediction as PredictionKind
 from sr3_desktop.core.literals import Target as TargetKind
-from sr3_desktop.core.schedule import ScheduleSpec
 
 LossKind = Literal["l1", "l2"]
 LossWeighting = Literal["none", "min-snr", "truncated-snr"]

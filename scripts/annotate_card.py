@@ -14,7 +14,7 @@ from typing import Any
 import onnx
 
 from sr3_desktop.core.imageio.atomic import atomic_file
-from sr3_desktop.core.model_card import embed_card, read_card
+from sr3_desktop.core.model_files.card import embed_card, read_card
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 import sys
 
-from sr3_desktop.core.model_probe import FROZEN_PROBE_FLAG, child_main
+from sr3_desktop.core.model_files.probe import FROZEN_PROBE_FLAG, child_main
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == FROZEN_PROBE_FLAG:  # models.validate_model's time-limited child

@@ -33,7 +33,7 @@ if [ -n "${SR3_ONNX:-}" ]; then $PY -m exporter verify "$SR3"; else $PY -m expor
 $PY -m exporter search-schedule "$SR3" --regression "$REG" --data "$VAL" --sigmas 0.05,0.1,0.15,0.2,0.3,0.45 \
   --end-ratios 0.33,0.5 --back-projection 0,1,2,3 --quality-steps 50 --report "$EVAL/schedule-search.json"
 $PY -m exporter evaluate "$REG" --data "$VAL" --out "$EVAL/regression-photo-4x.json"
-SHORT=$($PY -c "from sr3_desktop.core.model_card import read_card
+SHORT=$($PY -c "from sr3_desktop.core.model_files.card import read_card
 print(' '.join('--preset ' + n for n in read_card('$SR3').preset_names() if n != 'quality'))")
 # shellcheck disable=SC2086  # one word per flag
 $PY -m exporter evaluate "$SR3" --regression "$REG" --data "$VAL" $SHORT \

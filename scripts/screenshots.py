@@ -91,7 +91,7 @@ def prepare_inputs(scale: int) -> tuple[Path, Path, Path]:
 
 
 def install_models(args: argparse.Namespace) -> None:
-    from sr3_desktop.core import models
+    from sr3_desktop.core.model_files import registry as models
 
     for path in (args.sr3, args.regression):
         if path:

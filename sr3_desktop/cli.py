@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import TextIO
 
 from sr3_desktop import __version__
-from sr3_desktop.core import batch, estimate
-from sr3_desktop.core.denoiser import DEVICES, OnnxDenoiser
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import SAVE_FORMATS, cleanup_stale_temp_files, output_format
-from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.models import data_dir, scan_models, user_models_dir
-from sr3_desktop.core.pipeline import METHODS, RefineOptions, RefineStep
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.denoiser import DEVICES, OnnxDenoiser
+from sr3_desktop.core.model_files.registry import data_dir, scan_models, user_models_dir
+from sr3_desktop.core.upscale import estimate
+from sr3_desktop.core.upscale import flow as batch
+from sr3_desktop.core.upscale.pipeline import METHODS, RefineOptions, RefineStep
 
 COMMANDS = ("upscale", "models")
 EXIT_OK, EXIT_FAILED, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 130

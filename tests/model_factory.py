@@ -47,7 +47,7 @@ def make_tiny_models(out_dir: Path) -> tuple[Path, Path]:
         return _CACHE[out_dir]
     sr3_path, regression_path = out_dir / "tiny-sr3.onnx", out_dir / "tiny-regression.onnx"
     if not (sr3_path.is_file() and regression_path.is_file()):
-        from exporter.export_onnx import export
+        from exporter.export.export_onnx import export
 
         photos = make_photo_folder(out_dir / "photos")
         sr3_run, regression_run = out_dir / "runs" / "sr3", out_dir / "runs" / "regression"

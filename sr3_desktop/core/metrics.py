@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sr3_desktop.core import resample
+from sr3_desktop.core.imageio import resample
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

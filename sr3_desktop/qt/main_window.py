@@ -31,21 +31,21 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.core.imageio import LoadedImage
-from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.models import ModelEntry
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.qt import dialogs, icons
 from sr3_desktop.qt.about import AboutDialog
 from sr3_desktop.qt.controllers.app_controller import Controller
 from sr3_desktop.qt.logs import current_log_file
 from sr3_desktop.qt.settings import AppSettings, SettingsStore
-from sr3_desktop.qt.state import BatchItem, MetricsRow
+from sr3_desktop.qt.view_data import BatchItem, MetricsRow
 from sr3_desktop.qt.views import file_dialogs
 from sr3_desktop.qt.views.batch_view import BatchView
 from sr3_desktop.qt.views.compare_view import PREVIEW_LABELS, CompareView
 from sr3_desktop.qt.views.drop_zone import DropZone, paths_from_mime
 from sr3_desktop.qt.views.metrics_panel import MetricsPanel
 from sr3_desktop.qt.views.model_panel import ModelPanel
-from sr3_desktop.qt.views.progress import ProgressView
+from sr3_desktop.qt.views.progress_bar import ProgressView
 from sr3_desktop.qt.views.qimage import qimage_to_rgb
 from sr3_desktop.qt.views.settings_panel import SettingsPanel, device_choices
 

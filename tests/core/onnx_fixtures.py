@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from sr3_desktop.core.model_card import CARD_METADATA_KEY, InferencePreset, ModelCard, embed_card
-from sr3_desktop.core.schedule import ScheduleSpec, inference_levels
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec, inference_levels
+from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, InferencePreset, ModelCard, embed_card
 
 OPSET = 17
 IR_VERSION = 9

@@ -1,6 +1,6 @@
 """An independent float64 reference of the reverse chain, written straight from the papers.
 
-It shares no code with ``sr3_desktop.core.sampler`` (nor its schedule helpers): the golden-chain
+It shares no code with ``sr3_desktop.core.diffusion.sampler`` (nor its schedule helpers): the golden-chain
 tests run the app's float32 sampler and this reference on the same fixed, non-oracle model and
 compare the two, so a change in any step's maths shows up in the result.
 

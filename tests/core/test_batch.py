@@ -13,14 +13,14 @@ from onnx_fixtures import local_sr3, make_card, regression, save
 from PIL import Image
 
 from sr3_desktop import cli
-from sr3_desktop.core import batch
-from sr3_desktop.core.denoiser import get_denoiser
 from sr3_desktop.core.errors import ImageSaveError, ModelError, SR3Error
-from sr3_desktop.core.estimate import RunEstimate
 from sr3_desktop.core.imageio import SUPPORTED_EXTENSIONS, TEMP_PREFIX, OutputExistsError, load_image, save_image
-from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.models import ModelEntry, import_model
-from sr3_desktop.core.pipeline import RefineOptions, RefineStep
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.denoiser import get_denoiser
+from sr3_desktop.core.model_files.registry import ModelEntry, import_model
+from sr3_desktop.core.upscale import flow as batch
+from sr3_desktop.core.upscale.estimate import RunEstimate
+from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineStep
 
 RNG = np.random.default_rng(3)
 
@@ -68,7 +68,7 @@ def test_symlinked_folders_are_not_followed(tmp_path: Path) -> None:
 
 def test_the_exporter_finds_training_images_by_the_same_rule(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from exporter import data
+    from exporter.training import data
 
     for name in ("a.png", "b.gif", "c.bmp", ".d.png", "sub/e.webp", ".cache/f.png", "g.txt"):
         touch(tmp_path / name)

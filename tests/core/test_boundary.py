@@ -26,8 +26,10 @@ def loaded_after(imports: list[str]) -> dict[str, list[str]]:
 
 
 def test_core_and_all_its_modules_load_no_qt_and_no_torch() -> None:
-    modules = [f"sr3_desktop.core.{m.name}" for m in pkgutil.iter_modules(sr3_desktop.core.__path__)]
-    assert {"sr3_desktop.core.pipeline", "sr3_desktop.core.denoiser", "sr3_desktop.core.sampler"} <= set(modules)
+    modules = [m.name for m in pkgutil.walk_packages(sr3_desktop.core.__path__, "sr3_desktop.core.")]
+    expected = {"sr3_desktop.core.upscale.pipeline", "sr3_desktop.core.model_files.denoiser",
+                "sr3_desktop.core.diffusion.sampler"}
+    assert expected <= set(modules)
     loaded = loaded_after(["sr3_desktop.core", *modules])
     assert loaded == {name: [] for name in FORBIDDEN}
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from sr3_desktop import cli
-from sr3_desktop.core import models
-from sr3_desktop.core.model_card import read_card
+from sr3_desktop.core.model_files import registry as models
+from sr3_desktop.core.model_files.card import read_card
 
 BUNDLED = Path(models.BUNDLED_DIR)
 

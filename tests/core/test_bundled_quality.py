@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sr3_desktop.core import metrics, models
-from sr3_desktop.core.denoiser import get_denoiser
-from sr3_desktop.core.pipeline import RefineOptions, run
-from sr3_desktop.core.resample import downscale
+from sr3_desktop.core import metrics
+from sr3_desktop.core.imageio.resample import downscale
+from sr3_desktop.core.model_files import registry as models
+from sr3_desktop.core.model_files.denoiser import get_denoiser
+from sr3_desktop.core.upscale.pipeline import RefineOptions, run
 
 skimage_data = pytest.importorskip("skimage.data")
 

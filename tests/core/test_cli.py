@@ -16,8 +16,9 @@ from sample_inputs import write_sample_inputs
 
 import sr3_desktop.__main__ as entry
 from sr3_desktop import cli
-from sr3_desktop.core import batch, models
 from sr3_desktop.core.imageio import atomic
+from sr3_desktop.core.model_files import registry as models
+from sr3_desktop.core.upscale import flow as batch
 
 REPO = Path(__file__).resolve().parents[2]
 

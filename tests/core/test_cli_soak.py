@@ -35,7 +35,7 @@ import io, json, os, sys
 from pathlib import Path
 
 from sr3_desktop import cli
-from sr3_desktop.core import models
+from sr3_desktop.core.model_files import registry as models
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

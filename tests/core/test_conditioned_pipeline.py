@@ -13,12 +13,12 @@ import pytest
 from onnx import TensorProto
 from onnx_fixtures import custom_graph, make_card, oracle_sr3, regression, save
 
-from sr3_desktop.core import resample
-from sr3_desktop.core.denoiser import OnnxDenoiser
+from sr3_desktop.core.diffusion.schedule import gamma_of_sigma
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.model_card import InferencePreset
-from sr3_desktop.core.pipeline import RefineOptions, refine, run
-from sr3_desktop.core.schedule import gamma_of_sigma
+from sr3_desktop.core.imageio import resample
+from sr3_desktop.core.model_files.card import InferencePreset
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale.pipeline import RefineOptions, refine, run
 
 REGRESSION_NAME = "fixture-regression-4x"
 LR = np.random.default_rng(0).random((11, 9, 3)).astype(np.float32)  # 44 x 36 out: padded to 48 x 40
@@ -94,8 +94,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch = pytest.importorskip("torch")
     from model_factory import make_photo_folder, train_tiny
 
-    from exporter.checkpoint import load_checkpoint, save_checkpoint
-    from exporter.export_onnx import export
+    from exporter.export.export_onnx import export
+    from exporter.training.checkpoint import load_checkpoint, save_checkpoint
 
     root = tmp_path_factory.mktemp("conditioned")
     photos = make_photo_folder(root / "photos")
@@ -124,10 +124,10 @@ def test_a_conditioned_run_exports_a_card_naming_its_regression_model(trained: d
 def test_training_conditions_on_what_the_app_computes(trained: dict[str, Path], tmp_path: Path) -> None:
     """The Trainer's frozen regression (torch) gives the pipeline's regression estimate (onnxruntime)."""
     torch = pytest.importorskip("torch")
-    from exporter.checkpoint import load_checkpoint
     from exporter.config import TrainConfig
-    from exporter.data import load_rgb, make_pair
-    from exporter.train import Trainer
+    from exporter.training.checkpoint import load_checkpoint
+    from exporter.training.data import load_rgb, make_pair
+    from exporter.training.train import Trainer
 
     config = TrainConfig.from_dict(load_checkpoint(trained["sr3_run"])["config"])
     trainer = Trainer(config, trained["photos"], tmp_path / "unused")

@@ -13,9 +13,9 @@ import onnxruntime as ort
 import pytest
 from onnx_fixtures import local_sr3, oracle_sr3, regression, save
 
-from sr3_desktop.core import denoiser as denoiser_module
-from sr3_desktop.core.denoiser import OnnxDenoiser
-from sr3_desktop.core.pipeline import RefineOptions, run
+from sr3_desktop.core.model_files import denoiser as denoiser_module
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale.pipeline import RefineOptions, run
 
 DEVICE, PROVIDER = "cuda", "CUDAExecutionProvider"
 pytestmark = [

@@ -9,8 +9,10 @@ import pytest
 from onnx import TensorProto, helper
 from onnx_fixtures import custom_graph, local_sr3, make_card, oracle_sr3, regression, save, sharpen_numpy
 
-from sr3_desktop.core import denoiser as denoiser_module
-from sr3_desktop.core.denoiser import (
+from sr3_desktop.core.errors import ModelError, SR3Error
+from sr3_desktop.core.model_files import denoiser as denoiser_module
+from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCardError
+from sr3_desktop.core.model_files.denoiser import (
     OnnxDenoiser,
     clear_cache,
     default_threads,
@@ -18,8 +20,6 @@ from sr3_desktop.core.denoiser import (
     get_denoiser,
     plan_providers,
 )
-from sr3_desktop.core.errors import ModelError, SR3Error
-from sr3_desktop.core.model_card import CARD_METADATA_KEY, ModelCardError
 
 IMAGE = ["N", 3, "H", "W"]
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16

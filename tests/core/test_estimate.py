@@ -12,10 +12,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_fixtures import local_sr3, make_card, regression, save
 
-from sr3_desktop.core import batch, estimate
-from sr3_desktop.core.denoiser import OnnxDenoiser
-from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.pipeline import RefineOptions
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale import estimate
+from sr3_desktop.core.upscale import flow as batch
+from sr3_desktop.core.upscale.pipeline import RefineOptions
 
 LR = np.random.default_rng(0).uniform(0, 1, (80, 96, 3)).astype(np.float32)  # 384 x 320 out
 
@@ -45,7 +46,7 @@ def heavy_sr3(card: ModelCard, channels: int = 32, layers: int = 3) -> onnx.Mode
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.checker.check_model(model)
-    from sr3_desktop.core.model_card import embed_card
+    from sr3_desktop.core.model_files.card import embed_card
 
     embed_card(model, card)
     return model

@@ -15,13 +15,14 @@ import pytest
 from onnx_fixtures import local_sr3, oracle_sr3, regression, save
 from PIL import Image
 
-from sr3_desktop.core import batch, canvas, resample
-from sr3_desktop.core.bands import array_reader, resize_region
-from sr3_desktop.core.canvas import OutputCanvas
-from sr3_desktop.core.denoiser import OnnxDenoiser
-from sr3_desktop.core.imageio import LoadedImage, check_output_size, load_image, save_image
+from sr3_desktop.core.imageio import LoadedImage, check_output_size, load_image, resample, save_image
 from sr3_desktop.core.metrics import consistency
-from sr3_desktop.core.pipeline import RefineOptions, refine, run
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale import flow as batch
+from sr3_desktop.core.upscale import output_canvas as canvas
+from sr3_desktop.core.upscale.bands import array_reader, resize_region
+from sr3_desktop.core.upscale.output_canvas import OutputCanvas
+from sr3_desktop.core.upscale.pipeline import RefineOptions, refine, run
 
 LR = np.random.default_rng(11).uniform(0, 1, (37, 29, 3)).astype(np.float32)  # 148 x 116 out
 QUANTUM = 1 / 65535  # an image on disk is stored with 16 bits per sample

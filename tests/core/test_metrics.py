@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sr3_desktop.core import metrics, resample
+from sr3_desktop.core import metrics
+from sr3_desktop.core.imageio import resample
 
 RNG = np.random.default_rng(5)
 

@@ -9,7 +9,7 @@ import pytest
 from onnx_fixtures import make_card, oracle_sr3, regression, save
 
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.model_card import (
+from sr3_desktop.core.model_files.card import (
     CARD_METADATA_KEY,
     ModelCard,
     ModelCardError,

@@ -9,8 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_fixtures import local_sr3, make_card, oracle_sr3, regression, save
 
 from sr3_desktop.core.errors import ModelError, SR3Error
-from sr3_desktop.core.model_card import ModelCardError, embed_card
-from sr3_desktop.core.models import (
+from sr3_desktop.core.model_files.card import ModelCardError, embed_card
+from sr3_desktop.core.model_files.registry import (
     default_model,
     import_model,
     list_models,

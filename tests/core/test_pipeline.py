@@ -9,11 +9,12 @@ import pytest
 import reference_chain
 from onnx_fixtures import local_sr3, make_card, oracle_sr3, regression, save, sharpen_numpy
 
-from sr3_desktop.core import resample
-from sr3_desktop.core.denoiser import OnnxDenoiser
+from sr3_desktop.core.diffusion.schedule import inference_levels
 from sr3_desktop.core.errors import ImageLoadError, SR3Error
-from sr3_desktop.core.model_card import InferencePreset, ModelCard, ModelCardError
-from sr3_desktop.core.pipeline import (
+from sr3_desktop.core.imageio import resample
+from sr3_desktop.core.model_files.card import InferencePreset, ModelCard, ModelCardError
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale.pipeline import (
     RefineOptions,
     attention_downsample,
     back_project,
@@ -23,8 +24,7 @@ from sr3_desktop.core.pipeline import (
     run,
     to_model,
 )
-from sr3_desktop.core.schedule import inference_levels
-from sr3_desktop.core.tiling import pad_to_multiple
+from sr3_desktop.core.upscale.tiling import pad_to_multiple
 
 LR = np.random.default_rng(0).uniform(0, 1, (9, 13, 3)).astype(np.float32)
 

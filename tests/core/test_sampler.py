@@ -7,7 +7,7 @@ import reference_chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sr3_desktop.core.sampler import (
+from sr3_desktop.core.diffusion.sampler import (
     Sampler,
     clip_y0,
     ddim_sigma,
@@ -17,7 +17,7 @@ from sr3_desktop.core.sampler import (
     network_input,
     split_prediction,
 )
-from sr3_desktop.core.schedule import ScheduleSpec, inference_levels
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec, inference_levels
 
 PAPER = ScheduleSpec("linear", 2000, 1e-6, 1e-2)
 SHAPE = (3, 6, 5)

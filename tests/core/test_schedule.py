@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sr3_desktop.core.schedule import (
+from sr3_desktop.core.diffusion.schedule import (
     ScheduleError,
     ScheduleSpec,
     gamma_of_sigma,

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from onnx_fixtures import local_sr3, save
 
-from sr3_desktop.core.denoiser import OnnxDenoiser
-from sr3_desktop.core.pipeline import RefineOptions, run
-from sr3_desktop.core.tiling import (
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale.pipeline import RefineOptions, run
+from sr3_desktop.core.upscale.tiling import (
     TilingCancelled,
     auto_margin,
     batch_size,

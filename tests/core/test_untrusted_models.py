@@ -33,11 +33,11 @@ from onnx_fixtures import (
 )
 from PIL import Image
 
-from sr3_desktop.core import model_safety
-from sr3_desktop.core.denoiser import OnnxDenoiser
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.model_card import ModelCard, read_card
-from sr3_desktop.core.model_probe import (
+from sr3_desktop.core.model_files import safety as model_safety
+from sr3_desktop.core.model_files.card import ModelCard, read_card
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.model_files.probe import (
     FROZEN_PROBE_FLAG,
     TERMINATE_GRACE_S,
     child_command,
@@ -49,8 +49,14 @@ from sr3_desktop.core.model_probe import (
     probe_inputs,
     probe_once,
 )
-from sr3_desktop.core.model_safety import check_onnx_file
-from sr3_desktop.core.models import bundled_models_dir, import_model, resolve_model, user_models_dir, validate_model
+from sr3_desktop.core.model_files.registry import (
+    bundled_models_dir,
+    import_model,
+    resolve_model,
+    user_models_dir,
+    validate_model,
+)
+from sr3_desktop.core.model_files.safety import check_onnx_file
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CODE = ("sr3_desktop", "exporter")
@@ -149,7 +155,7 @@ def test_a_normal_import_opens_only_the_model(registry: Path, tmp_path: Path, se
     assert sessions == ["good.onnx"]
     entry = import_model(path)
     assert sessions == ["good.onnx"]
-    assert [c[1:] for c in children] == [["-m", "sr3_desktop.core.model_probe", str(path.resolve())]]
+    assert [c[1:] for c in children] == [["-m", "sr3_desktop.core.model_files.probe", str(path.resolve())]]
     assert entry.path.parent == user_models_dir()
 
 
@@ -303,7 +309,7 @@ def test_the_time_limit_stops_an_endless_loop_in_the_child(loop_file: Path, tmp_
     """The allowlist is bypassed inside the child (a sitecustomize adds Loop): the kill at 3 s refuses it."""
     bypass = tmp_path / "bypass"
     bypass.mkdir()
-    (bypass / "sitecustomize.py").write_text("import sr3_desktop.core.model_safety as s\n"
+    (bypass / "sitecustomize.py").write_text("import sr3_desktop.core.model_files.safety as s\n"
                                              "s.ALLOWED_OPERATORS = s.ALLOWED_OPERATORS | {'Loop'}\n")
     monkeypatch.setenv("PYTHONPATH", str(bypass))
     start = time.perf_counter()
@@ -324,7 +330,7 @@ def test_the_time_limit_stops_an_endless_loop_in_a_thread(loop_file: Path, loop_
 def test_a_frozen_app_tests_in_a_child_started_by_its_own_flag(loop_file: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """PyInstaller's sys.executable is the app: the child is `APP --sr3-model-probe FILE` (scripts/app_entry.py)."""
-    assert child_command(loop_file)[1:3] == ["-m", "sr3_desktop.core.model_probe"]
+    assert child_command(loop_file)[1:3] == ["-m", "sr3_desktop.core.model_files.probe"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     assert child_command(loop_file) == [sys.executable, FROZEN_PROBE_FLAG, str(loop_file.resolve())]
 

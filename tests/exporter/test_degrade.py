@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from exporter import degrade
-from exporter.data import CropStream, make_pair, to_model
-from sr3_desktop.core.resample import downscale, upscale
+from exporter.training import degrade
+from exporter.training.data import CropStream, make_pair, to_model
+from sr3_desktop.core.imageio.resample import downscale, upscale
 
 SCALE = 4
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from exporter import evaluate, search_schedule
 from exporter.__main__ import main
-from exporter.eval_crops import EvalCrop, as_jpeg, load_crops
-from exporter.search_schedule import (
+from exporter.evaluation import evaluate, search_schedule
+from exporter.evaluation.eval_crops import EvalCrop, as_jpeg, load_crops
+from exporter.evaluation.search_schedule import (
     Candidate,
     Targets,
     pick,
@@ -22,9 +22,10 @@ from exporter.search_schedule import (
     to_preset,
     worse_than_regression_everywhere,
 )
-from sr3_desktop.core import metrics, resample
-from sr3_desktop.core.model_card import read_card
-from sr3_desktop.core.schedule import gamma_of_sigma
+from sr3_desktop.core import metrics
+from sr3_desktop.core.diffusion.schedule import gamma_of_sigma
+from sr3_desktop.core.imageio import resample
+from sr3_desktop.core.model_files.card import read_card
 from tests.model_factory import make_photo_folder, make_tiny_models
 
 REGRESSION = {"psnr_y": 30.0, "gmsd": 0.04, "grain": 0.5, "spectral_gap": 1.0, "detail_fidelity": 0.5,

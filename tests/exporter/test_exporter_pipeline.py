@@ -18,11 +18,11 @@ from model_factory import make_photo_folder, make_tiny_models, train_tiny
 from PIL import Image
 
 from exporter.__main__ import COMMANDS, main
-from exporter.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from exporter.export_onnx import export
-from exporter.verify import TOLERANCE, verify
-from sr3_desktop.core.model_card import read_card
-from sr3_desktop.core.schedule import ScheduleSpec
+from exporter.export.export_onnx import export
+from exporter.export.verify import TOLERANCE, verify
+from exporter.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec
+from sr3_desktop.core.model_files.card import read_card
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from exporter.config import PRESETS, ConfigError, TrainConfig, apply_overrides, get_preset, load_toml
-from exporter.data import (
+from exporter.training.data import (
     CropStream,
     DataError,
     ImageSet,
@@ -20,9 +20,9 @@ from exporter.data import (
     split_images,
     validation_batch,
 )
-from exporter.diffusion import GammaSampler, loss_weight, prediction_target, q_sample, to_x0_eps
-from sr3_desktop.core.resample import downscale, upscale
-from sr3_desktop.core.schedule import ScheduleSpec
+from exporter.training.objective import GammaSampler, loss_weight, prediction_target, q_sample, to_x0_eps
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec
+from sr3_desktop.core.imageio.resample import downscale, upscale
 
 
 # --- diffusion -----------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def test_empty_or_too_small_folders_are_reported(tmp_path: Path) -> None:
 def test_attention_matmuls_match_the_einsum_maths_and_export_without_einsum() -> None:
     import math
 
-    from exporter.export_onnx import to_onnx
+    from exporter.export.export_onnx import to_onnx
     from exporter.unet import SKIP_SCALE, SelfAttention, UNet, UNetConfig
 
     torch.manual_seed(0)

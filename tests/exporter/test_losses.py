@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from exporter.config import TrainConfig, get_preset
-from exporter.diffusion import (
+from exporter.training.objective import (
     GammaSampler,
     focus_mask,
     focused_gammas,

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from exporter.config import apply_overrides, get_preset
-from exporter.diffusion import ddim_sample, prediction_target, q_sample, to_x0_eps
-from sr3_desktop.core.sampler import Sampler, clip_y0, split_prediction
-from sr3_desktop.core.schedule import ScheduleSpec, inference_levels
+from exporter.training.objective import ddim_sample, prediction_target, q_sample, to_x0_eps
+from sr3_desktop.core.diffusion.sampler import Sampler, clip_y0, split_prediction
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec, inference_levels
 
 PREDICTIONS = ["epsilon", "x0", "v"]
 TARGETS = ["hr", "residual"]

@@ -12,11 +12,11 @@ import torch
 from model_factory import make_photo_folder, train_tiny
 
 from exporter.__main__ import main
-from exporter.checkpoint import load_checkpoint, save_checkpoint
-from exporter.export_onnx import export
-from exporter.onnx_weights import load_unet
+from exporter.export.export_onnx import export
+from exporter.training.checkpoint import load_checkpoint, save_checkpoint
+from exporter.training.onnx_weights import load_unet
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.model_card import read_card
+from sr3_desktop.core.model_files.card import read_card
 
 
 def randomised_export(run_dir: Path, out: Path, name: str, seed: int) -> Path:
@@ -151,7 +151,7 @@ def _foreign_card_onnx(work: Path, path: Path) -> Path:
     """A model with a valid card whose architecture names no U-Net (as an imported third-party model)."""
     proto = onnx.load(str(work / "source-regression.onnx"))
     card = read_card(work / "source-regression.onnx").with_updates(architecture={"parameters": 10})
-    from sr3_desktop.core.model_card import embed_card
+    from sr3_desktop.core.model_files.card import embed_card
 
     embed_card(proto, card)
     onnx.save(proto, str(path))

@@ -54,7 +54,7 @@ def isolated_user_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 @pytest.fixture
 def installed_models(model_files: tuple[Path, Path], isolated_user_folders: Path) -> tuple[Path, Path]:
     """The tiny models imported into this test's data folder through the real import path."""
-    from sr3_desktop.core import models
+    from sr3_desktop.core.model_files import registry as models
 
     sr3 = models.import_model(model_files[0])
     regression = models.import_model(model_files[1])

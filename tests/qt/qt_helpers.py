@@ -11,8 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from sr3_desktop.core.model_card import InferencePreset, ModelCard, embed_card
-from sr3_desktop.core.schedule import ScheduleSpec, inference_levels
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec, inference_levels
+from sr3_desktop.core.model_files.card import InferencePreset, ModelCard, embed_card
 
 TRAIN = ScheduleSpec("linear", 2000, 1e-6, 1e-2)
 SR3_NAME, REGRESSION_NAME = "qt-test-sr3", "qt-test-regression"

@@ -18,12 +18,12 @@ from qt_helpers import write_image
 
 import sr3_desktop.qt
 from sr3_desktop.core.imageio import load_image
-from sr3_desktop.core.models import list_models
-from sr3_desktop.core.pipeline import RefineResult, RefineStep
+from sr3_desktop.core.model_files.registry import list_models
+from sr3_desktop.core.upscale.pipeline import RefineResult, RefineStep
 from sr3_desktop.qt.controllers.app_controller import Controller
 from sr3_desktop.qt.settings import AppSettings
-from sr3_desktop.qt.state import BatchItem, MetricsRow
 from sr3_desktop.qt.tasks import TASK_KINDS
+from sr3_desktop.qt.view_data import BatchItem, MetricsRow
 from sr3_desktop.qt.views.protocol import View
 from sr3_desktop.qt.views.settings_panel import device_choices
 

@@ -19,9 +19,9 @@ from PySide6.QtWidgets import QFileDialog
 from test_window import drop_files
 
 from sr3_desktop.core.imageio import SUPPORTED_EXTENSIONS
-from sr3_desktop.core.resample import upscale
+from sr3_desktop.core.imageio.resample import upscale
 from sr3_desktop.qt.main_window import PAGE_SINGLE
-from sr3_desktop.qt.views.canvas import ImagePane
+from sr3_desktop.qt.views.image_panes import ImagePane
 from sr3_desktop.qt.views.qimage import qimage_to_rgb
 
 MIN_SAMPLES = 40

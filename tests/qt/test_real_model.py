@@ -22,7 +22,7 @@ def exported_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
 
 @pytest.fixture
 def real_window(make_window: Any, exported_models: tuple[Path, Path], tmp_path: Path) -> Any:
-    from sr3_desktop.core import models
+    from sr3_desktop.core.model_files import registry as models
 
     sr3 = models.import_model(exported_models[0])
     regression = models.import_model(exported_models[1])

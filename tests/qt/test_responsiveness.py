@@ -13,8 +13,8 @@ from PySide6.QtCore import QThread, QTimer
 from qt_helpers import write_image
 from test_window import load
 
-from sr3_desktop.core.pipeline import RefineResult, RefineStep
-from sr3_desktop.qt.worker import RefineWorker
+from sr3_desktop.core.upscale.pipeline import RefineResult, RefineStep
+from sr3_desktop.qt.refine_worker import RefineWorker
 
 
 def rss_bytes() -> int:

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QMessageBox
 from qt_helpers import visible_message_boxes
 from test_window import load
 
-from sr3_desktop.core import estimate
+from sr3_desktop.core.upscale import estimate
 from sr3_desktop.qt.dialogs import LONG_RUN_DIALOG_NAME
 
 

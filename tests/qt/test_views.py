@@ -11,14 +11,14 @@ from PySide6.QtCore import QMimeData, QPointF, QSize, QUrl
 from PySide6.QtGui import QImage
 from qt_helpers import make_card, write_image
 
-from sr3_desktop.qt.batch import plan_batch, summary
-from sr3_desktop.qt.state import BatchItem, MetricsRow
-from sr3_desktop.qt.views.canvas import ImagePane, ViewSync
+from sr3_desktop.qt.batch_worker import plan_batch, summary
+from sr3_desktop.qt.view_data import BatchItem, MetricsRow
 from sr3_desktop.qt.views.compare_view import CompareView
 from sr3_desktop.qt.views.drop_zone import paths_from_mime
+from sr3_desktop.qt.views.image_panes import ImagePane, ViewSync
 from sr3_desktop.qt.views.metrics_panel import MetricsPanel
 from sr3_desktop.qt.views.model_panel import card_html
-from sr3_desktop.qt.views.progress import ProgressClock, format_duration, format_progress
+from sr3_desktop.qt.views.progress_bar import ProgressClock, format_duration, format_progress
 from sr3_desktop.qt.views.qimage import heatmap_rgb, qimage_to_rgb, rgb_to_qimage
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sr3_desktop.core import resample
+from sr3_desktop.core.imageio import resample
 
 
 def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:

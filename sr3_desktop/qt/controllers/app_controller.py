@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject
 
-from sr3_desktop.core.batch import Models, OutputSize, refine_image
 from sr3_desktop.core.imageio import LoadedImage, cleanup_stale_temp_files, load_image
-from sr3_desktop.core.pipeline import RefineOptions, RefineResult
+from sr3_desktop.core.upscale.flow import Models, OutputSize, refine_image
+from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineResult
+from sr3_desktop.qt.app_state import AppModel, BatchState
 from sr3_desktop.qt.controllers.batch_controller import BatchController
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.events import AppEvents
@@ -28,7 +29,6 @@ from sr3_desktop.qt.controllers.model_controller import ModelController
 from sr3_desktop.qt.controllers.run_controller import RunController, RunPlan, opened_placeholders
 from sr3_desktop.qt.controllers.run_slot import RunSlot
 from sr3_desktop.qt.controllers.save_controller import SaveController
-from sr3_desktop.qt.model import AppModel, BatchState
 from sr3_desktop.qt.settings import AppSettings, SettingsStore
 from sr3_desktop.qt.tasks import TaskRunner
 from sr3_desktop.qt.views.protocol import View

@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from sr3_desktop.core import estimate
-from sr3_desktop.core.denoiser import DEVICE_LABELS, get_denoiser
 from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.core.models import ModelEntry
+from sr3_desktop.core.model_files.denoiser import DEVICE_LABELS, get_denoiser
+from sr3_desktop.core.model_files.registry import ModelEntry
+from sr3_desktop.core.upscale import estimate
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.dialogs import CANCEL

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sr3_desktop.qt.app_state import AppModel
 from sr3_desktop.qt.controllers.events import AppEvents
-from sr3_desktop.qt.model import AppModel
 from sr3_desktop.qt.settings import SettingsStore
 from sr3_desktop.qt.tasks import TaskRunner
 from sr3_desktop.qt.views.protocol import View

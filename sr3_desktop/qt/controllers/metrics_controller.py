@@ -8,7 +8,7 @@ from pathlib import Path
 from sr3_desktop.core.imageio import LoadedImage, load_image
 from sr3_desktop.core.metrics import consistency, detail_fidelity, gmsd, grain, psnr_y, spectral_gap, ssim_y
 from sr3_desktop.qt.controllers.context import AppContext
-from sr3_desktop.qt.state import RESULT_METHODS, MetricsRow
+from sr3_desktop.qt.view_data import RESULT_METHODS, MetricsRow
 
 
 class MetricsController:

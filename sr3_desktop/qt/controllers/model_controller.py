@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sr3_desktop.core import models
-from sr3_desktop.core.models import ModelEntry
+from sr3_desktop.core.model_files import registry as models
+from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.qt.controllers.context import AppContext
 
 

@@ -13,22 +13,22 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject
 
-from sr3_desktop.core.batch import regression_for
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import check_output_size
-from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.models import ModelEntry
-from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.registry import ModelEntry
+from sr3_desktop.core.upscale.flow import regression_for
+from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineResult, RefineStep
 from sr3_desktop.qt.controllers.consent import LongRunPrompt
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController
 from sr3_desktop.qt.controllers.model_controller import ModelController
 from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.controllers.run_slot import RunSlot
+from sr3_desktop.qt.refine_worker import RefineJob, RefineWorker
 from sr3_desktop.qt.settings import CUSTOM_PRESET, MAX_SEED
-from sr3_desktop.qt.state import METHOD_LABELS, RESULT_METHODS
-from sr3_desktop.qt.views.progress import ProgressClock
-from sr3_desktop.qt.worker import RefineJob, RefineWorker
+from sr3_desktop.qt.view_data import METHOD_LABELS, RESULT_METHODS
+from sr3_desktop.qt.views.progress_bar import ProgressClock
 
 LARGE_PREVIEW_PIXELS = 1_000_000
 LARGE_PREVIEW_INTERVAL_S = 0.1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sr3_desktop.core.batch import OutputSize
-from sr3_desktop.core.models import ModelEntry
-from sr3_desktop.core.pipeline import RefineOptions
+from sr3_desktop.core.model_files.registry import ModelEntry
+from sr3_desktop.core.upscale.flow import OutputSize
+from sr3_desktop.core.upscale.pipeline import RefineOptions
 
 
 @dataclass(frozen=True)

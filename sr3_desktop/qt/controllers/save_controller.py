@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sr3_desktop.core.batch import save_result
 from sr3_desktop.core.imageio import (
     DEFAULT_FORMAT,
     SAVE_FORMATS,
@@ -15,7 +14,8 @@ from sr3_desktop.core.imageio import (
     output_format,
     save_notes,
 )
-from sr3_desktop.core.pipeline import RefineResult
+from sr3_desktop.core.upscale.flow import save_result
+from sr3_desktop.core.upscale.pipeline import RefineResult
 from sr3_desktop.qt.controllers.context import AppContext
 
 

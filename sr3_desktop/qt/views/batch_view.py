@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.state import BatchItem
+from sr3_desktop.qt.view_data import BatchItem
 
 STATUS_TEXT = {"pending": "Waiting", "running": "Refining…", "done": "Done", "skipped": "Skipped",
                "error": "Error", "cancelled": "Cancelled"}

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.views.canvas import ImagePane, ViewSync, WipePane
+from sr3_desktop.qt.views.image_panes import ImagePane, ViewSync, WipePane
 
 METHODS = ("input", "bicubic", "regression", "sr3")
 RESULTS = METHODS[1:]

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.qt import icons
-from sr3_desktop.qt.state import METHOD_LABELS, PAPER_NOTE, RESULT_METHODS, MetricsRow
-from sr3_desktop.qt.views.canvas import ImagePane, ViewSync
+from sr3_desktop.qt.view_data import METHOD_LABELS, PAPER_NOTE, RESULT_METHODS, MetricsRow
+from sr3_desktop.qt.views.image_panes import ImagePane, ViewSync
 from sr3_desktop.qt.views.qimage import heatmap_rgb
 
 METRICS = ("Consistency", "PSNR-Y", "SSIM-Y", "GMSD", "Grain", "Spectral gap", "Detail")

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.models import ModelEntry
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.qt import icons
 
 

@@ -9,9 +9,9 @@ from typing import Protocol
 import numpy as np
 
 from sr3_desktop.core.imageio import LoadedImage
-from sr3_desktop.core.model_card import ModelCard
-from sr3_desktop.core.models import ModelEntry
-from sr3_desktop.qt.state import BatchItem, MetricsRow
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.registry import ModelEntry
+from sr3_desktop.qt.view_data import BatchItem, MetricsRow
 
 
 class View(Protocol):

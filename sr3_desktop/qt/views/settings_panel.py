@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sr3_desktop.core.denoiser import DEVICE_LABELS, DEVICES, plan_providers
 from sr3_desktop.core.imageio import OUTPUT_FORMATS
-from sr3_desktop.core.model_card import ModelCard
+from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.denoiser import DEVICE_LABELS, DEVICES, plan_providers
 from sr3_desktop.qt import icons
 from sr3_desktop.qt.settings import CUSTOM_PRESET, MAX_SEED, AppSettings
 

@@ -1,0 +1,1 @@
+"""Export and verification: a checkpoint's EMA weights to ONNX with the model card; parity checks."""

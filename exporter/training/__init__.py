@@ -1,0 +1,1 @@
+"""Training: data, degradations, the objective, the loop, checkpoints, validation, devices."""

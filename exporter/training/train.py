@@ -1,0 +1,420 @@
+"""`python -m exporter train`: the training loop (Adam + warm-up, EMA, clipping, autocast, DDP, resume)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import sr3_desktop
+from exporter.config import (
+    BETA_SCHEDULES,
+    CONDITIONS,
+    DEVICES,
+    KINDS,
+    LOSS_WEIGHTINGS,
+    LOSSES,
+    LR_SCHEDULES,
+    PRECISIONS,
+    PREDICTIONS,
+    PRESETS,
+    TARGETS,
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    field_docs,
+    get_preset,
+    load_toml,
+)
+from exporter.training import data as data_mod
+from exporter.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from exporter.training.devices import autocast_dtype, init_distributed, pick_device
+from exporter.training.objective import GammaSampler, RegressionCondition, regression_loss, sr3_loss
+from exporter.training.onnx_weights import load_unet, unet_config_from_card
+from exporter.training.progress_log import JsonlLog, ProgressBar
+from exporter.training.validation import save_grid, validate
+from exporter.unet import UNet, UNetConfig, count_parameters
+from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.model_files.card import ModelCard
+
+# Fields that fix what the network computes: a resumed run may not change them.
+LOCKED_ON_RESUME = ("kind", "unet", "scale", "prediction", "target", "condition", "condition_model", "beta_schedule",
+                    "beta_start", "beta_end", "timesteps")
+_CHOICES = {"kind": KINDS, "prediction": PREDICTIONS, "target": TARGETS, "condition": CONDITIONS,
+            "lr_schedule": LR_SCHEDULES, "loss": LOSSES,
+            "loss_weighting": LOSS_WEIGHTINGS, "beta_schedule": BETA_SCHEDULES, "precision": PRECISIONS}
+
+
+# --- command line ------------------------------------------------------------------------------
+def preset_table() -> str:
+    """One line per preset: U-Net width, multipliers, blocks, crop, batch, steps."""
+    lines = ["presets (paper Table A.1 rows need GPUs; cpu-* train in hours on 2 cores; tiny is for tests):"]
+    for name, p in PRESETS.items():
+        u = p.unet
+        lines.append(f"  {name:13s} {u.base_channels:3d} ch x {list(u.channel_mults)}, {u.num_res_blocks} blocks, "
+                     f"{p.scale}x, crop {p.crop}, batch {p.batch_size}, lr {p.lr:g}, {p.steps} steps")
+    lines += ["", "precedence: preset < --config TOML < flags; on --resume the checkpoint's recipe replaces the preset",
+              "and only optimisation / bookkeeping fields may change (e.g. --steps, --lr, --val-every)."]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = preset_table()
+    parser.add_argument("--data", required=True, type=Path, help="folder of training photos (searched recursively)")
+    parser.add_argument("--out", required=True, type=Path, help="run directory: checkpoint.pt, log.jsonl, samples")
+    parser.add_argument("--preset", default="cpu-small", choices=sorted(PRESETS),
+                        help="starting recipe (default cpu-small); --config and the flags below override it")
+    parser.add_argument("--config", type=Path, help="TOML file of overrides (top-level fields, or a [unet] table)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue RUN_DIR/checkpoint.pt: step count, optimiser, EMA and loss log")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL.onnx",
+                        help="start from an exported model's weights (its card gives the U-Net; the optimiser "
+                             "starts fresh, so keep a short --warmup-steps); the run's step count starts at 0")
+    parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when available, else CPU")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    group = parser.add_argument_group("recipe overrides (default: the preset's value)")
+    docs = field_docs(TrainConfig)
+    for f in fields(TrainConfig):
+        if f.name != "unet":
+            _add_override(group, f.name, getattr(TrainConfig(), f.name), docs.get(f.name, ""))
+    unet_docs = field_docs(UNetConfig)
+    for f in fields(UNetConfig):
+        _add_override(group, f.name, getattr(UNetConfig(), f.name), "U-Net: " + unet_docs.get(f.name, ""))
+
+
+def _add_override(group: argparse._ArgumentGroup, name: str, default: Any, doc: str) -> None:
+    flag = "--" + name.replace("_", "-")
+    small = get_preset("cpu-small")
+    value = getattr(small.unet, name) if hasattr(small.unet, name) else getattr(small, name)
+    shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+    help_text = f"{doc} [cpu-small: {shown}]".replace("%", "%%")
+    kw: dict[str, Any] = {"default": None, "dest": f"override_{name}", "help": help_text,
+                          "metavar": name.upper()}
+    if name in _CHOICES:
+        kw["choices"] = _CHOICES[name]
+        del kw["metavar"]
+    elif isinstance(default, tuple):
+        kw["metavar"] = "N,N,..."
+    elif isinstance(default, bool):
+        kw["type"] = int
+    elif isinstance(default, (int, float)):
+        kw["type"] = type(default)
+    group.add_argument(flag, **kw)
+
+
+def resolve_config(
+    args: argparse.Namespace, checkpoint: dict[str, Any] | None, init_card: ModelCard | None = None
+) -> TrainConfig:
+    """preset < TOML < flags; on resume the checkpoint's config replaces the preset.
+
+    With --init-from, the U-Net and the kind come from the model's card (the weights must fit them).
+    """
+    overrides = {k[len("override_"):]: v for k, v in vars(args).items() if k.startswith("override_") and v is not None}
+    base = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else get_preset(args.preset)
+    if args.config:
+        base = apply_overrides(base, load_toml(args.config))
+    config = apply_overrides(base, overrides)
+    if init_card is not None:
+        if init_card.kind != config.kind:
+            raise ConfigError(f"--init-from {args.init_from.name} is a {init_card.kind} model, but this run trains "
+                              f"--kind {config.kind}")
+        config = replace(config, unet=unet_config_from_card(init_card, args.init_from.name))
+    config = config.validate()
+    if checkpoint:
+        old = TrainConfig.from_dict(checkpoint["config"])
+        changed = [n for n in LOCKED_ON_RESUME if getattr(old, n) != getattr(config, n)]
+        if changed:
+            raise ConfigError(f"cannot change {', '.join(changed)} when resuming; start a new run directory instead")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    checkpoint_path = args.out / CHECKPOINT_NAME
+    checkpoint = None
+    if args.resume:
+        if not checkpoint_path.is_file():
+            raise SR3Error(f"--resume: no checkpoint at {checkpoint_path}")
+        checkpoint = load_checkpoint(checkpoint_path)
+    elif checkpoint_path.exists():
+        raise SR3Error(f"{checkpoint_path} exists; pass --resume to continue it, or choose another --out")
+    init: tuple[UNet, ModelCard] | None = None
+    if args.init_from is not None:
+        if args.resume:
+            raise ConfigError("--init-from starts a new run; it cannot be combined with --resume")
+        init = load_unet(args.init_from)
+    config = resolve_config(args, checkpoint, init[1] if init else None)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = list(getattr(args, "command_line", ["python", "-m", "exporter", *sys.argv[1:]]))
+    trainer = Trainer(config, args.data, args.out, args.device, checkpoint, command=command)
+    if init is not None:
+        trainer.start_from(init[0], init[1], args.init_from)
+    return trainer.run()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl+C: write a checkpoint and stop."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+# --- the loop ------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(
+        self, config: TrainConfig, data_dir: Path, run_dir: Path, device_name: str = "auto",
+        checkpoint: dict[str, Any] | None = None, command: list[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self.run_dir = Path(run_dir)
+        self.dist = init_distributed(device_name)
+        self.device = pick_device(device_name, self.dist.local_rank)
+        self.amp_dtype = autocast_dtype(config.precision, self.device)
+        self.command = list(command or [])
+        torch.manual_seed(config.seed)
+        self.model = UNet(config.unet, conditional=config.kind == "sr3").to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.step = 0
+        self.loss_log: list[list[float]] = []
+        self.images_seen = 0
+        self.wall_before = 0.0
+        self.previous_command: list[str] = []
+        self.lineage: list[dict[str, Any]] = []
+        self.time_progress = 0.0
+        """Fraction of --max-minutes used in this session (0 without a time limit)."""
+        if checkpoint:
+            self._restore(checkpoint)
+        self.train_model: nn.Module = self.model
+        if self.dist.world_size > 1:
+            ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.sampler = GammaSampler(config.schedule())
+        self.conditioner: RegressionCondition | None = None
+        self.condition_name = ""
+        if config.condition == "regression":
+            regression, card = load_unet(config.condition_model)
+            if card.kind != "regression":
+                raise ConfigError(f"condition_model {config.condition_model} is a {card.kind} model, "
+                                  "not a regression one")
+            self.conditioner = RegressionCondition(regression, card.target == "residual").to(self.device)
+            self.condition_name = card.name
+
+    def condition(self, lr_up: torch.Tensor) -> torch.Tensor:
+        """The SR3 network's lr_up input: the bicubic upsample itself, or the frozen regression's HR estimate."""
+        return lr_up if self.conditioner is None else self.conditioner(lr_up)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        if "optimizer" in ckpt:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            for group in self.optimizer.param_groups:  # a resumed run may change --lr
+                group["initial_lr"] = self.config.lr
+        self.step = int(ckpt["step"])
+        self.loss_log = [list(map(float, row)) for row in ckpt.get("loss_log", [])]
+        self.images_seen = int(ckpt.get("images_seen", 0))
+        self.wall_before = float(ckpt.get("wall_seconds", 0.0))
+        self.previous_command = [str(c) for c in ckpt.get("command", [])]
+        self.lineage = [dict(entry) for entry in ckpt.get("lineage", [])]
+
+    def start_from(self, model: nn.Module, card: ModelCard, path: Path) -> None:
+        """--init-from: copy an exported model's weights into the model and its EMA, and record the lineage."""
+        self.model.load_state_dict(model.state_dict())
+        self.ema.load_state_dict(model.state_dict())
+        previous = [dict(entry) for entry in card.training.get("lineage", [])]
+        own = {key: card.training.get(key) for key in ("steps", "wall_seconds", "images_seen", "command", "device")}
+        self.lineage = [*previous, {"model": card.name, "file": path.name, **own}]
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up to config.lr over warmup_steps, then constant (the paper) or a cosine decay."""
+        config = self.config
+        warm = min(1.0, (step + 1) / max(config.warmup_steps, 1))
+        if config.lr_schedule == "constant" or step < config.warmup_steps:
+            return config.lr * warm
+        progress = min(1.0, (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1))
+        progress = max(progress, self.time_progress)  # --max-minutes: the decay ends when the time is up
+        floor = config.lr_final_fraction
+        return config.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    def ema_decay_at(self, step: int) -> float:
+        """EMA decay, ramped up early so a short run's EMA is not stuck near the initial weights."""
+        return min(self.config.ema_decay, (1.0 + step) / (10.0 + step))
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        ema_params: list[torch.Tensor] = list(self.ema.parameters())
+        params: list[torch.Tensor] = list(self.model.parameters())
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(
+        self, lr_up: torch.Tensor, hr: torch.Tensor, generator: torch.Generator, noise_generator: torch.Generator
+    ) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        with self.autocast():
+            if self.config.kind == "sr3":
+                loss = sr3_loss(self.train_model, self.config, self.sampler, self.condition(lr_up), hr, generator,
+                                noise_generator)
+            else:
+                loss = regression_loss(self.train_model, self.config, lr_up, hr)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.update_ema(self.ema_decay_at(self.step))
+        self.step += 1
+        return float(loss.detach())
+
+    def checkpoint_payload(self, images: data_mod.ImageSet, wall: float) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "kind": self.config.kind,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "loss_log": self.loss_log,
+            "images_seen": self.images_seen,
+            "wall_seconds": wall,
+            "world_size": self.dist.world_size,
+            "parameters": count_parameters(self.model),
+            "data": {
+                "folder": self.data_dir.resolve().name,
+                "train_images": images.train_names,
+                "val_images": images.val_names,
+                "credits": images.credits,
+            },
+            "command": self.command or self.previous_command,
+            "lineage": self.lineage,
+            "condition_model_name": self.condition_name,
+            "device": str(self.device.type),
+            "code_version": sr3_desktop.__version__,
+        }
+
+    def run(self) -> int:
+        config, main = self.config, self.dist.main
+        images = data_mod.ImageSet.load(self.data_dir, config.crop, config.val_images)
+        val_source = images.val or images.train
+        val_batch = data_mod.validation_batch(val_source, config.crop, config.scale, config.val_crops)
+        val_batch["lr_up"] = self.condition(val_batch["lr_up"].to(self.device)).cpu()
+        rank_seed = config.seed * 1_000_003 + self.dist.rank * 10_007 + self.step
+        stream = data_mod.CropStream(images.train, config.crop, config.scale, config.batch_size, rank_seed,
+                                     config.degradation, (config.jpeg_quality_min, config.jpeg_quality_max))
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data_mod.loader(stream, config.workers)
+        generator = torch.Generator().manual_seed(rank_seed)  # gammas, on the CPU
+        noise_generator = torch.Generator(device=self.device).manual_seed(rank_seed + 1)  # eps, where the model is
+        log = JsonlLog(self.run_dir / "log.jsonl")
+        bar = ProgressBar(config.steps, self.step)
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            amp = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32"
+            bar.message(
+                f"{config.kind} U-Net, {count_parameters(self.model) / 1e6:.2f} M parameters, {self.device} {amp}, "
+                f"{len(images.train)} training / {len(images.val)} validation images, step {self.step}/{config.steps}"
+            )
+            if not images.val:
+                bar.message("warning: no held-out image is large enough; validating on training images")
+        previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+        session_start = time.perf_counter()
+        window_loss, window_n, data_time, step_time = 0.0, 0, 0.0, 0.0
+        loss_value = float("nan")
+        try:
+            deadline = session_start + 60.0 * config.max_minutes if config.max_minutes > 0 else float("inf")
+            while self.step < config.steps:
+                t0 = time.perf_counter()
+                if config.max_minutes > 0:
+                    self.time_progress = min(1.0, (t0 - session_start) / (60.0 * config.max_minutes))
+                if t0 >= deadline:
+                    if main:
+                        bar.message(f"--max-minutes {config.max_minutes:g} reached at step {self.step}")
+                        self.validate_and_log(val_batch, log, bar)
+                        wall = self.wall_before + t0 - session_start
+                        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload(images, wall))
+                    break
+                lr_up, hr = next(batches)
+                lr_up, hr = lr_up.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
+                t1 = time.perf_counter()
+                loss_value = self.train_step(lr_up, hr, generator, noise_generator)
+                self.images_seen += config.batch_size * self.dist.world_size
+                data_time += t1 - t0
+                step_time += time.perf_counter() - t0
+                window_loss += loss_value
+                window_n += 1
+                if not main:
+                    continue
+                share = data_time / step_time if step_time > 0 else 0.0
+                bar.update(self.step, loss_value, share)
+                if self.step % config.log_every == 0 or self.step == config.steps:
+                    mean_loss = window_loss / window_n
+                    self.loss_log.append([float(self.step), mean_loss])
+                    log.write({
+                        "step": self.step, "loss": mean_loss, "lr": self.lr_at(self.step - 1),
+                        "it_s": window_n / step_time if step_time else 0.0, "data_share": share,
+                        "time": time.time(),
+                    })
+                    window_loss, window_n, data_time, step_time = 0.0, 0, 0.0, 0.0
+                if self.step % config.val_every == 0 or self.step == config.steps:
+                    self.validate_and_log(val_batch, log, bar)
+                if self.step % config.checkpoint_every == 0 or self.step == config.steps:
+                    wall = self.wall_before + time.perf_counter() - session_start
+                    save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload(images, wall))
+        except KeyboardInterrupt:
+            if main:
+                wall = self.wall_before + time.perf_counter() - session_start
+                save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload(images, wall))
+                bar.message(f"interrupted: checkpoint at step {self.step} written to {self.run_dir / CHECKPOINT_NAME}")
+            return 130
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+            if self.dist.world_size > 1:
+                torch.distributed.destroy_process_group()
+        if main:
+            bar.update(self.step, loss_value, 0.0, force=True)
+            bar.close()
+            bar.message(f"done: {self.step} steps; checkpoint {self.run_dir / CHECKPOINT_NAME}")
+        return 0
+
+    def validate_and_log(self, val_batch: dict[str, torch.Tensor], log: JsonlLog, bar: ProgressBar) -> None:
+        with self.autocast():
+            metrics, output = validate(self.ema, self.config, val_batch, self.device)
+        grid = save_grid(self.run_dir / f"samples_{self.step:07d}.png", val_batch, output, self.config.scale)
+        log.write({"step": self.step, "validation": metrics, "grid": grid.name, "time": time.time()})
+        text = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        bar.message(f"validation at step {self.step}: {text}")
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

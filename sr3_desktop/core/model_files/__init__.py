@@ -1,0 +1,1 @@
+"""The model files and their trust: card, registry, safety checks, probe, the onnxruntime session."""

@@ -1,0 +1,333 @@
+"""The model card: a JSON document stored in the ONNX metadata entry ``sr3.model_card``.
+
+Both halves read and write it only through this module. The app judges a model by its
+card, and then checks the session's real inputs and outputs against it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sr3_desktop.core.diffusion.schedule import ScheduleError, ScheduleSpec, validate_levels
+from sr3_desktop.core.errors import ModelError
+from sr3_desktop.core.literals import (
+    CHAIN_STARTS,
+    CONDITIONS,
+    MODEL_KINDS,
+    NOISE_CONDITIONINGS,
+    PREDICTIONS,
+    SAMPLER_NAMES,
+    TARGETS,
+    ChainStart,
+    Condition,
+    ModelKind,
+    NoiseConditioning,
+    Prediction,
+    SamplerName,
+    Target,
+)
+
+CARD_METADATA_KEY = "sr3.model_card"
+SCHEMA_VERSION = 1
+
+SR3_INPUTS = ("lr_up", "y_t", "noise_level")
+SR3_OUTPUTS = ("prediction",)
+REGRESSION_INPUTS = ("lr_up",)
+REGRESSION_OUTPUTS = ("y",)
+PRESET_ORDER = ("fast", "balanced", "quality")
+
+
+class ModelCardError(ModelError, ValueError):
+    """The model card is missing, malformed or from an unsupported schema."""
+
+
+@dataclass(frozen=True)
+class InferencePreset:
+    """One way to sample an SR3 model; ``quality`` is the paper's full chain from noise."""
+
+    steps: int
+    """Number of reverse steps (network evaluations of the denoiser)."""
+    noise_levels: tuple[float, ...]
+    """The chain's gammas in sampling order (noisiest first); the last step goes to gamma = 1."""
+    sampler: SamplerName = "ddpm"
+    """"ddpm" (paper Alg. 2, ancestral) or "ddim" (Song et al. 2021)."""
+    eta: float = 0.0
+    """DDIM stochasticity in [0, 1]; 1 matches DDPM's posterior variance. Ignored by "ddpm"."""
+    start: ChainStart = "noise"
+    """Where the chain starts: pure noise (the paper) or a noised bicubic / regression estimate."""
+    strength: float = 1.0
+    """Fraction of the training chain that is run; the start estimate is noised to that level."""
+    back_projection: int = 0
+    """Iterations of y += up(LR - down(y)) after sampling; 0 turns it off."""
+    schedule: dict[str, Any] = field(default_factory=lambda: {"type": "train_subsequence"})
+    """How ``noise_levels`` was made, so the app can rebuild it for other steps or strength."""
+    description: str = ""
+    """One sentence a user can read in the app."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """Validation scores that chose this preset (PSNR-Y, SSIM-Y, consistency, ...)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ModelCardError(f"preset needs at least one step, got {self.steps}")
+        if len(self.noise_levels) != self.steps:
+            raise ModelCardError(
+                f"preset lists {len(self.noise_levels)} noise levels but says steps={self.steps}"
+            )
+        try:
+            validate_levels(list(self.noise_levels))  # type: ignore[arg-type]
+        except ScheduleError as err:
+            raise ModelCardError(f"preset noise levels are invalid: {err}") from None
+        if self.sampler not in SAMPLER_NAMES:
+            raise ModelCardError(f"unknown sampler {self.sampler!r}; expected 'ddpm' or 'ddim'")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ModelCardError(f"eta must be in [0, 1], got {self.eta}")
+        if self.start not in CHAIN_STARTS:
+            raise ModelCardError(f"unknown chain start {self.start!r}")
+        if not 0.0 < self.strength <= 1.0:
+            raise ModelCardError(f"strength must be in (0, 1], got {self.strength}")
+        if self.back_projection < 0:
+            raise ModelCardError("back_projection must be >= 0")
+
+    @property
+    def network_evaluations(self) -> int:
+        """Denoiser calls, plus one regression call when the chain starts from regression."""
+        return self.steps + (1 if self.start == "regression" else 0)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything the app needs to run a model, and what a user needs to trust it."""
+
+    name: str
+    """Human-readable model name, unique among installed models."""
+    kind: ModelKind
+    """"sr3" (a denoiser for the refinement chain) or "regression" (predicts y directly)."""
+    scale: int
+    """Upscaling factor: output side = scale * input side."""
+    size_multiple: int
+    """H and W fed to the network must be multiples of this (2 ** (levels - 1))."""
+    inputs: tuple[str, ...]
+    """Graph input names, in order: lr_up, y_t, noise_level (SR3) or lr_up (regression)."""
+    outputs: tuple[str, ...]
+    """Graph output names: prediction (SR3) or y (regression)."""
+    prediction: Prediction = "epsilon"
+    """What the SR3 network predicts: epsilon (the paper), x0 or v. Regression: x0."""
+    target: Target = "hr"
+    """What is diffused / regressed: the HR image (the paper) or the residual HR - bicubic."""
+    noise_conditioning: NoiseConditioning = "sqrt_gamma"
+    """What ``noise_level`` carries: gamma, or sqrt(gamma) as in the paper."""
+    condition: Condition = "bicubic"
+    """What the SR3 input lr_up carries, and what a residual target is taken over: the bicubic upsample
+    (the paper), or the output of the regression model ``condition_model`` (predict-and-refine)."""
+    condition_model: str = ""
+    """The name of the regression model whose output is the condition when condition = "regression"."""
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    """Pixel range of lr_up, y_t and outputs."""
+    train_schedule: ScheduleSpec | None = None
+    """The training beta schedule (SR3 only)."""
+    inference_presets: dict[str, InferencePreset] = field(default_factory=dict)
+    """Named sampling recipes: fast / balanced / quality (SR3 only)."""
+    default_preset: str = "balanced"
+    """The preset the app selects first."""
+    description: str = ""
+    """Free text for the details pane."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """Data, credits, steps, wall time, code version and the recipe command."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """The exporter's evaluation results."""
+    architecture: dict[str, Any] = field(default_factory=dict)
+    """U-Net hyper-parameters and parameter count (informational)."""
+    schema_version: int = SCHEMA_VERSION
+    """Card format version; unknown versions are refused."""
+
+    def __post_init__(self) -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise ModelCardError(
+                f"model card schema_version {self.schema_version} is not supported by this version "
+                f"of SR3 Desktop (it reads version {SCHEMA_VERSION}); update the app or re-export the model"
+            )
+        if not self.name.strip():
+            raise ModelCardError("model card has an empty name")
+        if self.kind not in MODEL_KINDS:
+            raise ModelCardError(f"model kind must be 'sr3' or 'regression', got {self.kind!r}")
+        if self.scale < 1 or self.scale > 16:
+            raise ModelCardError(f"scale must be between 1 and 16, got {self.scale}")
+        if self.size_multiple < 1:
+            raise ModelCardError(f"size_multiple must be >= 1, got {self.size_multiple}")
+        if self.prediction not in PREDICTIONS:
+            raise ModelCardError(f"unknown prediction {self.prediction!r}; expected epsilon, x0 or v")
+        if self.target not in TARGETS:
+            raise ModelCardError(f"unknown target {self.target!r}; expected 'hr' or 'residual'")
+        if self.noise_conditioning not in NOISE_CONDITIONINGS:
+            raise ModelCardError(f"unknown noise_conditioning {self.noise_conditioning!r}")
+        if self.condition not in CONDITIONS:
+            raise ModelCardError(f"unknown condition {self.condition!r}; expected 'bicubic' or 'regression'")
+        if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model.strip()):
+            raise ModelCardError("a regression condition is for SR3 models and needs condition_model (a model name)")
+        if tuple(self.value_range) != (-1.0, 1.0):
+            raise ModelCardError(f"value_range must be [-1, 1], got {list(self.value_range)}")
+        expected = (SR3_INPUTS, SR3_OUTPUTS) if self.kind == "sr3" else (REGRESSION_INPUTS, REGRESSION_OUTPUTS)
+        if (tuple(self.inputs), tuple(self.outputs)) != expected:
+            raise ModelCardError(
+                f"a {self.kind} model must have inputs {list(expected[0])} and outputs "
+                f"{list(expected[1])}; the card says {list(self.inputs)} -> {list(self.outputs)}"
+            )
+        if self.kind == "sr3":
+            if self.train_schedule is None:
+                raise ModelCardError("an SR3 model card needs a train_schedule")
+            if not self.inference_presets:
+                raise ModelCardError("an SR3 model card needs at least one inference preset")
+            if self.default_preset not in self.inference_presets:
+                raise ModelCardError(
+                    f"default preset {self.default_preset!r} is not among {sorted(self.inference_presets)}"
+                )
+
+    def preset(self, name: str) -> InferencePreset:
+        """The named preset, or a ModelCardError listing the ones there are."""
+        try:
+            return self.inference_presets[name]
+        except KeyError:
+            raise ModelCardError(
+                f"model {self.name!r} has no preset {name!r}; it has {self.preset_names()}"
+            ) from None
+
+    def preset_names(self) -> list[str]:
+        """Preset names, fast / balanced / quality first."""
+        known = [n for n in PRESET_ORDER if n in self.inference_presets]
+        return known + sorted(n for n in self.inference_presets if n not in PRESET_ORDER)
+
+    def with_updates(self, **changes: Any) -> ModelCard:
+        return replace(self, **changes)
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["inputs"] = list(self.inputs)
+        data["outputs"] = list(self.outputs)
+        data["value_range"] = list(self.value_range)
+        data["train_schedule"] = self.train_schedule.to_dict() if self.train_schedule else None
+        for preset in data["inference_presets"].values():
+            preset["noise_levels"] = list(preset["noise_levels"])
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelCard:
+        if not isinstance(data, dict):
+            raise ModelCardError("model card must be a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ModelCardError(
+                f"model card schema_version {version!r} is not supported (this app reads "
+                f"{SCHEMA_VERSION}); update SR3 Desktop or re-export the model"
+            )
+        required = ("name", "kind", "scale", "size_multiple", "inputs", "outputs")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ModelCardError(f"model card is missing required field(s): {', '.join(missing)}")
+        try:
+            schedule = data.get("train_schedule")
+            presets = {
+                str(name): _preset_from_dict(name, p) for name, p in (data.get("inference_presets") or {}).items()
+            }
+            return cls(
+                name=str(data["name"]),
+                kind=data["kind"],
+                scale=int(data["scale"]),
+                size_multiple=int(data["size_multiple"]),
+                inputs=tuple(data["inputs"]),
+                outputs=tuple(data["outputs"]),
+                prediction=data.get("prediction", "epsilon"),
+                target=data.get("target", "hr"),
+                noise_conditioning=data.get("noise_conditioning", "sqrt_gamma"),
+                condition=data.get("condition", "bicubic"),
+                condition_model=str(data.get("condition_model", "")),
+                value_range=tuple(float(v) for v in data.get("value_range", (-1.0, 1.0))),  # type: ignore[arg-type]
+                train_schedule=ScheduleSpec.from_dict(schedule) if schedule else None,
+                inference_presets=presets,
+                default_preset=str(data.get("default_preset", "balanced")),
+                description=str(data.get("description", "")),
+                training=dict(data.get("training") or {}),
+                metrics=dict(data.get("metrics") or {}),
+                architecture=dict(data.get("architecture") or {}),
+                schema_version=int(version),
+            )
+        except ModelCardError:
+            raise
+        except (TypeError, ValueError, KeyError) as err:
+            raise ModelCardError(f"model card is malformed: {err}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ModelCardError(f"model card is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+
+def _preset_from_dict(name: str, data: Any) -> InferencePreset:
+    if not isinstance(data, dict):
+        raise ModelCardError(f"preset {name!r} must be a JSON object")
+    if "steps" not in data or "noise_levels" not in data:
+        raise ModelCardError(f"preset {name!r} needs 'steps' and 'noise_levels'")
+    return InferencePreset(
+        steps=int(data["steps"]),
+        noise_levels=tuple(float(g) for g in data["noise_levels"]),
+        sampler=data.get("sampler", "ddpm"),
+        eta=float(data.get("eta", 0.0)),
+        start=data.get("start", "noise"),
+        strength=float(data.get("strength", 1.0)),
+        back_projection=int(data.get("back_projection", 0)),
+        schedule=dict(data.get("schedule") or {"type": "train_subsequence"}),
+        description=str(data.get("description", "")),
+        scores={str(k): float(v) for k, v in (data.get("scores") or {}).items()},
+    )
+
+
+# --- ONNX metadata -------------------------------------------------------------------------
+def card_from_metadata(metadata: dict[str, str], source: str = "this ONNX file") -> ModelCard:
+    """Parse the card from an ONNX metadata map (onnx metadata_props or ort custom_metadata_map).
+
+    ``source`` names the file in the messages (every model refusal names its file).
+    """
+    text = metadata.get(CARD_METADATA_KEY)
+    if text is None:
+        raise ModelCardError(
+            f"{source} has no '{CARD_METADATA_KEY}' metadata, so it was not exported by "
+            "`python -m exporter export`; re-export it with the exporter"
+        )
+    try:
+        return ModelCard.from_json(text)
+    except ModelCardError as err:
+        if source == "this ONNX file":
+            raise
+        raise ModelCardError(f"{source}: {err}") from None
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read the card of an .onnx file without loading external data or creating a session."""
+    import onnx  # local: keeps `import sr3_desktop.core` light
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise ModelCardError(f"model file not found: {path}") from None
+    except Exception as err:  # onnx raises DecodeError and friends for garbage files
+        raise ModelCardError(f"{Path(path).name} is not a readable ONNX model ({type(err).__name__})") from None
+    return card_from_metadata({p.key: p.value for p in proto.metadata_props}, Path(path).name)
+
+
+def embed_card(model: Any, card: ModelCard) -> None:
+    """Store ``card`` in an ``onnx.ModelProto``'s metadata, replacing any earlier card."""
+    kept = [p for p in model.metadata_props if p.key != CARD_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    entry = model.metadata_props.add()
+    entry.key = CARD_METADATA_KEY
+    entry.value = card.to_json()

@@ -1,0 +1,270 @@
+"""The model registry: bundled models (``resources/models``) and models a user imported.
+
+Imported models live in ``<user data dir>/models`` (platformdirs; ``SR3_DESKTOP_DATA_DIR``
+overrides the base folder). A model is known by its card's name. Importing validates the file
+(safety, card, graph signature, a tiny test run) and then copies it in atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sr3_desktop.core.errors import ModelError, SR3Error
+from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, write_atomically
+from sr3_desktop.core.model_files.card import ModelCard, read_card
+from sr3_desktop.core.model_files.probe import probe
+from sr3_desktop.core.model_files.safety import check_onnx_file
+
+DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
+BUNDLED_DIR_ENV = "SR3_DESKTOP_BUNDLED_DIR"
+
+
+def resources_dir() -> Path:
+    """The bundled resources (models, icons, desktop file): one folder, ``resources/`` at the top of
+    the repository. A wheel and the PyInstaller app carry it as the package data folder
+    ``sr3_desktop/resources``; a source checkout and an editable install read the top-level one."""
+    package = Path(__file__).resolve().parents[2]
+    installed = package / "resources"
+    return installed if installed.is_dir() else package.parent / "resources"
+
+
+BUNDLED_DIR = resources_dir() / "models"
+PREFERRED_DEFAULTS = {"sr3": "sr3-photo-4x", "regression": "regression-photo-4x"}
+VALIDATED_FILE = "validated-models.json"
+"""Model files outside the model folders that passed ``validate_model``, by path, size, mtime and sha256."""
+MAX_VALIDATED = 64
+
+
+def data_dir() -> Path:
+    """The app's data folder (SR3_DESKTOP_DATA_DIR, else the platform's user data folder)."""
+    override = os.environ.get(DATA_DIR_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sr3-desktop", appauthor=False))
+
+
+def bundled_models_dir() -> Path:
+    """The shipped models (SR3_DESKTOP_BUNDLED_DIR overrides it, e.g. for packagers and tests)."""
+    override = os.environ.get(BUNDLED_DIR_ENV, "").strip()
+    return Path(override).expanduser() if override else BUNDLED_DIR
+
+
+def user_models_dir() -> Path:
+    """Where imported models are kept."""
+    return data_dir() / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One installed model."""
+
+    name: str
+    """The card's name; unique among installed models."""
+    path: Path
+    """The .onnx file."""
+    card: ModelCard
+    """The validated model card."""
+    bundled: bool
+    """Shipped with the app (True) or imported by the user (False)."""
+
+    @property
+    def kind(self) -> str:
+        return self.card.kind
+
+    def summary(self) -> str:
+        """One line: name, kind, scale, presets, where it comes from."""
+        origin = "bundled" if self.bundled else "imported"
+        presets = ""
+        if self.card.inference_presets:
+            steps = ", ".join(f"{n} {self.card.inference_presets[n].steps}" for n in self.card.preset_names())
+            presets = f"; presets (steps): {steps}"
+        return f"{self.name}: {self.kind} {self.card.scale}x, {origin}{presets}"
+
+
+@dataclass(frozen=True)
+class ModelScan:
+    """The models found, and a line for each file that could not be read."""
+
+    entries: list[ModelEntry] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+_CARD_CACHE: dict[tuple[str, int, int], ModelCard] = {}
+
+
+def _cached_card(path: Path) -> ModelCard:
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _CARD_CACHE:
+        _CARD_CACHE[key] = read_card(path)
+    return _CARD_CACHE[key]
+
+
+def _onnx_files(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.glob("*.onnx") if p.is_file() and not p.name.startswith(TEMP_PREFIX))
+    except OSError:
+        return []
+
+
+def scan_models(bundled_dir: Path | None = None, user_dir: Path | None = None) -> ModelScan:
+    """Bundled models first, then imported ones; unreadable files become warnings."""
+    scan = ModelScan()
+    seen: dict[str, Path] = {}
+    for folder, bundled in ((bundled_dir or bundled_models_dir(), True), (user_dir or user_models_dir(), False)):
+        for path in _onnx_files(folder):
+            try:
+                card = _cached_card(path)
+            except (SR3Error, OSError) as err:
+                scan.warnings.append(f"skipped {path}: {err}")
+                continue
+            key = card.name.casefold()
+            if key in seen:
+                scan.warnings.append(f"skipped {path}: a model named {card.name!r} is already installed ({seen[key]})")
+                continue
+            seen[key] = path
+            scan.entries.append(ModelEntry(card.name, path, card, bundled))
+    return scan
+
+
+def list_models() -> list[ModelEntry]:
+    """All installed models, bundled first (see ``scan_models`` for the warnings)."""
+    return scan_models().entries
+
+
+def default_model(kind: str, among: list[ModelEntry] | None = None) -> ModelEntry | None:
+    """The model used when none is named: the preferred bundled one, else the first of its kind
+    (among the installed models, or among ``among``)."""
+    entries = [e for e in (list_models() if among is None else among) if e.kind == kind]
+    preferred = [e for e in entries if e.bundled and e.path.stem == PREFERRED_DEFAULTS.get(kind)]
+    bundled = [e for e in entries if e.bundled]
+    ranked = preferred or bundled or entries
+    return ranked[0] if ranked else None
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.lower().endswith(".onnx") or os.sep in text or "/" in text or Path(text).exists()
+
+
+def resolve_model(name_or_path: str | os.PathLike[str], kind: str | None = None) -> ModelEntry:
+    """A model by installed name (or file stem), or by the path of an .onnx file."""
+    text = str(name_or_path)
+    given = Path(text).expanduser() if _looks_like_path(text) else None
+    if given is not None:
+        path = given
+        if not path.is_file():
+            raise ModelError(f"model file not found: {text}")
+        card = read_card(path)
+        entry = ModelEntry(card.name, path.resolve(), card, bundled=False)
+    else:
+        entries = list_models()
+        matches = [e for e in entries if text.casefold() in (e.name.casefold(), e.path.stem.casefold())]
+        if not matches:
+            names = [e.name for e in entries if kind is None or e.kind == kind]
+            listed = ", ".join(names) if names else "none are installed"
+            raise SR3Error(f"no model named {text!r}; available{f' {kind}' if kind else ''} models: {listed}")
+        entry = matches[0]
+    if kind is not None and entry.kind != kind:
+        raise ModelError(f"{entry.name} ({entry.path.name}) is a {entry.kind} model, but a {kind} model is needed here")
+    if given is not None and not in_model_folders(given):
+        validate_model(given)  # a file named on the command line is untrusted: the same checks as an import
+    return entry
+
+
+def in_model_folders(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is in the bundled or the imported-models folder (shipped, or validated at import)."""
+    resolved = Path(path).expanduser().resolve()
+    return any(resolved.is_relative_to(folder.expanduser().resolve()) for folder in (bundled_models_dir(),
+                                                                                    user_models_dir()))
+
+
+def validate_model(path: str | os.PathLike[str]) -> ModelCard:
+    """Everything short of installing: safety (the operator allowlist included), card, graph signature,
+    and a tiny test run in a child process under a time limit (``model_probe``), whose output must be
+    finite and within the range its card allows."""
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise ModelError(f"model file not found: {path}")
+    check_onnx_file(source)
+    card = read_card(source)
+    identity = _identity(source)
+    if identity not in _validated():  # the test run passed for exactly these bytes before: not again
+        probe(source)
+        _remember_validated(identity)
+    return card
+
+
+def _identity(path: Path) -> dict[str, Any]:
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _digest(resolved)}
+
+
+def _validated() -> list[dict[str, Any]]:
+    try:
+        data = json.loads((data_dir() / VALIDATED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+
+
+def _remember_validated(identity: dict[str, Any]) -> None:
+    kept = [entry for entry in _validated() if entry.get("path") != identity["path"]][-(MAX_VALIDATED - 1):]
+    try:
+        data_dir().mkdir(parents=True, exist_ok=True)
+        write_atomically(data_dir() / VALIDATED_FILE, json.dumps([*kept, identity], indent=1).encode())
+    except OSError:
+        pass  # not remembered: the file is probed again next time
+
+
+def _uses_external_data(path: Path) -> bool:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _safe_file_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
+    return (cleaned or "model") + ".onnx"
+
+
+def import_model(path: str | os.PathLike[str]) -> ModelEntry:
+    """Validate ``path`` and copy it into the imported-models folder (atomically)."""
+    source = Path(path).expanduser().resolve()
+    card = validate_model(source)
+    if _uses_external_data(source):
+        raise ModelError(f"{source.name} keeps its weights in separate files; export it as a single .onnx file")
+    folder = user_models_dir()
+    target = folder / _safe_file_name(card.name)
+    for existing in scan_models().entries:
+        if existing.name.casefold() == card.name.casefold():
+            if _digest(existing.path) == _digest(source):
+                return existing  # importing the same file twice is fine
+            raise ModelError(
+                f"a different model named {card.name!r} is already installed ({existing.path}); "
+                "rename the model when exporting it, or remove the installed one first"
+            )
+    if target.exists():
+        raise ModelError(f"{target} already exists and holds another model; remove it first")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        copy_atomically(source, target, overwrite=False)
+    except OSError as err:
+        raise ModelError(f"could not copy the model into {folder}: {err.strerror or err}") from None
+    return ModelEntry(card.name, target, card, bundled=False)
