@@ -76,7 +76,8 @@ def cli_child(method: str, photo: str, out_dir: str, full: bool) -> None:
 def sr3_child(full: bool) -> None:
     """SR3 fast cut to 2 steps, 1024² -> 4096² (planes on disk, memmapped), through ``pipeline.refine``."""
     from sr3_desktop.core.model_files.denoiser import get_denoiser
-    from sr3_desktop.core.upscale.pipeline import RefineOptions, refine
+    from sr3_desktop.core.upscale.pipeline import refine
+    from sr3_desktop.core.upscale.refine_types import RefineOptions
 
     sr3 = get_denoiser(model_path("sr3"), "cpu")
     replay = None if full else ReplaySession(sr3._session)

@@ -40,7 +40,8 @@ from _common import (
 )
 
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions, refine
+from sr3_desktop.core.upscale.pipeline import refine
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 LR_SIDE = 64  # -> 256^2 output
 PRESET = "fast"

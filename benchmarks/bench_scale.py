@@ -39,7 +39,8 @@ from graph_macs import count_macs, sr3_sizes
 
 from sr3_desktop.core.model_files.denoiser import get_denoiser
 from sr3_desktop.core.upscale import tiling
-from sr3_desktop.core.upscale.pipeline import RefineOptions, refine
+from sr3_desktop.core.upscale.pipeline import refine
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 OUTPUT_SIDES = (512, 1024, 2048, 4096)
 REFERENCE_MP = 512 * 512 / 1e6

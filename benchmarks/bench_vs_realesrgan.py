@@ -29,7 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from sr3_desktop.core.model_files.denoiser import get_denoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineResult, refine
+from sr3_desktop.core.upscale.pipeline import refine
+from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult
 
 LR_SIDE = 128
 

@@ -25,9 +25,10 @@ from sr3_desktop.core.imageio import SAVE_FORMATS, cleanup_stale_temp_files, out
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import DEVICES, OnnxDenoiser
 from sr3_desktop.core.model_files.registry import data_dir, scan_models, user_models_dir
-from sr3_desktop.core.upscale import estimate
-from sr3_desktop.core.upscale import flow as batch
-from sr3_desktop.core.upscale.pipeline import METHODS, RefineOptions, RefineStep
+from sr3_desktop.core.upscale import estimate, flow
+from sr3_desktop.core.upscale.output_size import SCALE_CHOICES, OutputSize
+from sr3_desktop.core.upscale.refine_types import METHODS, RefineOptions, RefineStep
+from sr3_desktop.core.upscale.run_models import Models, load_models
 
 COMMANDS = ("upscale", "models")
 EXIT_OK, EXIT_FAILED, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--samples", type=int, default=1, metavar="K", help="average K seeds and also write "
                     "<stem>_uncertainty.png (per-pixel std)")
     size = up.add_mutually_exclusive_group()
-    size.add_argument("--scale", type=int, choices=batch.SCALE_CHOICES, help="output scale (default: the model's, "
+    size.add_argument("--scale", type=int, choices=SCALE_CHOICES, help="output scale (default: the model's, "
                       "4 for the bundled models); the model runs at its own scale, then the result is resampled")
     size.add_argument("--width", type=int, metavar="PX", help="output width in pixels (the aspect ratio is kept)")
     size.add_argument("--height", type=int, metavar="PX", help="output height in pixels (the aspect ratio is kept)")
@@ -90,7 +91,7 @@ class Outcome:
 
 # --- progress ------------------------------------------------------------------------------------
 class ProgressBar:
-    """A one-line progress bar on stderr: name, bar, step i/N, it/s, ETA (a ``batch.Progress``)."""
+    """A one-line progress bar on stderr: name, bar, step i/N, it/s, ETA (a ``flow.Progress``)."""
 
     def __init__(self, stream: TextIO, quiet: bool) -> None:
         self.stream, self.quiet = stream, quiet
@@ -144,18 +145,18 @@ def _clock(seconds: float) -> str:
 
 
 # --- the upscale command -------------------------------------------------------------------------
-def plan(args: argparse.Namespace, fmt: str) -> batch.Plan:
+def plan(args: argparse.Namespace, fmt: str) -> flow.Plan:
     """Inputs expanded (folders recursively) with their output paths (core.batch's rules)."""
     if args.output is not None:
         if len(args.images) != 1:
             raise SR3Error("-o FILE takes exactly one input image; use --out-dir DIR for several")
-        return batch.plan_single(args.images[0], args.output, args.format)
-    return batch.plan_outputs(args.images, args.out_dir, fmt)
+        return flow.plan_single(args.images[0], args.output, args.format)
+    return flow.plan_outputs(args.images, args.out_dir, fmt)
 
 
-def output_size(args: argparse.Namespace) -> batch.OutputSize:
+def output_size(args: argparse.Namespace) -> OutputSize:
     """--scale, --width or --height (argparse has made sure there is at most one)."""
-    return batch.OutputSize(scale=args.scale, width=args.width, height=args.height)
+    return OutputSize(scale=args.scale, width=args.width, height=args.height)
 
 
 def refine_options(args: argparse.Namespace) -> RefineOptions:
@@ -192,7 +193,7 @@ def _unexpected_message(what: str, error: BaseException) -> str:
 
 def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     outcome = Outcome()
-    fmt = batch.choose_format(args.format, args.output)  # --format, else -o's extension, else png
+    fmt = flow.choose_format(args.format, args.output)  # --format, else -o's extension, else png
     jobs = plan(args, fmt)
     outcome.failed.extend((path, "file not found") for path in jobs.missing)
     for folder in {item.target.parent for item in jobs.items}:
@@ -201,9 +202,9 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     size = output_size(args)
     # The existing-output rule first: a single -o FILE that exists fails now, and a resumed batch
     # whose outputs all exist loads no model.
-    pending = [item for item in jobs.items if batch.skip_reason(item, overwrite=args.overwrite,
+    pending = [item for item in jobs.items if flow.skip_reason(item, overwrite=args.overwrite,
                                                                  single=jobs.single) is None]
-    models = batch.load_models(args.method, args.model, options, args.device) if pending else batch.Models()
+    models = load_models(args.method, args.model, options, args.device) if pending else Models()
     for model in (models.sr3, models.regression):
         if model is not None and model.fallback_note:
             _note(err, args, model.fallback_note)
@@ -220,7 +221,7 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             progress.start(item.source.name)
             try:
-                done = batch.upscale_item(item, options, models, fmt, overwrite=args.overwrite, single=jobs.single,
+                done = flow.upscale_item(item, options, models, fmt, overwrite=args.overwrite, single=jobs.single,
                                           progress=progress, protected=protected, size=size)
             except BaseException:
                 progress.abandon()
@@ -239,7 +240,7 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return _summary(outcome, args, err)
 
 
-def _calibrate(models: batch.Models, err: TextIO) -> None:
+def _calibrate(models: Models, err: TextIO) -> None:
     """Measure this machine's speed for a model the first time it runs here (for the estimates)."""
     def announce(model: OnnxDenoiser) -> None:
         err.write(f"note: measuring this computer's speed with {model.card.name} on {model.providers[0]} "
@@ -248,7 +249,7 @@ def _calibrate(models: batch.Models, err: TextIO) -> None:
     estimate.ensure_speeds(models.sessions, announce)
 
 
-def _report(done: batch.ItemResult, outcome: Outcome, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+def _report(done: flow.ItemResult, outcome: Outcome, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     """stdout gets one line per file written (other tools read it); skips and notes go to stderr."""
     if done.status == "skipped":
         outcome.skipped.append(done.item.target)

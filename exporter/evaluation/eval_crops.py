@@ -23,8 +23,8 @@ from exporter.training.degrade import jpeg
 from sr3_desktop.core import metrics
 from sr3_desktop.core.imageio.resample import downscale, upscale
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions
 from sr3_desktop.core.upscale.pipeline import run as run_pipeline
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 Role = Literal["report", "search", "all"]
 PEOPLE_METRICS = ("psnr_y", "gmsd", "grain", "spectral_gap", "detail_fidelity", "consistency", "colour_shift")

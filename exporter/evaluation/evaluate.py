@@ -23,7 +23,7 @@ from sr3_desktop.core.imageio.atomic import atomic_file
 from sr3_desktop.core.metrics import fine_band
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 
 def default_targets(results: dict[str, dict[str, float]], default: str) -> dict[str, dict[str, float | bool]]:

@@ -35,7 +35,8 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio.atomic import atomic_file
 from sr3_desktop.core.model_files.card import InferencePreset, ModelCard, embed_card
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions, back_project
+from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.sr3_chain import back_project
 
 PRESET_BUDGETS = {"fast": 1, "balanced": 2}
 """SR3 network evaluations of the short presets (a regression pass comes on top where one is used)."""

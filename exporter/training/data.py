@@ -18,10 +18,11 @@ from PIL import Image, ImageOps
 
 from exporter.training import degrade
 from sr3_desktop.core.errors import SR3Error
+from sr3_desktop.core.imageio.formats import SUPPORTED_EXTENSIONS
 from sr3_desktop.core.imageio.resample import downscale, upscale
-from sr3_desktop.core.upscale import flow as batch
+from sr3_desktop.core.upscale import flow
 
-IMAGE_SUFFIXES = batch.SUPPORTED_EXTENSIONS
+IMAGE_SUFFIXES = SUPPORTED_EXTENSIONS
 """The suffixes the app's loader accepts: training finds images by the app's one rule."""
 CREDIT_FILES = ("CREDITS.md", "CREDITS.txt", "CREDITS", "README.md", "README.txt")
 
@@ -36,7 +37,7 @@ def find_images(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"training data folder not found: {root}")
-    return batch.find_images(root)
+    return flow.find_images(root)
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -15,8 +15,8 @@ from typing import Literal
 from sr3_desktop.core.imageio import LoadedImage
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.registry import ModelEntry, default_model
-from sr3_desktop.core.upscale.flow import OutputSize
-from sr3_desktop.core.upscale.pipeline import RefineResult, RefineStep
+from sr3_desktop.core.upscale.output_size import OutputSize
+from sr3_desktop.core.upscale.refine_types import RefineResult, RefineStep
 from sr3_desktop.qt.settings import AppSettings
 from sr3_desktop.qt.view_data import BatchItem, MetricsRow
 

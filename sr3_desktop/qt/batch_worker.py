@@ -16,9 +16,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.core.upscale import flow as core_batch
+from sr3_desktop.core.upscale import flow
 from sr3_desktop.core.upscale.estimate import RunEstimate
-from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineStep
+from sr3_desktop.core.upscale.output_size import OutputSize
+from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineStep
 from sr3_desktop.qt.refine_worker import open_models
 from sr3_desktop.qt.view_data import BatchItem
 from sr3_desktop.qt.views.progress_bar import format_duration
@@ -30,7 +31,7 @@ BATCH_PROGRESS_EVERY = 4
 def plan_batch(paths: list[Path], output_folder: Path, fmt: str) -> list[BatchItem]:
     """One item per image (``core.batch.plan_outputs``): loose files go to ``output_folder/<stem>.<fmt>``,
     a folder's images to ``output_folder/<folder name>/<path inside the folder>``."""
-    plan = core_batch.plan_outputs(paths, output_folder, fmt, nest_folders=True)
+    plan = flow.plan_outputs(paths, output_folder, fmt, nest_folders=True)
     return [BatchItem(source=i.source, output=i.target, label=i.label) for i in plan.items]
 
 
@@ -45,7 +46,7 @@ class BatchJob:
     fmt: str
     notes: tuple[str, ...] = ()
     """What the user should know about the model choice (shown with each result)."""
-    size: core_batch.OutputSize = field(default_factory=core_batch.OutputSize)
+    size: OutputSize = field(default_factory=OutputSize)
     """The outputs' size (the Scale setting)."""
 
 
@@ -107,13 +108,13 @@ class BatchWorker(QObject):
             if self.aborted:
                 self._set(index, item, "cancelled", "")
                 continue
-            planned = core_batch.Item(item.source, item.output, item.label)
-            if core_batch.skip_reason(planned, overwrite=False, single=False) is not None:
+            planned = flow.Item(item.source, item.output, item.label)
+            if flow.skip_reason(planned, overwrite=False, single=False) is not None:
                 self._set(index, item, "skipped", f"{item.output.name} already exists")
                 continue
             self._set(index, item, "running", "")
             try:
-                done = core_batch.upscale_item(planned, options, models, job.fmt, progress=_ItemProgress(self),
+                done = flow.upscale_item(planned, options, models, job.fmt, progress=_ItemProgress(self),
                                                protected=protected, uncertainty=False, size=job.size)
             except SR3Error as err:
                 self._set(index, item, "error", str(err))

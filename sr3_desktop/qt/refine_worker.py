@@ -19,8 +19,10 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser
 from sr3_desktop.core.upscale.estimate import RunEstimate
-from sr3_desktop.core.upscale.flow import Models, OutputSize, refine_image
-from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineStep
+from sr3_desktop.core.upscale.flow import refine_image
+from sr3_desktop.core.upscale.output_size import OutputSize
+from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineStep
+from sr3_desktop.core.upscale.run_models import Models
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong while refining: {error}. Details are in the log file."

@@ -18,7 +18,8 @@ from sr3_desktop.core import metrics
 from sr3_desktop.core.imageio.resample import downscale
 from sr3_desktop.core.model_files import registry as models
 from sr3_desktop.core.model_files.denoiser import get_denoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions, run
+from sr3_desktop.core.upscale.pipeline import run
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 skimage_data = pytest.importorskip("skimage.data")
 

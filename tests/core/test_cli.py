@@ -18,7 +18,7 @@ import sr3_desktop.__main__ as entry
 from sr3_desktop import cli
 from sr3_desktop.core.imageio import atomic
 from sr3_desktop.core.model_files import registry as models
-from sr3_desktop.core.upscale import flow as batch
+from sr3_desktop.core.upscale import flow
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,7 +160,7 @@ def test_unexpected_errors_go_to_a_log_file(env: Path, monkeypatch: pytest.Monke
     def broken(path: Path) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(batch, "load_image", broken)
+    monkeypatch.setattr(flow, "load_image", broken)
     code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "x.png"), "--method", "bicubic")
     assert code == 2 and "Traceback" not in err and "RuntimeError" in err
     log = env / "data" / "logs" / "cli.log"

@@ -18,7 +18,8 @@ from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.imageio import resample
 from sr3_desktop.core.model_files.card import InferencePreset
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions, refine, run
+from sr3_desktop.core.upscale.pipeline import refine, run
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 REGRESSION_NAME = "fixture-regression-4x"
 LR = np.random.default_rng(0).random((11, 9, 3)).astype(np.float32)  # 44 x 36 out: padded to 48 x 40

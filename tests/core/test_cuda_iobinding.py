@@ -15,7 +15,8 @@ from onnx_fixtures import local_sr3, oracle_sr3, regression, save
 
 from sr3_desktop.core.model_files import denoiser as denoiser_module
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions, run
+from sr3_desktop.core.upscale.pipeline import run
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 DEVICE, PROVIDER = "cuda", "CUDAExecutionProvider"
 pytestmark = [

@@ -14,9 +14,9 @@ from onnx_fixtures import local_sr3, make_card, regression, save
 
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale import estimate
-from sr3_desktop.core.upscale import flow as batch
-from sr3_desktop.core.upscale.pipeline import RefineOptions
+from sr3_desktop.core.upscale import estimate, flow
+from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.run_models import Models
 
 LR = np.random.default_rng(0).uniform(0, 1, (80, 96, 3)).astype(np.float32)  # 384 x 320 out
 
@@ -74,17 +74,17 @@ def test_the_estimate_lands_within_30_percent_of_the_measured_time(tmp_path: Pat
     Three trials, each calibrating afresh; the median ratio must be within 30 % (one trial can land on a
     burst of load from elsewhere: this machine is shared)."""
     sr3 = OnnxDenoiser(save(heavy_sr3(make_card("sr3", name="heavy"), channels=24), tmp_path / "heavy.onnx"), "cpu")
-    models = batch.Models(sr3=sr3)
+    models = Models(sr3=sr3)
     options = RefineOptions(preset="quality", seed=1)  # 10 steps
     lr = np.random.default_rng(0).uniform(0, 1, (160, 192, 3)).astype(np.float32)
     ratios = []
     for _ in range(3):
         estimate.calibrate(sr3)
-        guess = batch.estimate_for((192, 160), options, models)
+        guess = flow.estimate_for((192, 160), options, models)
         assert guess.seconds is not None and guess.missing == ()
         assert guess.work[0].pixels > 2 * guess.work[0].tile_pixels  # several tiles, overlapping
         started = time.perf_counter()
-        result = batch.refine_image(lr, options, models)
+        result = flow.refine_image(lr, options, models)
         measured = time.perf_counter() - started
         assert result is not None and result.steps == 10
         ratios.append(measured / guess.seconds)
@@ -100,7 +100,7 @@ def test_the_planned_work_is_the_work_the_pipeline_does(tmp_path: Path, preset: 
     lr = LR[:37, :29]
     options = RefineOptions(preset=preset, tile=tile, samples=samples)
     work = estimate.plan_work((29, 37), options, sr3, reg, 4, sr3.budget_pixels)
-    result = batch.refine_image(lr, options, batch.Models(sr3=sr3, regression=reg))
+    result = flow.refine_image(lr, options, Models(sr3=sr3, regression=reg))
     assert result is not None
     planned = {id(w.model): w.pixel_evaluations for w in work}
     assert planned.get(id(sr3)) == sr3.pixels and planned.get(id(reg), 0) == reg.pixels
@@ -140,7 +140,7 @@ def test_a_real_run_moves_the_speed_halfway_towards_what_it_took(tmp_path: Path)
 def test_refine_image_refreshes_the_speed_from_the_run(tmp_path: Path) -> None:
     sr3 = OnnxDenoiser(save(local_sr3(name="fresh"), tmp_path / "fresh.onnx"), "cpu")
     estimate.calibrate(sr3)
-    batch.refine_image(LR[:20, :20], RefineOptions(preset="fast"), batch.Models(sr3=sr3))
+    flow.refine_image(LR[:20, :20], RefineOptions(preset="fast"), Models(sr3=sr3))
     speed = estimate.known_speed(sr3.path, "cpu")
     assert speed is not None and (speed.source, speed.runs) == ("runs", 1)
 
@@ -155,7 +155,7 @@ def test_the_estimate_is_network_time_plus_the_pipelines_own_time_per_step(tmp_p
     assert (work.evaluations, work.image_pixels) == (10, 152 * 120)  # padded to the size multiple 8
     assert work.pixels > work.image_pixels and work.pixels % work.tile_pixels == 0  # the tiles overlap
     calls = work.pixels // work.tile_pixels
-    guess = batch.estimate_for((29, 37), options, batch.Models(sr3=sr3))
+    guess = flow.estimate_for((29, 37), options, Models(sr3=sr3))
     assert guess.seconds == pytest.approx(10 * (work.pixels * 2e-7 + calls * 1e-3 + 152 * 120 * 5e-8), rel=1e-12)
     assert 0 < estimate.measure_step_overhead() < 1e-5  # seconds per pixel and step on any computer
 
@@ -169,10 +169,10 @@ def test_the_calibration_fits_a_cost_per_call_and_per_pixel() -> None:
 
 def test_without_a_speed_the_estimate_names_the_models_to_measure(tmp_path: Path) -> None:
     sr3 = OnnxDenoiser(save(local_sr3(name="unmeasured"), tmp_path / "u.onnx"), "cpu")
-    guess = batch.estimate_for((96, 80), RefineOptions(preset="quality"), batch.Models(sr3=sr3))
+    guess = flow.estimate_for((96, 80), RefineOptions(preset="quality"), Models(sr3=sr3))
     assert guess.seconds is None and guess.missing == (sr3,) and not guess.needs_consent
     assert "unknown" in guess.text()
-    assert batch.estimate_for((96, 80), RefineOptions(method="bicubic"), batch.Models(scale=4)).seconds == 0.0
+    assert flow.estimate_for((96, 80), RefineOptions(method="bicubic"), Models(scale=4)).seconds == 0.0
 
 
 def test_consent_threshold_and_durations() -> None:

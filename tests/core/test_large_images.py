@@ -18,11 +18,14 @@ from PIL import Image
 from sr3_desktop.core.imageio import LoadedImage, check_output_size, load_image, resample, save_image
 from sr3_desktop.core.metrics import consistency
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale import flow as batch
+from sr3_desktop.core.upscale import flow
 from sr3_desktop.core.upscale import output_canvas as canvas
 from sr3_desktop.core.upscale.bands import array_reader, resize_region
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas
-from sr3_desktop.core.upscale.pipeline import RefineOptions, refine, run
+from sr3_desktop.core.upscale.output_size import OutputSize, consistency_of, resize_result
+from sr3_desktop.core.upscale.pipeline import refine, run
+from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.run_models import Models
 
 LR = np.random.default_rng(11).uniform(0, 1, (37, 29, 3)).astype(np.float32)  # 148 x 116 out
 QUANTUM = 1 / 65535  # an image on disk is stored with 16 bits per sample
@@ -196,13 +199,13 @@ def test_a_large_output_never_holds_a_float_copy_of_itself(models: dict[str, Onn
     monkeypatch.setattr(canvas, "BAND_PIXELS", 1 << 16)
     source = tmp_path / "photo.png"
     Image.fromarray((np.random.default_rng(3).uniform(0, 1, (768, 768, 3)) * 255).astype(np.uint8)).save(source)
-    item = batch.Item(source, tmp_path / "out" / "photo.png", "photo.png")
-    models_used = batch.Models(regression=models["regression"]) if method == "regression" else batch.Models(scale=4)
+    item = flow.Item(source, tmp_path / "out" / "photo.png", "photo.png")
+    models_used = Models(regression=models["regression"]) if method == "regression" else Models(scale=4)
     whole = 3072 * 3072 * 3 * 4
     tracemalloc.start()
     try:
-        done = batch.upscale_item(item, RefineOptions(method=method, tile=256), models_used, "png",  # type: ignore[arg-type]
-                                  size=batch.OutputSize(scale=scale))
+        done = flow.upscale_item(item, RefineOptions(method=method, tile=256), models_used, "png",  # type: ignore[arg-type]
+                                  size=OutputSize(scale=scale))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -273,6 +276,6 @@ def test_resize_region_is_the_whole_image_resize_cut_to_the_block() -> None:
 
 def test_consistency_at_the_output_size_is_the_papers_consistency(models: dict[str, OnnxDenoiser]) -> None:
     result = run(LR, RefineOptions(method="regression"), None, models["regression"])
-    assert batch.consistency_of(result.output, LR) == pytest.approx(consistency(result.image, LR, 4), rel=1e-9)
-    half = batch.resize_result(result, 58, 74)
-    assert batch.consistency_of(half.output, LR) == pytest.approx(consistency(half.image, LR, 2), rel=1e-9)
+    assert consistency_of(result.output, LR) == pytest.approx(consistency(result.image, LR, 4), rel=1e-9)
+    half = resize_result(result, 58, 74)
+    assert consistency_of(half.output, LR) == pytest.approx(consistency(half.image, LR, 2), rel=1e-9)

@@ -14,16 +14,10 @@ from sr3_desktop.core.errors import ImageLoadError, SR3Error
 from sr3_desktop.core.imageio import resample
 from sr3_desktop.core.model_files.card import InferencePreset, ModelCard, ModelCardError
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale.pipeline import (
-    RefineOptions,
-    attention_downsample,
-    back_project,
-    from_model,
-    max_auto_tile,
-    refine,
-    run,
-    to_model,
-)
+from sr3_desktop.core.upscale.model_space import attention_downsample, from_model, max_auto_tile, to_model
+from sr3_desktop.core.upscale.pipeline import refine, run
+from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.sr3_chain import back_project
 from sr3_desktop.core.upscale.tiling import pad_to_multiple
 
 LR = np.random.default_rng(0).uniform(0, 1, (9, 13, 3)).astype(np.float32)

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from onnx_fixtures import local_sr3, save
 
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
-from sr3_desktop.core.upscale.pipeline import RefineOptions, run
+from sr3_desktop.core.upscale.pipeline import run
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 from sr3_desktop.core.upscale.tiling import (
     TilingCancelled,
     auto_margin,

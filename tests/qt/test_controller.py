@@ -9,7 +9,7 @@ from unittest.mock import MagicMock
 import numpy as np
 from qt_helpers import write_image
 
-from sr3_desktop.core.upscale.pipeline import RefineResult
+from sr3_desktop.core.upscale.refine_types import RefineResult
 from sr3_desktop.qt.controllers.app_controller import Controller
 from sr3_desktop.qt.views.protocol import View
 
@@ -146,7 +146,7 @@ def test_the_view_is_only_ever_called_on_the_ui_thread(controller: Controller, q
 
 
 def test_large_previews_are_shown_at_most_ten_times_a_second(controller: Controller, qtbot: Any) -> None:
-    from sr3_desktop.core.upscale.pipeline import RefineStep
+    from sr3_desktop.core.upscale.refine_types import RefineStep
 
     view: MagicMock = controller.view  # type: ignore[assignment]
     big = np.zeros((1000, 1000, 3), np.float32)

@@ -19,7 +19,7 @@ from qt_helpers import write_image
 import sr3_desktop.qt
 from sr3_desktop.core.imageio import load_image
 from sr3_desktop.core.model_files.registry import list_models
-from sr3_desktop.core.upscale.pipeline import RefineResult, RefineStep
+from sr3_desktop.core.upscale.refine_types import RefineResult, RefineStep
 from sr3_desktop.qt.controllers.app_controller import Controller
 from sr3_desktop.qt.settings import AppSettings
 from sr3_desktop.qt.tasks import TASK_KINDS

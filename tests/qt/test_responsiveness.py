@@ -13,7 +13,7 @@ from PySide6.QtCore import QThread, QTimer
 from qt_helpers import write_image
 from test_window import load
 
-from sr3_desktop.core.upscale.pipeline import RefineResult, RefineStep
+from sr3_desktop.core.upscale.refine_types import RefineResult, RefineStep
 from sr3_desktop.qt.refine_worker import RefineWorker
 
 

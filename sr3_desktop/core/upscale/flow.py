@@ -37,7 +37,6 @@ import numpy as np
 from sr3_desktop.core.errors import ImageSaveError, SR3Error
 from sr3_desktop.core.imageio import (
     DEFAULT_FORMAT,
-    OUTPUT_FORMATS,
     SAVE_FORMATS,
     SUPPORTED_EXTENSIONS,
     LoadedImage,
@@ -45,30 +44,21 @@ from sr3_desktop.core.imageio import (
     OutputFormat,
     format_of_path,
     load_image,
-    open_dialog_filter,
     output_format,
     save_image,
     save_notes,
 )
 from sr3_desktop.core.upscale import estimate
 from sr3_desktop.core.upscale.output_size import (
-    SCALE_CHOICES,
     OutputSize,
     consistency_of,
     output_alpha,
     resize_result,
     uncertainty_image,
 )
-from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineResult, RefineStep, refine
-from sr3_desktop.core.upscale.run_models import Models, RegressionChoice, load_models, regression_for
-
-__all__ = [
-    "DEFAULT_FORMAT", "OUTPUT_FORMATS", "SAVE_FORMATS", "SCALE_CHOICES", "SUPPORTED_EXTENSIONS", "Item", "ItemResult",
-    "Models", "NoProgress", "OutputFormat", "OutputSize", "Plan", "Progress", "RegressionChoice", "choose_format",
-    "estimate_for", "find_images", "is_image_file", "load_models", "native_scale", "open_dialog_filter",
-    "output_format", "plan_outputs", "plan_single", "refine_image", "regression_for", "save_result", "skip_reason",
-    "upscale_item",
-]
+from sr3_desktop.core.upscale.pipeline import refine
+from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.run_models import Models
 
 UNCERTAINTY_GAIN = 4.0
 """Uncertainty images show 4 x the per-pixel std: white means a std of 0.25 or more."""

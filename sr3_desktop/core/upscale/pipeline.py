@@ -20,26 +20,14 @@ from sr3_desktop.core.imageio import check_output_size
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.bands import array_reader, resize_region
 from sr3_desktop.core.upscale.model_space import (
-    ATTENTION_TILE_TOKENS,
     ModelSpace,
-    attention_downsample,
-    from_model,
     into_image,
-    max_auto_tile,
-    plan_grid,
     run_regression,
-    to_model,
 )
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands
-from sr3_desktop.core.upscale.refine_types import MAX_SAMPLES, METHODS, Method, RefineOptions, RefineResult, RefineStep
-from sr3_desktop.core.upscale.sr3_chain import back_project, refine_sr3, resolve_levels
+from sr3_desktop.core.upscale.refine_types import MAX_SAMPLES, METHODS, RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.sr3_chain import refine_sr3
 from sr3_desktop.core.upscale.tiling import TilingCancelled
-
-__all__ = [
-    "ATTENTION_TILE_TOKENS", "MAX_SAMPLES", "METHODS", "Method", "RefineOptions", "RefineResult", "RefineStep",
-    "attention_downsample", "back_project", "from_model", "max_auto_tile", "plan_grid", "refine", "resolve_levels",
-    "run", "to_model",
-]
 
 
 def _check_options(options: RefineOptions) -> None:

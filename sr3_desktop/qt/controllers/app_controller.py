@@ -18,15 +18,18 @@ import numpy as np
 from PySide6.QtCore import QObject
 
 from sr3_desktop.core.imageio import LoadedImage, cleanup_stale_temp_files, load_image
-from sr3_desktop.core.upscale.flow import Models, OutputSize, refine_image
-from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineResult
+from sr3_desktop.core.upscale.flow import refine_image
+from sr3_desktop.core.upscale.output_size import OutputSize
+from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult
+from sr3_desktop.core.upscale.run_models import Models
 from sr3_desktop.qt.app_state import AppModel, BatchState
 from sr3_desktop.qt.controllers.batch_controller import BatchController
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.events import AppEvents
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController
 from sr3_desktop.qt.controllers.model_controller import ModelController
-from sr3_desktop.qt.controllers.run_controller import RunController, RunPlan, opened_placeholders
+from sr3_desktop.qt.controllers.run_controller import RunController, opened_placeholders
+from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.controllers.run_slot import RunSlot
 from sr3_desktop.qt.controllers.save_controller import SaveController
 from sr3_desktop.qt.settings import AppSettings, SettingsStore

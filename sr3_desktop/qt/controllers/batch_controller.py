@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject
 
 from sr3_desktop.qt.batch_worker import BatchJob, BatchWorker, plan_batch
 from sr3_desktop.qt.controllers.context import AppContext
-from sr3_desktop.qt.controllers.run_controller import RunPlan
+from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.controllers.run_slot import RunSlot
 from sr3_desktop.qt.view_data import BatchItem
 from sr3_desktop.qt.views.progress_bar import ProgressClock

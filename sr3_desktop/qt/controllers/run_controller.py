@@ -17,8 +17,8 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import check_output_size
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.registry import ModelEntry
-from sr3_desktop.core.upscale.flow import regression_for
-from sr3_desktop.core.upscale.pipeline import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.run_models import regression_for
 from sr3_desktop.qt.controllers.consent import LongRunPrompt
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController

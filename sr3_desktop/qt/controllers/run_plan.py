@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sr3_desktop.core.model_files.registry import ModelEntry
-from sr3_desktop.core.upscale.flow import OutputSize
-from sr3_desktop.core.upscale.pipeline import RefineOptions
+from sr3_desktop.core.upscale.output_size import OutputSize
+from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sr3_desktop.core.imageio import (
     save_notes,
 )
 from sr3_desktop.core.upscale.flow import save_result
-from sr3_desktop.core.upscale.pipeline import RefineResult
+from sr3_desktop.core.upscale.refine_types import RefineResult
 from sr3_desktop.qt.controllers.context import AppContext
 
 
