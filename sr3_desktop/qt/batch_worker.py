@@ -8,19 +8,18 @@ Finding images, output names, the existing-output rule and load -> refine -> sav
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import Signal
 
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.upscale import flow
 from sr3_desktop.core.upscale.estimate import RunEstimate
 from sr3_desktop.core.upscale.output_size import OutputSize
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineStep
-from sr3_desktop.qt.refine_worker import open_models
+from sr3_desktop.qt.abortable_worker import AbortableWorker, RunSessions
 from sr3_desktop.qt.view_data import BatchItem
 from sr3_desktop.qt.views.progress_bar import format_duration
 
@@ -40,9 +39,7 @@ class BatchJob:
     generation: int
     items: list[BatchItem]
     options: RefineOptions
-    sr3_model: Path
-    regression_model: Path | None
-    device: str
+    sessions: RunSessions
     fmt: str
     notes: tuple[str, ...] = ()
     """What the user should know about the model choice (shown with each result)."""
@@ -66,32 +63,21 @@ class _ItemProgress:
         self.worker.progress.emit(self.worker.job.generation, step.step, step.total)
 
 
-class BatchWorker(QObject):
+class BatchWorker(AbortableWorker):
     """Refines and saves each item; skips existing outputs, lists errors and goes on."""
 
-    engine_ready = Signal(int, object, object)  # generation, providers, fallback note
     item_changed = Signal(int, int, object)  # generation, index, BatchItem
     progress = Signal(int, int, int)  # generation, step, total (of the current item)
     finished = Signal(int, bool, str)  # generation, cancelled, summary
 
     def __init__(self, job: BatchJob) -> None:
-        super().__init__()
+        super().__init__(job.generation)
         self.job = job
-        self._abort = threading.Event()
-
-    def abort(self) -> None:
-        self._abort.set()
-
-    @property
-    def aborted(self) -> bool:
-        return self._abort.is_set()
 
     def run(self) -> None:
         job, started = self.job, time.perf_counter()
         try:
-            models = open_models(job.sr3_model, job.regression_model, job.device, job.notes,
-                                 lambda sr3: self.engine_ready.emit(job.generation, list(sr3.providers),
-                                                                    sr3.fallback_note))
+            models = self.open_models(job.sessions, job.notes)
         except SR3Error as err:
             for index, item in enumerate(job.items):
                 self._set(index, item, "error", str(err))

@@ -8,34 +8,20 @@ the core between tile batches), and the chain is closed on cancel. It does no ma
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtCore import Signal
 
 from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser
 from sr3_desktop.core.upscale.estimate import RunEstimate
 from sr3_desktop.core.upscale.flow import refine_image
 from sr3_desktop.core.upscale.output_size import OutputSize
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineStep
-from sr3_desktop.core.upscale.run_models import Models
+from sr3_desktop.qt.abortable_worker import AbortableWorker, RunSessions
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong while refining: {error}. Details are in the log file."
-
-
-def open_models(sr3: Path, regression: Path | None, device: str, notes: tuple[str, ...] = (),
-                sr3_ready: Callable[[OnnxDenoiser], None] | None = None) -> Models:
-    """The sessions of a run (cached by the core); ``sr3_ready`` hears of the SR3 one first."""
-    sr3_session = get_denoiser(sr3, device)
-    if sr3_ready is not None:
-        sr3_ready(sr3_session)
-    regression_session = get_denoiser(regression, device) if regression else None
-    return Models(sr3=sr3_session, regression=regression_session, notes=notes)
 
 
 @dataclass(frozen=True)
@@ -45,9 +31,7 @@ class RefineJob:
     generation: int
     lr: np.ndarray
     options: RefineOptions
-    sr3_model: Path
-    regression_model: Path | None
-    device: str
+    sessions: RunSessions
     methods: tuple[str, ...] = ("bicubic", "regression", "sr3")
     preview_every: int = 1
     """Forward every k-th yielded step as a preview (the core already yields every options.preview_every)."""
@@ -78,10 +62,9 @@ class _StepRelay:
             worker.preview.emit(generation, step)
 
 
-class RefineWorker(QObject):
+class RefineWorker(AbortableWorker):
     """Runs a :class:`RefineJob`. Every signal carries the job's generation, so stale ones can be dropped."""
 
-    engine_ready = Signal(int, object, object)  # generation, providers (list[str]), fallback note
     method_started = Signal(int, str)  # generation, method
     progress = Signal(int, int, int)  # generation, step, total
     preview = Signal(int, object)  # generation, RefineStep (not final)
@@ -90,25 +73,14 @@ class RefineWorker(QObject):
     finished = Signal(int, bool)  # generation, cancelled
 
     def __init__(self, job: RefineJob) -> None:
-        super().__init__()
+        super().__init__(job.generation)
         self.job = job
-        self._abort = threading.Event()
-
-    def abort(self) -> None:
-        """Ask the run to stop; thread-safe, takes effect within one step."""
-        self._abort.set()
-
-    @property
-    def aborted(self) -> bool:
-        return self._abort.is_set()
 
     def run(self) -> None:
         job = self.job
         cancelled = False
         try:
-            models = open_models(job.sr3_model, job.regression_model, job.device, (),
-                                 lambda sr3: self.engine_ready.emit(job.generation, list(sr3.providers),
-                                                                    sr3.fallback_note))
+            models = self.open_models(job.sessions)
             for method in job.methods:
                 if method == "regression" and models.regression is None:
                     continue
@@ -130,17 +102,3 @@ class RefineWorker(QObject):
         finally:
             self.finished.emit(job.generation, cancelled or self.aborted)
 
-
-def start_in_thread(worker: QObject, name: str) -> QThread:
-    """Move ``worker`` into a new QThread that calls ``worker.run`` and quits when it finishes.
-
-    The quit is a direct call from the worker's thread (``QThread.quit`` is thread-safe): queued to
-    the thread object's owner instead, it would wait for that thread's event loop, and a caller that
-    stops its loop on ``worker.finished`` and then waits for the thread would wait for ever."""
-    thread = QThread()
-    thread.setObjectName(name)
-    worker.moveToThread(thread)
-    thread.started.connect(worker.run)  # type: ignore[attr-defined]
-    worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)  # type: ignore[attr-defined]
-    thread.start()
-    return thread

@@ -93,8 +93,7 @@ class BatchController(QObject):
             item.status, item.message = "pending", ""
             view.update_batch_item(index, item)
         Path(key[0]).mkdir(parents=True, exist_ok=True)
-        job = BatchJob(generation, batch.items, plan.options, Path(plan.sr3.path),
-                       Path(plan.regression.path) if plan.regression else None, model.settings.device, key[1],
+        job = BatchJob(generation, batch.items, plan.options, plan.sessions(model.settings.device), key[1],
                        size=plan.size)
         worker = BatchWorker(job)
         worker.engine_ready.connect(self._engine_ready)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from PySide6.QtCore import QObject
 
@@ -137,9 +136,8 @@ class RunController(QObject):
         view.clear_results(self._run_placeholders(methods, plan.regression is not None))
         view.show_metrics([], model.reference is not None)
         view.show_uncertainty(None, plan.options.samples)
-        job = RefineJob(generation, model.image.rgb, plan.options, Path(plan.sr3.path),
-                        Path(plan.regression.path) if plan.regression else None, model.settings.device, self._methods,
-                        size=plan.size)
+        job = RefineJob(generation, model.image.rgb, plan.options, plan.sessions(model.settings.device),
+                        self._methods, size=plan.size)
         worker = RefineWorker(job)
         worker.engine_ready.connect(self._engine_ready)
         worker.method_started.connect(self._method_started)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.core.upscale.output_size import OutputSize
 from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.qt.abortable_worker import RunSessions
 
 
 @dataclass(frozen=True)
@@ -20,3 +22,7 @@ class RunPlan:
     """What the user should know about the model choice (a stand-in regression model, ...)."""
     size: OutputSize = field(default_factory=OutputSize)
     """The results' size (the Scale setting)."""
+
+    def sessions(self, device: str) -> RunSessions:
+        """The model files this plan's worker opens, on ``device``."""
+        return RunSessions(Path(self.sr3.path), Path(self.regression.path) if self.regression else None, device)

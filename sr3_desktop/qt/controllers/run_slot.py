@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QThread, QTimer
 
+from sr3_desktop.qt.abortable_worker import start_in_thread
 from sr3_desktop.qt.batch_worker import BatchWorker
 from sr3_desktop.qt.controllers.context import AppContext
-from sr3_desktop.qt.refine_worker import RefineWorker, start_in_thread
+from sr3_desktop.qt.refine_worker import RefineWorker
 
 RunWorker = RefineWorker | BatchWorker
 
