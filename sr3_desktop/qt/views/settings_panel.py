@@ -4,6 +4,8 @@ format, and the estimated time of a run."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import TypeVar
 
 import onnxruntime
 from PySide6.QtCore import Signal
@@ -47,16 +49,20 @@ class SettingsPanel(QWidget):
         self._loading = False
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self._add_sampling_rows(form)
+        self._add_run_rows(form)
+        self._add_output_rows(form)
+        self._show_lock(False)
 
-        self.preset = QComboBox()
-        self.preset.setToolTip("Sampling recipe from the model card; quality is the paper's full chain from noise")
-        self.preset_hint = QLabel()
-        self.preset_hint.setObjectName("hint")
-        self.preset_hint.setWordWrap(True)
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 2000)
+    # --- the form, row by row ---------------------------------------------------------------------
+    def _add_sampling_rows(self, form: QFormLayout) -> None:
+        """Preset (and its hint), steps, strength, seed (with its dice and lock), samples K."""
+        self.preset = _tipped(QComboBox(), "Sampling recipe from the model card; quality is the paper's full "
+                                           "chain from noise")
+        self.preset.currentIndexChanged.connect(self._preset_changed)
+        self.preset_hint = _hint()
+        self.steps = self._spin(1, 2000, "Refinement steps (network evaluations). Choose “Custom steps” to edit")
         self.steps.setEnabled(False)
-        self.steps.setToolTip("Refinement steps (network evaluations). Choose “Custom steps” to edit")
         self.strength = QDoubleSpinBox()
         self.strength.setRange(0.0, 1.0)
         self.strength.setSingleStep(0.05)
@@ -64,90 +70,70 @@ class SettingsPanel(QWidget):
         self.strength.setSpecialValueText("Preset")
         self.strength.setToolTip("Where the chain starts, as a fraction of the training chain: 1 starts from pure "
                                  "noise (the paper); lower values start from a noised estimate and keep more of it")
-
-        self.seed = QSpinBox()
-        self.seed.setRange(0, MAX_SEED)
-        self.seed.setToolTip("Random seed: the same seed and settings give the same image")
-        self.randomise = QToolButton()
-        icons.set_icon(self.randomise, "dice")
-        self.randomise.setToolTip("Draw a new random seed")
-        self.randomise.clicked.connect(self.randomise_seed)
-        self.lock = QToolButton()
+        self.strength.valueChanged.connect(self._emit_changed)
+        self.seed = self._spin(0, MAX_SEED, "Random seed: the same seed and settings give the same image")
+        self.randomise = _icon_button("dice", "Draw a new random seed", self.randomise_seed)
+        self.lock = _icon_button("unlock", "Lock the seed. Unlocked, every run draws a new one")
         self.lock.setCheckable(True)
-        self.lock.setToolTip("Lock the seed. Unlocked, every run draws a new one")
         self.lock.toggled.connect(self._show_lock)
-        seed_row = QHBoxLayout()
-        seed_row.setContentsMargins(0, 0, 0, 0)
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.randomise)
-        seed_row.addWidget(self.lock)
-
-        self.samples = QSpinBox()
-        self.samples.setRange(1, 16)
-        self.samples.setToolTip("K samples with different seeds are averaged; K > 1 also shows an uncertainty image")
-        self.scale = QComboBox()
-        self.scale.setToolTip("The results' size. The model always runs at its own scale; a smaller scale is its "
-                              "result resampled down (antialiased)")
-        self.tile = QSpinBox()
-        self.tile.setRange(0, 4096)
-        self.tile.setSingleStep(64)
-        self.tile.setSpecialValueText("Auto")
-        self.tile.setSuffix(" px")
-        self.tile.setToolTip("Tile side in output pixels; Auto picks it from a memory budget")
-        self.device = QComboBox()
-        self.device.setToolTip("Where the model runs; the status bar shows what really runs")
-        self.preview_every = QSpinBox()
-        self.preview_every.setRange(1, 100)
-        self.preview_every.setPrefix("every ")
-        self.preview_every.setSuffix(" step(s)")
-
-        self.output_dir = QLineEdit()
-        self.output_dir.setPlaceholderText("Pictures/SR3 Desktop")
-        browse = QToolButton()
-        icons.set_icon(browse, "folder")
-        browse.setToolTip("Choose the output folder")
-        browse.clicked.connect(self._browse_output)
-        output_row = QHBoxLayout()
-        output_row.setContentsMargins(0, 0, 0, 0)
-        output_row.addWidget(self.output_dir, 1)
-        output_row.addWidget(browse)
-        self.output_format = QComboBox()
-        for kind in OUTPUT_FORMATS:
-            self.output_format.addItem(kind.label, kind.name)
-        self.estimate = QLabel("")
-        self.estimate.setObjectName("hint")
-        self.estimate.setWordWrap(True)
-        self.estimate.setToolTip("From this computer's measured speed with the chosen model and device")
-        self.auto_compare = QCheckBox("Also run bicubic and regression")
-        self.auto_compare.setToolTip("Runs the bundled regression model and bicubic upscaling with every run, "
-                                     "for the compare view and the metrics")
-
+        self.lock.toggled.connect(self._emit_changed)
+        self.samples = self._spin(1, 16, "K samples with different seeds are averaged; K > 1 also shows an "
+                                         "uncertainty image")
         form.addRow("Preset", self.preset)
         form.addRow("", self.preset_hint)
         form.addRow("Steps", self.steps)
         form.addRow("Strength", self.strength)
-        form.addRow("Seed", seed_row)
+        form.addRow("Seed", _row(self.seed, self.randomise, self.lock))
         form.addRow("Samples (K)", self.samples)
+
+    def _add_run_rows(self, form: QFormLayout) -> None:
+        """Scale, tile, device and how often the live preview is drawn."""
+        self.scale = self._combo("The results' size. The model always runs at its own scale; a smaller scale is "
+                                 "its result resampled down (antialiased)")
+        self.tile = self._spin(0, 4096, "Tile side in output pixels; Auto picks it from a memory budget")
+        self.tile.setSingleStep(64)
+        self.tile.setSpecialValueText("Auto")
+        self.tile.setSuffix(" px")
+        self.device = self._combo("Where the model runs; the status bar shows what really runs")
+        self.preview_every = self._spin(1, 100, "")
+        self.preview_every.setPrefix("every ")
+        self.preview_every.setSuffix(" step(s)")
         form.addRow("Scale", self.scale)
         form.addRow("Tile", self.tile)
         form.addRow("Device", self.device)
         form.addRow("Live preview", self.preview_every)
-        form.addRow("Output folder", output_row)
+
+    def _add_output_rows(self, form: QFormLayout) -> None:
+        """Output folder (with its browse button), format, the compare methods and the estimate."""
+        self.output_dir = QLineEdit()
+        self.output_dir.setPlaceholderText("Pictures/SR3 Desktop")
+        self.output_dir.editingFinished.connect(self._emit_changed)
+        browse = _icon_button("folder", "Choose the output folder", self._browse_output)
+        self.output_format = self._combo("")
+        for kind in OUTPUT_FORMATS:
+            self.output_format.addItem(kind.label, kind.name)
+        self.auto_compare = _tipped(QCheckBox("Also run bicubic and regression"),
+                                    "Runs the bundled regression model and bicubic upscaling with every run, "
+                                    "for the compare view and the metrics")
+        self.auto_compare.toggled.connect(self._emit_changed)
+        self.estimate = _tipped(_hint(), "From this computer's measured speed with the chosen model and device")
+        form.addRow("Output folder", _row(self.output_dir, browse))
         form.addRow("Format", self.output_format)
         form.addRow("", self.auto_compare)
         form.addRow("Estimate", self.estimate)
 
-        self.preset.currentIndexChanged.connect(self._preset_changed)
-        for spin in (self.steps, self.seed, self.samples, self.tile, self.preview_every):
-            spin.valueChanged.connect(self._emit_changed)
-        self.strength.valueChanged.connect(self._emit_changed)
-        self.lock.toggled.connect(self._emit_changed)
-        self.device.currentIndexChanged.connect(self._emit_changed)
-        self.scale.currentIndexChanged.connect(self._emit_changed)
-        self.output_format.currentIndexChanged.connect(self._emit_changed)
-        self.output_dir.editingFinished.connect(self._emit_changed)
-        self.auto_compare.toggled.connect(self._emit_changed)
-        self._show_lock(False)
+    def _spin(self, low: int, high: int, tip: str) -> QSpinBox:
+        """An integer field whose every edit emits ``changed``."""
+        spin = _tipped(QSpinBox(), tip)
+        spin.setRange(low, high)
+        spin.valueChanged.connect(self._emit_changed)
+        return spin
+
+    def _combo(self, tip: str) -> QComboBox:
+        """A choice whose every change emits ``changed``."""
+        combo = _tipped(QComboBox(), tip)
+        combo.currentIndexChanged.connect(self._emit_changed)
+        return combo
 
     # --- filling --------------------------------------------------------------------------------
     def set_model_card(self, card: ModelCard | None, selected: str = "") -> None:
@@ -284,3 +270,39 @@ class SettingsPanel(QWidget):
         index = combo.findData(value)
         if index >= 0:
             combo.setCurrentIndex(index)
+
+
+_Tipped = TypeVar("_Tipped", bound=QWidget)
+
+
+def _tipped(widget: _Tipped, tip: str) -> _Tipped:
+    """``widget`` with its tool tip (none when ``tip`` is empty)."""
+    if tip:
+        widget.setToolTip(tip)
+    return widget
+
+
+def _hint() -> QLabel:
+    """A wrapped, quieter label under or beside a field (the theme styles the "hint" name)."""
+    label = QLabel("")
+    label.setObjectName("hint")
+    label.setWordWrap(True)
+    return label
+
+
+def _icon_button(icon: str, tip: str, clicked: Callable[[], object] | None = None) -> QToolButton:
+    button = _tipped(QToolButton(), tip)
+    icons.set_icon(button, icon)
+    if clicked is not None:
+        button.clicked.connect(clicked)
+    return button
+
+
+def _row(field: QWidget, *buttons: QWidget) -> QHBoxLayout:
+    """One form row of ``field`` (stretched) followed by small ``buttons``."""
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(field, 1)
+    for button in buttons:
+        row.addWidget(button)
+    return row
