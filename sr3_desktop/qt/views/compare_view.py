@@ -66,9 +66,27 @@ class CompareView(QWidget):
 
     # --- the bar above the panes ---------------------------------------------------------------
     def _build_bar(self) -> None:
+        """The bar over the panes: modes | panes shown | wipe pair ... preview kind | zoom."""
         self.bar = QWidget()
         row = QHBoxLayout(self.bar)
         row.setContentsMargins(4, 2, 4, 2)
+        self._add_mode_buttons(row)
+        row.addSpacing(12)
+        self._add_panes_menu(row)
+        self._add_wipe_pair(row)
+        row.addStretch(1)
+        self._add_preview_buttons(row)
+        row.addSpacing(12)
+        self._add_zoom_buttons(row)
+        left, right = "bicubic", "sr3"
+        self.wipe_left.setCurrentIndex(METHODS.index(left))
+        self.wipe_right.setCurrentIndex(METHODS.index(right))
+        self.wipe_pair = (left, right)
+        self._check_panes(self.visible_methods)
+        self.preview_buttons["pred_y0"].setChecked(True)
+
+    def _add_mode_buttons(self, row: QHBoxLayout) -> None:
+        """One checkable button per compare mode, keys 1, 2, ... in order."""
         self.mode_group = QButtonGroup(self)
         self.mode_buttons: dict[str, QToolButton] = {}
         for key, mode in enumerate(MODES, start=1):
@@ -78,7 +96,9 @@ class CompareView(QWidget):
             self.mode_group.addButton(button)
             self.mode_buttons[mode] = button
             row.addWidget(button)
-        row.addSpacing(12)
+
+    def _add_panes_menu(self, row: QHBoxLayout) -> None:
+        """The "Show" menu: which 2 to 4 methods stand side by side."""
         self.pane_actions: dict[str, QAction] = {}
         self.panes_menu = QMenu(self)
         for method in METHODS:
@@ -90,6 +110,9 @@ class CompareView(QWidget):
         self.panes_box.setMenu(self.panes_menu)
         self.panes_box.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         row.addWidget(self.panes_box)
+
+    def _add_wipe_pair(self, row: QHBoxLayout) -> None:
+        """The two methods either side of the wipe divider."""
         self.wipe_box = QWidget()
         wipe_row = QHBoxLayout(self.wipe_box)
         wipe_row.setContentsMargins(0, 0, 0, 0)
@@ -106,7 +129,9 @@ class CompareView(QWidget):
         wipe_row.addWidget(self.wipe_left)
         wipe_row.addWidget(self.wipe_right)
         row.addWidget(self.wipe_box)
-        row.addStretch(1)
+
+    def _add_preview_buttons(self, row: QHBoxLayout) -> None:
+        """What the live preview shows: the predicted clean image or the noisy y_t."""
         self.preview_group = QButtonGroup(self)
         self.preview_buttons: dict[str, QToolButton] = {}
         for kind, glyph in (("pred_y0", "clean"), ("y_t", "noise")):
@@ -117,7 +142,9 @@ class CompareView(QWidget):
             self.preview_group.addButton(button)
             self.preview_buttons[kind] = button
             row.addWidget(button)
-        row.addSpacing(12)
+
+    def _add_zoom_buttons(self, row: QHBoxLayout) -> None:
+        """Fit, actual pixels, and the zoom shown."""
         self.fit_button = self._tool_button("", "fit", "Fit to window (F)")
         self.fit_button.clicked.connect(self.fit)
         self.actual_button = self._tool_button("", "actual", "Actual pixels, 100% (0)")
@@ -127,12 +154,6 @@ class CompareView(QWidget):
         row.addWidget(self.fit_button)
         row.addWidget(self.actual_button)
         row.addWidget(self.zoom_label)
-        left, right = "bicubic", "sr3"
-        self.wipe_left.setCurrentIndex(METHODS.index(left))
-        self.wipe_right.setCurrentIndex(METHODS.index(right))
-        self.wipe_pair = (left, right)
-        self._check_panes(self.visible_methods)
-        self.preview_buttons["pred_y0"].setChecked(True)
 
     def _tool_button(self, text: str, glyph: str | None, tip: str) -> QToolButton:
         button = QToolButton()
