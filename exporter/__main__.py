@@ -6,7 +6,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable
-from types import ModuleType
 
 from sr3_desktop.core.errors import SR3Error
 
@@ -30,16 +29,6 @@ example (a folder of photos to an imported model):
 """
 
 
-def _load(module_name: str) -> ModuleType | None:
-    """Import a command's module; None when that module is not part of this checkout yet."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            return None
-        raise
-
-
 def build_parser(
     argv: list[str] | None = None,
 ) -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
@@ -56,10 +45,7 @@ def build_parser(
         command = sub.add_parser(name, help=summary, description=summary)
         if name != chosen:
             continue
-        module = _load(module_name)
-        if module is None:
-            command.set_defaults(_missing=module_name)
-            continue
+        module = importlib.import_module(module_name)
         prefix = "inspect_" if name == "inspect" else ""
         getattr(module, prefix + "add_arguments")(command)
         runners[name] = getattr(module, prefix + "run")
@@ -71,10 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     parser, runners = build_parser(argv)
     args = parser.parse_args(argv)
     args.command_line = ["python", "-m", "exporter", *argv]  # recorded in checkpoints and model cards
-    if getattr(args, "_missing", None):
-        print(f"error: `{args.command}` is not available in this checkout ({args._missing} is missing)",
-              file=sys.stderr)
-        return 2
     try:
         return runners[args.command](args)
     except SR3Error as err:
