@@ -30,6 +30,8 @@ PROVIDERS = {
     "coreml": "CoreMLExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
+IO_BINDING_DEVICES = {PROVIDERS["cuda"]: "cuda", PROVIDERS["cpu"]: "cpu"}
+"""The device name onnxruntime's IO binding takes for the memory of each provider that supports it."""
 DEVICE_LABELS = {"cuda": "CUDA", "directml": "DirectML", "coreml": "CoreML", "cpu": "CPU"}
 AUTO_ORDER = ("cuda", "directml", "coreml")
 CPU_BUDGET_PIXELS = 512 * 512
@@ -149,7 +151,9 @@ def _check_values(kind: str, values: list[Any], names: tuple[str, ...], model: s
 class OnnxDenoiser:
     """An SR3 denoiser or a regression model behind one onnxruntime session."""
 
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, device: str = "auto", io_binding: bool | None = None) -> None:
+        """``io_binding``: bind inputs and output in the provider's memory (None: on CUDA only, where it
+        saves copies; the CPU provider supports it too, which is how the tests run it everywhere)."""
         given = Path(path).expanduser()
         if not given.is_file():
             raise ModelError(f"model file not found: {path}")
@@ -165,7 +169,7 @@ class OnnxDenoiser:
         self.card: ModelCard = card_from_metadata(dict(metadata), name)
         self._dtypes = _check_values("inputs", self._session.get_inputs(), self.card.inputs, name)
         _check_values("outputs", self._session.get_outputs(), self.card.outputs, name)
-        self._use_io_binding = PROVIDERS["cuda"] in self.providers
+        self._io_device = _binding_device(self.providers[0], io_binding)
         self.run_options: ort.RunOptions | None = None
         """Passed to every run; model_probe's watchdog stops a test run through its ``terminate``."""
 
@@ -190,7 +194,7 @@ class OnnxDenoiser:
 
     @property
     def uses_io_binding(self) -> bool:
-        return self._use_io_binding
+        return self._io_device is not None
 
     def describe(self) -> str:
         """e.g. 'sr3-photo-4x on CUDAExecutionProvider'."""
@@ -218,7 +222,7 @@ class OnnxDenoiser:
     def _run(self, feeds: dict[str, np.ndarray], expected: tuple[int, ...]) -> np.ndarray:
         cast = {k: np.ascontiguousarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
         try:
-            out = (self._run_io_binding(cast) if self._use_io_binding
+            out = (self._run_io_binding(cast, self._io_device) if self._io_device is not None
                    else self._session.run(None, cast, self.run_options)[0])
         except Exception as err:  # onnxruntime errors (out of memory, bad shapes) become user messages
             raise ModelError(
@@ -232,14 +236,25 @@ class OnnxDenoiser:
             )
         return np.asarray(out, dtype=np.float32)
 
-    def _run_io_binding(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """CUDA: copy inputs to the device once and let onnxruntime allocate the output there."""
+    def _run_io_binding(self, feeds: dict[str, np.ndarray], device: str) -> np.ndarray:
+        """Copy the inputs to ``device`` once and let onnxruntime allocate the output there; a fresh
+        binding each run, so nothing of one run is seen by the next."""
         binding = self._session.io_binding()
         for name, value in feeds.items():
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
-        binding.bind_output(self.card.outputs[0], "cuda")
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, device, 0))
+        binding.bind_output(self.card.outputs[0], device)
         self._session.run_with_iobinding(binding, self.run_options)
         return np.asarray(binding.copy_outputs_to_cpu()[0])
+
+
+def _binding_device(provider: str, wanted: bool | None) -> str | None:
+    """onnxruntime's device name for IO binding on ``provider``, or None for plain runs."""
+    if wanted is None:
+        wanted = provider == PROVIDERS["cuda"]
+    device = IO_BINDING_DEVICES.get(provider)
+    if wanted and device is None:
+        raise ModelError(f"IO binding is not supported on {provider}")
+    return device if wanted else None
 
 
 _CACHE: OrderedDict[tuple[str, int, str], OnnxDenoiser] = OrderedDict()
