@@ -138,11 +138,23 @@ def test_a_real_run_moves_the_speed_halfway_towards_what_it_took(tmp_path: Path)
 
 
 def test_refine_image_refreshes_the_speed_from_the_run(tmp_path: Path) -> None:
-    sr3 = OnnxDenoiser(save(local_sr3(name="fresh"), tmp_path / "fresh.onnx"), "cpu")
-    estimate.calibrate(sr3)
-    flow.refine_image(LR[:20, :20], RefineOptions(preset="fast"), Models(sr3=sr3))
+    """The remembered speed moves halfway (RUN_WEIGHT) from the old one towards what this run took: the
+    run's own seconds over the pixels the network really saw. Mutations caught: refine_image not
+    recording the run; recording another time than the run's (a constant, the estimate, the wall time
+    of a second run); planning other work than the run did (another tile budget or scale); skipping
+    the halfway step; an overhead or per-call cost not taken off."""
+    sr3 = Counting(save(local_sr3(name="fresh"), tmp_path / "fresh.onnx"))
+    old = 1e-12  # far below any real speed: the new one is then set almost wholly by this run
+    estimate.store_speed(sr3.path, "cpu", estimate.Speed(old, sr3.budget_pixels, "CPUExecutionProvider",
+                                                         "calibration", step_overhead=0.0, fixed=0.0))
+    started = time.perf_counter()
+    result = flow.refine_image(LR[:20, :20], RefineOptions(preset="fast"), Models(sr3=sr3))
+    wall = time.perf_counter() - started
+    assert result is not None and 0.0 < result.seconds <= wall
     speed = estimate.known_speed(sr3.path, "cpu")
     assert speed is not None and (speed.source, speed.runs) == ("runs", 1)
+    observed = result.seconds / sr3.pixels
+    assert speed.seconds_per_pixel == pytest.approx(old + estimate.RUN_WEIGHT * (observed - old), rel=1e-9)
 
 
 def test_the_estimate_is_network_time_plus_the_pipelines_own_time_per_step(tmp_path: Path) -> None:
@@ -157,7 +169,18 @@ def test_the_estimate_is_network_time_plus_the_pipelines_own_time_per_step(tmp_p
     calls = work.pixels // work.tile_pixels
     guess = flow.estimate_for((29, 37), options, Models(sr3=sr3))
     assert guess.seconds == pytest.approx(10 * (work.pixels * 2e-7 + calls * 1e-3 + 152 * 120 * 5e-8), rel=1e-12)
-    assert 0 < estimate.measure_step_overhead() < 1e-5  # seconds per pixel and step on any computer
+
+
+def test_the_step_overhead_is_the_time_it_took_per_pixel_and_step() -> None:
+    """The measured per-pixel-and-step cost, times the pixels and steps measured, is the time that work
+    took: no more than the call's wall time (the timed loop is inside it) and most of it (the set-up
+    before the loop is small). Mutations caught: not dividing by the steps (3x over the wall time),
+    timing one step of three or dividing twice (a third of it), milliseconds for seconds."""
+    side, steps = 256, 3
+    started = time.perf_counter()
+    overhead = estimate.measure_step_overhead(side=side, tile=128, steps=steps)
+    wall = time.perf_counter() - started
+    assert 0.5 * wall <= overhead * steps * side * side <= wall
 
 
 def test_the_calibration_fits_a_cost_per_call_and_per_pixel() -> None:
