@@ -36,6 +36,10 @@ def test_frozen_bundle_has_models_and_no_torch(frozen_app: Path) -> None:
     assert sorted(p.name for p in (internal / "sr3_desktop" / "resources" / "models").glob("*.onnx")) == [
         "regression-photo-4x.onnx", "sr3-photo-4x.onnx"]
     assert not (internal / "torch").exists()
+    from sr3_desktop.qt.about import NOTICES  # the about dialog reads every one of them
+
+    licences = internal / "sr3_desktop" / "resources" / "licenses"
+    assert sorted(p.name for p in licences.iterdir()) == sorted(n.file for n in NOTICES)
 
 
 @pytest.mark.slow

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl, qVersion
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QTextBrowser
 from qt_helpers import visible_message_boxes, write_image
 
+from sr3_desktop.qt.about import APP_LICENCE, NOTICES
 from sr3_desktop.qt.main_window import PAGE_BATCH, PAGE_EMPTY, PAGE_SINGLE
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def drop_files(widget: Any, paths: list[Path]) -> None:
@@ -337,14 +342,35 @@ def test_uncertainty_and_reference_metrics(window: Any, qtbot: Any, tmp_path: Pa
 
 
 def test_about_dialog_lists_versions_and_licences(window: Any, qtbot: Any) -> None:
+    """The dialog shows the versions installed (as their distributions' metadata says) and the full text of
+    every licence file shipped in resources/licenses/ (the project's own from the top-level LICENSE).
+    Mutations caught: a version typed in by hand (a stale one) or a bundled distribution left out; a
+    notice whose file is not shipped, or is not read into the dialog; a shipped file the dialog omits."""
     window.about_action.trigger()
     qtbot.waitUntil(lambda: any(w.windowTitle() == "About SR3 Desktop" and w.isVisible()
                                 for w in QApplication.topLevelWidgets()), timeout=5000)
     dialog = next(w for w in QApplication.topLevelWidgets() if w.windowTitle() == "About SR3 Desktop")
-    text = dialog.findChild(type(window.model_panel.details)).toPlainText()
-    for name in ("onnxruntime", "Qt", "numpy", "Pillow", "PySide6", "LGPL", "Saharia"):
-        assert name in text
+    text = dialog.findChild(QTextBrowser, "about_text").toPlainText()
     dialog.close()
+    runtime = [name for name in ("onnxruntime", "onnxruntime-gpu") if _installed(name)]
+    for name in ("PySide6-Essentials", "shiboken6", "numpy", "pillow", "onnx", "qtawesome", "platformdirs", *runtime):
+        assert re.search(rf"^{re.escape(name)}\s+{re.escape(metadata.version(name))}$", text, re.M), name
+    assert re.search(rf"^Qt\s+{re.escape(qVersion())}$", text, re.M) and "Saharia" in text
+    shipped = REPO / "resources" / "licenses"
+    assert sorted(p.name for p in shipped.iterdir()) == sorted(n.file for n in NOTICES if n.file != APP_LICENCE)
+    flat = " ".join(text.split())
+    for notice in NOTICES:
+        source = REPO / "LICENSE" if notice.file == APP_LICENCE else shipped / notice.file
+        licence = " ".join(source.read_text(encoding="utf-8").split())
+        assert len(licence) > 900 and licence in flat, notice.file  # a whole licence, not a one-line mention
+
+
+def _installed(name: str) -> bool:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def test_cancelling_a_batch_keeps_finished_outputs_and_marks_the_rest(window: Any, qtbot: Any,
