@@ -3,8 +3,8 @@
   * CLI: ``refine`` consumed exactly as ``sr3_desktop.cli`` does (its RefineOptions, preview_every=1),
     with the automatic tiling and with 128 px tiles (9 tiles per batch: stacking and blending), and
     the whole ``upscale`` command in-process (PNG load + save included).
-  * GUI: the real ``qt.worker.RefineWorker`` in its QThread (offscreen Qt), live preview on, and every
-    preview turned into a pixmap on the GUI thread the way ``views.canvas.Layer`` does when painted.
+  * GUI: the real ``qt.refine_worker.RefineWorker`` in its QThread (offscreen Qt), live preview on, and every
+    preview turned into a pixmap on the GUI thread the way ``views.image_panes.Layer`` does when painted.
 Ratio = wall time / time inside ``session.run`` during that same run (the app's own cached sessions,
 SR3 and, when the preset starts from its estimate, regression, timed through a thin proxy): load
 drift on a shared machine hits numerator and denominator alike.

@@ -100,7 +100,7 @@ def randomised(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def graph_section(path: Path) -> None:
-    print("\n== GroupNorm folding (proposed for exporter/export_onnx.py), one step")
+    print("\n== GroupNorm folding (proposed for exporter/export/export_onnx.py), one step")
     base = onnx.load(str(path))
     folded, count = instance_norm_affine(base)
     print(f"  {count} GroupNorm(C = groups) -> one InstanceNormalization each")

@@ -1,6 +1,6 @@
 """A prototype rewrite of the exported SR3 graph, measured by explore_optimisations.py.
 
-It belongs in the exporter (exporter/export_onnx.py), not here; this module only shows its gain
+It belongs in the exporter (exporter/export/export_onnx.py), not here; this module only shows its gain
 on the real graph and checks that the output stays the same. (The attention's Einsum -> MatMul
 rewrite is applied in exporter/unet.py: the graph's attention is torch.bmm now.)
   * ``instance_norm_affine``: GroupNorm with one channel per group (C = 32 = groups) is exported

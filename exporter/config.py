@@ -98,7 +98,7 @@ class TrainConfig:
     """Validation crops (fixed, deterministic) taken from the held-out images."""
     degradation: float = 0.0
     """Fraction of training crops whose LR is degraded like a real photo (blur, resize kernel, noise, JPEG;
-    exporter/degrade.py); the rest are the clean bicubic protocol."""
+    exporter/training/degrade.py); the rest are the clean bicubic protocol."""
     jpeg_quality_min: int = 30
     """Lowest JPEG quality of a degraded LR."""
     jpeg_quality_max: int = 95

@@ -1,6 +1,6 @@
 """The headless command line: ``python -m sr3_desktop upscale ...`` and ``... models``.
 
-A thin argparse front for ``core.batch`` (finding, planning, the existing-output rule and the
+A thin argparse front for ``core.upscale.flow`` (finding, planning, the existing-output rule and the
 one-item flow live there); no Qt. A bad file in a batch is reported and skipped; an existing
 output is skipped and reported (``--overwrite`` redoes it); a user never sees a traceback
 (unexpected errors go to a log file instead).
@@ -146,7 +146,7 @@ def _clock(seconds: float) -> str:
 
 # --- the upscale command -------------------------------------------------------------------------
 def plan(args: argparse.Namespace, fmt: str) -> flow.Plan:
-    """Inputs expanded (folders recursively) with their output paths (core.batch's rules)."""
+    """Inputs expanded (folders recursively) with their output paths (core.upscale.flow's rules)."""
     if args.output is not None:
         if len(args.images) != 1:
             raise SR3Error("-o FILE takes exactly one input image; use --out-dir DIR for several")

@@ -71,7 +71,7 @@ def default_presets(train_schedule: ScheduleSpec) -> dict[str, InferencePreset]:
 
 
 def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name: str | None, fp16: bool) -> ModelCard:
-    """The model card of a checkpoint (fields: sr3_desktop/core/model_card.py; README.md, "The model card")."""
+    """The model card of a checkpoint (fields: sr3_desktop/core/model_files/card.py; README.md, "The model card")."""
     sr3 = config.kind == "sr3"
     unet = config.unet
     architecture = {

@@ -32,7 +32,7 @@ class DataError(SR3Error):
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` by the app's rule (``core.batch.find_images``: recursive, the
+    """Image files under ``folder`` by the app's rule (``core.upscale.flow.find_images``: recursive, the
     loader's suffixes, hidden files and folders left out), sorted for a deterministic order."""
     root = Path(folder)
     if not root.is_dir():

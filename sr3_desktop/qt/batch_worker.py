@@ -2,7 +2,7 @@
 each image, in a worker thread that reports every item.
 
 Finding images, output names, the existing-output rule and load -> refine -> save are all
-``core.batch``'s; this module only turns them into signals.
+``core.upscale.flow``'s; this module only turns them into signals.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ BATCH_PROGRESS_EVERY = 4
 
 
 def plan_batch(paths: list[Path], output_folder: Path, fmt: str) -> list[BatchItem]:
-    """One item per image (``core.batch.plan_outputs``): loose files go to ``output_folder/<stem>.<fmt>``,
+    """One item per image (``core.upscale.flow.plan_outputs``): loose files go to ``output_folder/<stem>.<fmt>``,
     a folder's images to ``output_folder/<folder name>/<path inside the folder>``."""
     plan = flow.plan_outputs(paths, output_folder, fmt, nest_folders=True)
     return [BatchItem(source=i.source, output=i.target, label=i.label) for i in plan.items]

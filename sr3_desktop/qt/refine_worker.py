@@ -1,4 +1,4 @@
-"""A thin QObject adapter over the core's one refine step (``core.batch.refine_image``), run in its own QThread.
+"""A thin QObject adapter over the core's one refine step (``core.upscale.flow.refine_image``), run in its own QThread.
 
 It forwards each RefineStep as a signal (numpy arrays; the view makes a QImage when it shows one)
 through the core's small ``Progress`` interface: ``aborted()`` is checked between yields (and by

@@ -39,7 +39,7 @@ class AppSettings:
     """Tile side in output pixels; 0 = automatic from a memory budget."""
     output_scale: int = 0
     """The results' scale (2, 3, 4 ...); 0 = the SR3 model's own. The model runs at its own scale and the
-    result is resampled down (``core.batch.OutputSize``)."""
+    result is resampled down (``core.upscale.flow.OutputSize``)."""
     device: str = "auto"
     output_dir: str = ""
     output_format: str = "png"

@@ -1,4 +1,4 @@
-"""core.batch: finding images, the format table, output plans, the existing-output rule, the
+"""core.upscale.flow: finding images, the format table, output plans, the existing-output rule, the
 start-estimate rule (with condition_model pairing) and one item through load -> refine -> save."""
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ def test_ctrl_c_during_a_save_leaves_no_partial_file(env: Path, monkeypatch: pyt
     calls: list[Path] = []
 
     def interrupted_publish(temp: Path, target: Path, overwrite: bool) -> None:
-        if target.parent == env / "data":  # the remembered speeds (core.estimate), not an output
+        if target.parent == env / "data":  # the remembered speeds (core.upscale.estimate), not an output
             publish(temp, target, overwrite)
             return
         calls.append(temp)

@@ -1,4 +1,4 @@
-"""core.estimate: the time of a run before it starts, from this machine's measured speed (issue 11)."""
+"""core.upscale.estimate: the time of a run before it starts, from this machine's measured speed (issue 11)."""
 
 from __future__ import annotations
 

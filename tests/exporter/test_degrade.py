@@ -1,4 +1,4 @@
-"""The real-photo degradations of the LR (exporter/degrade.py) and the crop stream that mixes them in."""
+"""The real-photo degradations of the LR (exporter/training/degrade.py) and the crop stream that mixes them in."""
 
 from __future__ import annotations
 

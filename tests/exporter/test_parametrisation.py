@@ -1,7 +1,7 @@
 """The exporter's torch parametrisation against the core's numpy one, on the same tensors.
 
-Training (exporter/diffusion.py: q_sample, prediction_target, to_x0_eps, the validation chain
-ddim_sample) and inference (sr3_desktop/core/sampler.py: Sampler.start, split_prediction, clip_y0,
+Training (exporter/training/objective.py: q_sample, prediction_target, to_x0_eps, the validation chain
+ddim_sample) and inference (sr3_desktop/core/diffusion/sampler.py: Sampler.start, split_prediction, clip_y0,
 Sampler.step) must agree for every prediction x target, or a model would be trained for one
 convention and sampled with another without any error.
 """

@@ -26,7 +26,7 @@ MAX_INPUT_PIXELS = 8192 * 8192
 """64 MP: larger inputs are refused from the header alone, before decoding."""
 MAX_OUTPUT_PIXELS = 16384 * 16384
 """268 MP: an upscale whose model output would be larger is refused before any work starts. Outputs over
-4 MP are built on disk band by band (``core.canvas``), so memory does not grow with this limit."""
+4 MP are built on disk band by band (``core.upscale.output_canvas``), so memory does not grow with this limit."""
 
 _MULTI_FRAME_KIND = {"GIF": "animated GIF", "PNG": "animated PNG", "TIFF": "multi-page TIFF",
                      "MPO": "multi-picture JPEG (MPO)", "WEBP": "animated WebP"}

@@ -3,7 +3,7 @@ atomic writer. A save never writes over an input, never replaces an existing fil
 and never leaves a partial file behind; every failure is an ``ImageSaveError`` naming the file.
 
 An image in memory is encoded whole (Pillow, or ``codecs`` for 16-bit colour). A large image kept on
-disk (a ``BlockImage``: ``core.canvas.OutputCanvas``) is read band by band and streamed into the
+disk (a ``BlockImage``: ``core.upscale.output_canvas.OutputCanvas``) is read band by band and streamed into the
 file: PNG and TIFF by ``codecs`` (no copy of the whole image at all), JPEG and WebP through one
 8-bit Pillow image (4 bytes a pixel; Pillow's encoders need the whole image).
 """
@@ -36,7 +36,7 @@ class OutputExistsError(ImageSaveError):
 
 
 class BlockImage(Protocol):
-    """An image read in bands instead of held whole (``core.canvas.OutputCanvas``)."""
+    """An image read in bands instead of held whole (``core.upscale.output_canvas.OutputCanvas``)."""
 
     height: int
     width: int

@@ -17,7 +17,7 @@ has one rule:
 * **The output size**: ``--scale 2|3|4``, ``--width`` or ``--height`` (``OutputSize``): the model runs at
   its own scale and ``refine_image`` resamples its result down (``output_size``).
 * **The time estimate**: ``estimate_for`` before a run (from this machine's measured speed), and every
-  finished run refreshes that speed (``core.estimate``).
+  finished run refreshes that speed (``core.upscale.estimate``).
 
 ``upscale_item`` runs load -> refine -> resize alpha -> save for one item, reporting to a small
 ``Progress`` (chaiNNer's idea: ``aborted()`` and ``set_progress()``), so a caller needs no Qt to

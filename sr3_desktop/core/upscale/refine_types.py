@@ -1,6 +1,6 @@
 """What ``pipeline.refine`` takes and gives: RefineOptions in, RefineSteps out, the last with a RefineResult.
 
-See CONTRIBUTING.md, "Core API". ``pipeline`` re-exports all of these; import them from there.
+See CONTRIBUTING.md, "Core API". Import them from here (``pipeline`` runs them, it does not re-export them).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Which models a run loads: the SR3 or regression model asked for (or the default one), and the regression
-model an SR3 chain starts from or is conditioned on. Part of the one upscale flow (``core.batch``
-re-exports all of it).
+model an SR3 chain starts from or is conditioned on. Part of the one upscale flow (``core.upscale.flow``
+uses it; callers import these names from here).
 """
 
 from __future__ import annotations

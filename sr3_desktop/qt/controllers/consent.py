@@ -1,6 +1,6 @@
 """The time estimate before a run, and the question before a long one.
 
-The estimate is the core's (``core.estimate``): this machine's measured speed for the chosen models on
+The estimate is the core's (``core.upscale.estimate``): this machine's measured speed for the chosen models on
 the chosen device, times the work of the run as the pipeline will do it. The speed is measured once
 (a second or two per model, in the background) when the app starts or before the first run, and every run
 refreshes it. A run estimated over ``CONSENT_SECONDS`` (two minutes) starts only when the user says
