@@ -99,6 +99,8 @@ class TrainConfig:
     degradation: float = 0.0
     """Fraction of training crops whose LR is degraded like a real photo (blur, resize kernel, noise, JPEG;
     exporter/degrade.py); the rest are the clean bicubic protocol."""
+    second_order: float = 0.0
+    """Fraction of the degraded crops whose chain runs twice (Real-ESRGAN's second-order degradation)."""
     jpeg_quality_min: int = 30
     """Lowest JPEG quality of a degraded LR."""
     jpeg_quality_max: int = 95
@@ -163,8 +165,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not all(0.0 <= f <= 1.0 for f in (self.degradation, self.focus_fraction, self.start_fraction)):
-            raise ConfigError("degradation, focus_fraction and start_fraction are fractions in [0, 1]")
+        fractions = (self.degradation, self.second_order, self.focus_fraction, self.start_fraction)
+        if not all(0.0 <= f <= 1.0 for f in fractions):
+            raise ConfigError("degradation, second_order, focus_fraction and start_fraction are fractions in [0, 1]")
         if not 1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100:
             raise ConfigError(f"need 1 <= jpeg_quality_min <= jpeg_quality_max <= 100, got "
                               f"{self.jpeg_quality_min}..{self.jpeg_quality_max}")

@@ -329,7 +329,8 @@ class Trainer:
         val_batch["lr_up"] = self.condition(val_batch["lr_up"].to(self.device)).cpu()
         rank_seed = config.seed * 1_000_003 + self.dist.rank * 10_007 + self.step
         stream = data_mod.CropStream(images.train, config.crop, config.scale, config.batch_size, rank_seed,
-                                     config.degradation, (config.jpeg_quality_min, config.jpeg_quality_max))
+                                     config.degradation, (config.jpeg_quality_min, config.jpeg_quality_max),
+                                     config.second_order)
         batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data_mod.loader(stream, config.workers)
         generator = torch.Generator().manual_seed(rank_seed)  # gammas, on the CPU
         noise_generator = torch.Generator(device=self.device).manual_seed(rank_seed + 1)  # eps, where the model is
