@@ -9,7 +9,6 @@ import pytest
 from onnx_fixtures import make_card, oracle_sr3, regression, save
 
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.model_space import attention_downsample, max_auto_tile
 from sr3_desktop.core.model_card import (
     CARD_METADATA_KEY,
     ModelCard,
@@ -18,6 +17,7 @@ from sr3_desktop.core.model_card import (
     embed_card,
     read_card,
 )
+from sr3_desktop.core.model_space import attention_downsample, max_auto_tile
 
 
 def card_dict(**changes: Any) -> dict[str, Any]:
