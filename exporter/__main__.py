@@ -1,4 +1,4 @@
-"""`python -m exporter train|export|verify|inspect|evaluate|search-schedule`: how models come to exist."""
+"""`python -m exporter train|export|verify|inspect|evaluate|search-schedule|plot`: how models come to exist."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("inspect", "exporter.verify", "print the model card of an .onnx file"),
     ("evaluate", "exporter.evaluate", "metrics (PSNR-Y, SSIM-Y, consistency, ...) on LR/HR pairs"),
     ("search-schedule", "exporter.search_schedule", "search inference noise schedules; write card presets"),
+    ("plot", "exporter.plot", "the learning curve of a run (loss and validation metrics against steps) as a PNG"),
 )
 
 EPILOG = """\
