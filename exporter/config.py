@@ -66,6 +66,10 @@ class TrainConfig:
     """Weight of an L1 loss on the image gradients of the predicted HR (true edges, no noise on flat areas)."""
     spectrum_loss: float = 0.0
     """Weight of an L1 loss on log(1 + |FFT|) of the predicted HR against the HR's (the fine band's energy)."""
+    texture_loss: float = 0.0
+    """Weight of an L1 loss on the local energy of the predicted HR's finest band against the HR's, in 8 px
+    cells (exporter/diffusion.py texture_l1): rewards texture where the photo has it, penalises grain on flat
+    areas. On the focused samples, as gradient_loss."""
     focus_fraction: float = 0.0
     """Fraction of SR3 samples whose noise level is drawn log-uniformly in sigma = sqrt((1 - g) / g) over
     [focus_sigma_min, focus_sigma_max] (where the short default chain runs) instead of from p(gamma)."""
@@ -99,6 +103,8 @@ class TrainConfig:
     degradation: float = 0.0
     """Fraction of training crops whose LR is degraded like a real photo (blur, resize kernel, noise, JPEG;
     exporter/training/degrade.py); the rest are the clean bicubic protocol."""
+    second_order: float = 0.0
+    """Fraction of the degraded crops whose chain runs twice (Real-ESRGAN's second-order degradation)."""
     jpeg_quality_min: int = 30
     """Lowest JPEG quality of a degraded LR."""
     jpeg_quality_max: int = 95
@@ -134,7 +140,12 @@ class TrainConfig:
     log_every: int = 50
     """Write the training loss to log.jsonl every N steps."""
     val_sample_steps: int = 10
-    """DDIM steps of the short SR3 sampling at validation (0: skip sampling)."""
+    """DDIM steps of the short SR3 sampling from pure noise at validation (0: skip sampling)."""
+    val_start_sigma: float = 0.0
+    """> 0: SR3 validation runs the default one-step chain instead, from the condition noised to this sigma."""
+    keep_best: str = ""
+    """A validation metric (e.g. psnr_model, or -objective to minimise): whenever it improves, the run also
+    writes best.pt (export RUN/best.pt). Empty: keep only the last checkpoint."""
     max_minutes: float = 0.0
     """Stop after this many minutes of training wall time in this session, with a checkpoint (0: no limit)."""
 
@@ -163,8 +174,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not all(0.0 <= f <= 1.0 for f in (self.degradation, self.focus_fraction, self.start_fraction)):
-            raise ConfigError("degradation, focus_fraction and start_fraction are fractions in [0, 1]")
+        fractions = (self.degradation, self.second_order, self.focus_fraction, self.start_fraction)
+        if not all(0.0 <= f <= 1.0 for f in fractions):
+            raise ConfigError("degradation, second_order, focus_fraction and start_fraction are fractions in [0, 1]")
         if not 1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100:
             raise ConfigError(f"need 1 <= jpeg_quality_min <= jpeg_quality_max <= 100, got "
                               f"{self.jpeg_quality_min}..{self.jpeg_quality_max}")
@@ -172,8 +184,8 @@ class TrainConfig:
             raise ConfigError("need 0 < focus_sigma_min < focus_sigma_max")
         if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model):
             raise ConfigError("condition = regression is for SR3 models and needs condition_model (a regression .onnx)")
-        if min(self.gradient_loss, self.spectrum_loss, self.max_minutes) < 0:
-            raise ConfigError("gradient_loss, spectrum_loss and max_minutes must be >= 0")
+        if min(self.gradient_loss, self.spectrum_loss, self.texture_loss, self.max_minutes) < 0:
+            raise ConfigError("gradient_loss, spectrum_loss, texture_loss and max_minutes must be >= 0")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.unet.base_channels % 2:

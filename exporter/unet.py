@@ -3,6 +3,11 @@ embedding added in every block, self-attention at low resolution, 1/sqrt(2) skip
 
 SR3 sees concat(lr_up, y_t) plus the noise level; the regression baseline is the same
 network on lr_up alone, with no noise input ("Regression models share the same architecture").
+
+With ``unshuffle = s > 1`` the U-Net runs at 1/s of the output resolution: its inputs are
+space-to-depth'd (pixel-unshuffle, s^2 x the channels) and its output depth-to-space'd back, inside
+the graph, so the model's inputs and outputs stay at the output size (the stem of Real-ESRGAN x2plus;
+Hoogeboom et al. 2023 for diffusion). At 4x that cuts a same-width U-Net's FLOPs 16 times.
 """
 
 from __future__ import annotations
@@ -34,10 +39,19 @@ class UNetConfig:
     """Dropout inside residual blocks."""
     image_channels: int = 3
     """Colour channels of lr_up, y_t and the output."""
+    unshuffle: int = 1
+    """Pixel-unshuffle factor at the input (depth-to-space at the output): the U-Net runs at 1/unshuffle of
+    the output resolution. 1: at the output resolution (the paper)."""
 
     @property
     def size_multiple(self) -> int:
-        return 2 ** (len(self.channel_mults) - 1)
+        return self.unshuffle * 2 ** (len(self.channel_mults) - 1)
+
+    def attention_downsample(self) -> int:
+        """The finest downsampling factor, relative to the output, at which the network attends (the
+        middle block at least): what bounds the automatic tile size in the app."""
+        levels = self.attention_set() | {len(self.channel_mults) - 1}
+        return self.unshuffle * 2 ** min(levels)
 
     def attention_set(self) -> set[int]:
         n = len(self.channel_mults)
@@ -124,7 +138,7 @@ class UNet(nn.Module):
         emb_dim = ch * 4 if conditional else None
         if conditional:
             self.noise_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))  # type: ignore[arg-type]
-        in_ch = config.image_channels * (2 if conditional else 1)
+        in_ch = config.image_channels * (2 if conditional else 1) * config.unshuffle**2
         self.input_conv = nn.Conv2d(in_ch, ch, 3, padding=1)
         attn = config.attention_set()
         widths = [ch * m for m in config.channel_mults]
@@ -157,7 +171,7 @@ class UNet(nn.Module):
             if lvl > 0:
                 self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
         self.out_norm = nn.GroupNorm(_groups(cur), cur)
-        self.out_conv = nn.Conv2d(cur, config.image_channels, 3, padding=1)
+        self.out_conv = nn.Conv2d(cur, config.image_channels * config.unshuffle**2, 3, padding=1)
         _zero(self.out_conv)
 
     def forward(
@@ -173,6 +187,8 @@ class UNet(nn.Module):
                 emb = emb.to(x.dtype)
         else:
             x = lr_up
+        if self.config.unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.config.unshuffle)
         h = self.input_conv(x)
         skips = [h]
         for i, level in enumerate(cast(list[Level], self.down)):
@@ -189,7 +205,8 @@ class UNet(nn.Module):
                 h = attn(block(torch.cat([h, skips.pop() * SKIP_SCALE], dim=1), emb))
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.out_conv(F.silu(self.out_norm(h)))
+        out = self.out_conv(F.silu(self.out_norm(h)))
+        return F.pixel_shuffle(out, self.config.unshuffle) if self.config.unshuffle > 1 else out
 
 
 def count_parameters(model: nn.Module) -> int:

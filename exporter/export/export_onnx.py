@@ -77,7 +77,7 @@ def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name
     architecture = {
         "base_channels": unet.base_channels, "channel_mults": list(unet.channel_mults),
         "num_res_blocks": unet.num_res_blocks, "attention_levels": list(unet.attention_levels),
-        "dropout": unet.dropout, "image_channels": unet.image_channels,
+        "dropout": unet.dropout, "image_channels": unet.image_channels, "unshuffle": unet.unshuffle,
         "parameters": count_parameters(model), "precision": "fp16" if fp16 else "fp32",
     }
     data = ckpt.get("data") or {}
@@ -90,7 +90,7 @@ def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name
         "crop": config.crop, "batch_size": config.batch_size, "lr": config.lr, "ema_decay": config.ema_decay,
         "final_loss": float(ckpt["loss_log"][-1][1]) if ckpt.get("loss_log") else None,
         "device": str(ckpt.get("device", "")),
-        "degradation": config.degradation,
+        "degradation": config.degradation, "second_order": config.second_order,
     }
     lineage = [dict(entry) for entry in ckpt.get("lineage", [])]
     if lineage:  # --init-from: the runs this one continued, oldest first
@@ -107,6 +107,7 @@ def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name
         kind=config.kind,
         scale=config.scale,
         size_multiple=unet.size_multiple,
+        attention_downsample=unet.attention_downsample(),
         inputs=SR3_INPUTS if sr3 else REGRESSION_INPUTS,
         outputs=SR3_OUTPUTS if sr3 else REGRESSION_OUTPUTS,
         prediction=config.prediction if sr3 else "x0",

@@ -17,6 +17,8 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio.atomic import atomic_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
+"""The checkpoint at the best validation value of ``keep_best`` (``export RUN/best.pt``)."""
 FORMAT = "sr3-exporter-checkpoint-1"
 REQUIRED_KEYS = ("format", "step", "config", "model", "ema")
 

@@ -145,7 +145,7 @@ class CropStream(torch.utils.data.IterableDataset):
 
     def __init__(
         self, images: list[np.ndarray], crop: int, scale: int, batch_size: int, seed: int,
-        degradation: float = 0.0, jpeg_range: tuple[int, int] = (30, 95),
+        degradation: float = 0.0, jpeg_range: tuple[int, int] = (30, 95), second_order: float = 0.0,
     ) -> None:
         super().__init__()
         self.images = images
@@ -155,6 +155,7 @@ class CropStream(torch.utils.data.IterableDataset):
         self.seed = seed
         self.degradation = degradation
         self.jpeg_range = jpeg_range
+        self.second_order = second_order
         # Pick images in proportion to their area, so big photos are not under-sampled.
         areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
         self.weights = areas / areas.sum()
@@ -170,7 +171,8 @@ class CropStream(torch.utils.data.IterableDataset):
         lr_ups, hrs = [], []
         for index in rng.choice(len(self.images), size=self.batch_size, p=self.weights):
             crop = augment(random_crop(self.images[index], self.crop, rng), rng)
-            chain = degrade.draw(rng, self.jpeg_range) if rng.random() < self.degradation else None
+            degraded = rng.random() < self.degradation
+            chain = degrade.draw(rng, self.jpeg_range, self.second_order) if degraded else None
             _, lr_up, hr = make_pair(np.ascontiguousarray(crop), self.scale, chain, rng)
             lr_ups.append(lr_up)
             hrs.append(hr)

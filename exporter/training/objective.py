@@ -141,6 +141,22 @@ def spectrum_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (log_magnitude(prediction) - log_magnitude(target)).abs().mean(dim=(1, 2, 3))
 
 
+def fine_band_energy(image: torch.Tensor, window: int = 8) -> torch.Tensor:
+    """Local energy of the finest band: the mean |luma - its 3x3 box mean| over ``window`` px cells."""
+    luma = image.float().mean(dim=1, keepdim=True)
+    blurred = nn.functional.avg_pool2d(nn.functional.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return nn.functional.avg_pool2d((luma - blurred).abs(), window)
+
+
+def texture_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample L1 between the local fine-band energies of prediction and target, at the crop's scale
+    and at half of it: texture where the photo has it, and none (no grain) where it is flat. A pixel L1
+    alone learns the median of the plausible textures, which is no texture."""
+    loss = (fine_band_energy(prediction) - fine_band_energy(target)).abs().mean(dim=(1, 2, 3))
+    half_p, half_t = (nn.functional.avg_pool2d(x.float(), 2) for x in (prediction, target))
+    return loss + (fine_band_energy(half_p, 4) - fine_band_energy(half_t, 4)).abs().mean(dim=(1, 2, 3))
+
+
 def sr3_loss(
     model: nn.Module, config: TrainConfig, sampler: GammaSampler, lr_up: torch.Tensor, hr: torch.Tensor,
     generator: torch.Generator | None = None, noise_generator: torch.Generator | None = None,
@@ -171,7 +187,7 @@ def sr3_loss(
     target = prediction_target(config.prediction, y0, eps, gamma)
     weights = loss_weight(config, gamma).float()
     loss = (weights * per_sample_loss(config.loss, output, target)).mean()
-    if config.gradient_loss > 0.0 or config.spectrum_loss > 0.0:
+    if config.gradient_loss > 0.0 or config.spectrum_loss > 0.0 or config.texture_loss > 0.0:
         x0, _ = to_x0_eps(config.prediction, output.float(), y_t.float(), gamma)
         hr_pred = x0 + lr_up.float() if config.target == "residual" else x0
         mask = focus_mask(config, gamma)
@@ -180,6 +196,8 @@ def sr3_loss(
             loss = loss + config.gradient_loss * (mask * gradient_l1(hr_pred, hr)).sum() / share
         if config.spectrum_loss > 0.0:
             loss = loss + config.spectrum_loss * (mask * spectrum_l1(hr_pred, hr)).sum() / share
+        if config.texture_loss > 0.0:
+            loss = loss + config.texture_loss * (mask * texture_l1(hr_pred, hr)).sum() / share
     return loss
 
 

@@ -38,11 +38,12 @@ from exporter.config import (
     load_toml,
 )
 from exporter.training import data as data_mod
-from exporter.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from exporter.training.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from exporter.training.devices import autocast_dtype, init_distributed, pick_device
 from exporter.training.objective import GammaSampler, RegressionCondition, regression_loss, sr3_loss
 from exporter.training.onnx_weights import load_unet, unet_config_from_card
 from exporter.training.progress_log import JsonlLog, ProgressBar
+from exporter.training.tensorboard_events import TensorBoardWriter
 from exporter.training.validation import save_grid, validate
 from exporter.unet import UNet, UNetConfig, count_parameters
 from sr3_desktop.core.errors import SR3Error
@@ -84,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "starts fresh, so keep a short --warmup-steps); the run's step count starts at 0")
     parser.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when available, else CPU")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--tensorboard", type=Path, metavar="DIR",
+                        help="also write TensorBoard scalars (loss, lr, validation metrics) and the validation sample "
+                             "grids to DIR (`tensorboard --logdir DIR`)")
     group = parser.add_argument_group("recipe overrides (default: the preset's value)")
     docs = field_docs(TrainConfig)
     for f in fields(TrainConfig):
@@ -159,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     command = list(getattr(args, "command_line", ["python", "-m", "exporter", *sys.argv[1:]]))
     trainer = Trainer(config, args.data, args.out, args.device, checkpoint, command=command)
+    trainer.tensorboard_dir = args.tensorboard
     if init is not None:
         trainer.start_from(init[0], init[1], args.init_from)
     return trainer.run()
@@ -198,6 +203,10 @@ class Trainer:
         self.lineage: list[dict[str, Any]] = []
         self.time_progress = 0.0
         """Fraction of --max-minutes used in this session (0 without a time limit)."""
+        self.best_value: float | None = None
+        """The best ``keep_best`` validation value so far (kept across --resume)."""
+        self.tensorboard_dir: Path | None = None
+        """--tensorboard: where the TensorBoard event file goes (None: none)."""
         if checkpoint:
             self._restore(checkpoint)
         self.train_model: nn.Module = self.model
@@ -232,6 +241,8 @@ class Trainer:
         self.wall_before = float(ckpt.get("wall_seconds", 0.0))
         self.previous_command = [str(c) for c in ckpt.get("command", [])]
         self.lineage = [dict(entry) for entry in ckpt.get("lineage", [])]
+        best = ckpt.get("best_value")
+        self.best_value = None if best is None else float(best)
 
     def start_from(self, model: nn.Module, card: ModelCard, path: Path) -> None:
         """--init-from: copy an exported model's weights into the model and its EMA, and record the lineage."""
@@ -316,102 +327,149 @@ class Trainer:
             },
             "command": self.command or self.previous_command,
             "lineage": self.lineage,
+            "best_value": self.best_value,
             "condition_model_name": self.condition_name,
             "device": str(self.device.type),
             "code_version": sr3_desktop.__version__,
         }
 
     def run(self) -> int:
-        config, main = self.config, self.dist.main
-        images = data_mod.ImageSet.load(self.data_dir, config.crop, config.val_images)
-        val_source = images.val or images.train
-        val_batch = data_mod.validation_batch(val_source, config.crop, config.scale, config.val_crops)
-        val_batch["lr_up"] = self.condition(val_batch["lr_up"].to(self.device)).cpu()
-        rank_seed = config.seed * 1_000_003 + self.dist.rank * 10_007 + self.step
-        stream = data_mod.CropStream(images.train, config.crop, config.scale, config.batch_size, rank_seed,
-                                     config.degradation, (config.jpeg_quality_min, config.jpeg_quality_max))
-        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data_mod.loader(stream, config.workers)
-        generator = torch.Generator().manual_seed(rank_seed)  # gammas, on the CPU
-        noise_generator = torch.Generator(device=self.device).manual_seed(rank_seed + 1)  # eps, where the model is
-        log = JsonlLog(self.run_dir / "log.jsonl")
-        bar = ProgressBar(config.steps, self.step)
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            amp = str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "fp32"
-            bar.message(
-                f"{config.kind} U-Net, {count_parameters(self.model) / 1e6:.2f} M parameters, {self.device} {amp}, "
-                f"{len(images.train)} training / {len(images.val)} validation images, step {self.step}/{config.steps}"
-            )
-            if not images.val:
-                bar.message("warning: no held-out image is large enough; validating on training images")
+        """Train until ``steps`` or ``--max-minutes``; Ctrl+C or SIGTERM writes a checkpoint and returns 130."""
+        session = _Session(self)
         previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
-        session_start = time.perf_counter()
-        window_loss, window_n, data_time, step_time = 0.0, 0, 0.0, 0.0
-        loss_value = float("nan")
         try:
-            deadline = session_start + 60.0 * config.max_minutes if config.max_minutes > 0 else float("inf")
-            while self.step < config.steps:
-                t0 = time.perf_counter()
-                if config.max_minutes > 0:
-                    self.time_progress = min(1.0, (t0 - session_start) / (60.0 * config.max_minutes))
-                if t0 >= deadline:
-                    if main:
-                        bar.message(f"--max-minutes {config.max_minutes:g} reached at step {self.step}")
-                        self.validate_and_log(val_batch, log, bar)
-                        wall = self.wall_before + t0 - session_start
-                        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload(images, wall))
-                    break
-                lr_up, hr = next(batches)
-                lr_up, hr = lr_up.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
-                t1 = time.perf_counter()
-                loss_value = self.train_step(lr_up, hr, generator, noise_generator)
-                self.images_seen += config.batch_size * self.dist.world_size
-                data_time += t1 - t0
-                step_time += time.perf_counter() - t0
-                window_loss += loss_value
-                window_n += 1
-                if not main:
-                    continue
-                share = data_time / step_time if step_time > 0 else 0.0
-                bar.update(self.step, loss_value, share)
-                if self.step % config.log_every == 0 or self.step == config.steps:
-                    mean_loss = window_loss / window_n
-                    self.loss_log.append([float(self.step), mean_loss])
-                    log.write({
-                        "step": self.step, "loss": mean_loss, "lr": self.lr_at(self.step - 1),
-                        "it_s": window_n / step_time if step_time else 0.0, "data_share": share,
-                        "time": time.time(),
-                    })
-                    window_loss, window_n, data_time, step_time = 0.0, 0, 0.0, 0.0
-                if self.step % config.val_every == 0 or self.step == config.steps:
-                    self.validate_and_log(val_batch, log, bar)
-                if self.step % config.checkpoint_every == 0 or self.step == config.steps:
-                    wall = self.wall_before + time.perf_counter() - session_start
-                    save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload(images, wall))
+            session.loop()
         except KeyboardInterrupt:
-            if main:
-                wall = self.wall_before + time.perf_counter() - session_start
-                save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.checkpoint_payload(images, wall))
-                bar.message(f"interrupted: checkpoint at step {self.step} written to {self.run_dir / CHECKPOINT_NAME}")
+            if self.dist.main:
+                session.save()
+                session.bar.message(f"interrupted: checkpoint at step {self.step} written to "
+                                    f"{self.run_dir / CHECKPOINT_NAME}")
             return 130
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
             if self.dist.world_size > 1:
                 torch.distributed.destroy_process_group()
-        if main:
-            bar.update(self.step, loss_value, 0.0, force=True)
-            bar.close()
-            bar.message(f"done: {self.step} steps; checkpoint {self.run_dir / CHECKPOINT_NAME}")
+        if self.dist.main:
+            session.bar.update(self.step, session.loss_value, 0.0, force=True)
+            session.bar.close()
+            session.bar.message(f"done: {self.step} steps; checkpoint {self.run_dir / CHECKPOINT_NAME}")
         return 0
 
-    def validate_and_log(self, val_batch: dict[str, torch.Tensor], log: JsonlLog, bar: ProgressBar) -> None:
+    def validate_and_log(self, session: _Session) -> None:
         with self.autocast():
-            metrics, output = validate(self.ema, self.config, val_batch, self.device)
-        grid = save_grid(self.run_dir / f"samples_{self.step:07d}.png", val_batch, output, self.config.scale)
-        log.write({"step": self.step, "validation": metrics, "grid": grid.name, "time": time.time()})
+            metrics, output = validate(self.ema, self.config, session.val_batch, self.device)
+        grid = save_grid(self.run_dir / f"samples_{self.step:07d}.png", session.val_batch, output, self.config.scale)
+        session.log.write({"step": self.step, "validation": metrics, "grid": grid.name, "time": time.time()})
+        if session.writer is not None:
+            session.writer.scalars(self.step, {f"validation/{k}": v for k, v in metrics.items()})
+            session.writer.image(self.step, "validation/samples", grid)
         text = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        bar.message(f"validation at step {self.step}: {text}")
+        session.bar.message(f"validation at step {self.step}: {text}")
+        if self.is_best(metrics):
+            save_checkpoint(self.run_dir / BEST_NAME, self.checkpoint_payload(session.images, session.wall()))
+            session.bar.message(f"best {self.config.keep_best} so far: {self.best_value:.4f}; wrote {BEST_NAME}")
+
+    def is_best(self, metrics: dict[str, float]) -> bool:
+        """Whether ``metrics`` improve on the best ``keep_best`` value so far (and remember it)."""
+        name = self.config.keep_best
+        if not name:
+            return False
+        sign = -1.0 if name.startswith("-") else 1.0
+        value = metrics.get(name.lstrip("-"))
+        if value is None:
+            raise ConfigError(f"keep_best: no validation metric {name.lstrip('-')!r}; there are {', '.join(metrics)}")
+        if self.best_value is not None and sign * value <= sign * self.best_value:
+            return False
+        self.best_value = value
+        return True
+
+
+class _Session:
+    """One call of ``Trainer.run``: the data, the logs and the timers of this training session."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        config = trainer.config
+        self.images = data_mod.ImageSet.load(trainer.data_dir, config.crop, config.val_images)
+        val_source = self.images.val or self.images.train
+        self.val_batch = data_mod.validation_batch(val_source, config.crop, config.scale, config.val_crops)
+        self.val_batch["lr_up"] = trainer.condition(self.val_batch["lr_up"].to(trainer.device)).cpu()
+        seed = config.seed * 1_000_003 + trainer.dist.rank * 10_007 + trainer.step
+        stream = data_mod.CropStream(self.images.train, config.crop, config.scale, config.batch_size, seed,
+                                     config.degradation, (config.jpeg_quality_min, config.jpeg_quality_max),
+                                     config.second_order)
+        self.batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = data_mod.loader(stream, config.workers)
+        self.generator = torch.Generator().manual_seed(seed)  # gammas, on the CPU
+        self.noise_generator = torch.Generator(device=trainer.device).manual_seed(seed + 1)  # eps, by the model
+        self.log = JsonlLog(trainer.run_dir / "log.jsonl")
+        self.writer = TensorBoardWriter(trainer.tensorboard_dir) if trainer.tensorboard_dir and trainer.dist.main \
+            else None
+        self.bar = ProgressBar(config.steps, trainer.step)
+        self.start = time.perf_counter()
+        self.deadline = self.start + 60.0 * config.max_minutes if config.max_minutes > 0 else float("inf")
+        self.loss_value = float("nan")
+        self.window_loss, self.window_n, self.data_time, self.step_time = 0.0, 0, 0.0, 0.0
+        if trainer.dist.main:
+            trainer.run_dir.mkdir(parents=True, exist_ok=True)
+            amp = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "fp32"
+            self.bar.message(
+                f"{config.kind} U-Net, {count_parameters(trainer.model) / 1e6:.2f} M parameters, {trainer.device} "
+                f"{amp}, {len(self.images.train)} training / {len(self.images.val)} validation images, step "
+                f"{trainer.step}/{config.steps}")
+            if not self.images.val:
+                self.bar.message("warning: no held-out image is large enough; validating on training images")
+
+    def wall(self) -> float:
+        return self.trainer.wall_before + time.perf_counter() - self.start
+
+    def save(self) -> None:
+        trainer = self.trainer
+        save_checkpoint(trainer.run_dir / CHECKPOINT_NAME, trainer.checkpoint_payload(self.images, self.wall()))
+
+    def loop(self) -> None:
+        trainer, config, main = self.trainer, self.trainer.config, self.trainer.dist.main
+        while trainer.step < config.steps:
+            t0 = time.perf_counter()
+            if config.max_minutes > 0:
+                trainer.time_progress = min(1.0, (t0 - self.start) / (60.0 * config.max_minutes))
+            if t0 >= self.deadline:
+                if main:
+                    self.bar.message(f"--max-minutes {config.max_minutes:g} reached at step {trainer.step}")
+                    trainer.validate_and_log(self)
+                    self.save()
+                return
+            lr_up, hr = next(self.batches)
+            lr_up, hr = lr_up.to(trainer.device, non_blocking=True), hr.to(trainer.device, non_blocking=True)
+            t1 = time.perf_counter()
+            self.loss_value = trainer.train_step(lr_up, hr, self.generator, self.noise_generator)
+            trainer.images_seen += config.batch_size * trainer.dist.world_size
+            self.data_time += t1 - t0
+            self.step_time += time.perf_counter() - t0
+            self.window_loss += self.loss_value
+            self.window_n += 1
+            if main:
+                self.bookkeeping()
+
+    def bookkeeping(self) -> None:
+        """Progress, the loss log, validation and checkpoints after a step (main process only)."""
+        trainer, config = self.trainer, self.trainer.config
+        step = trainer.step
+        share = self.data_time / self.step_time if self.step_time > 0 else 0.0
+        self.bar.update(step, self.loss_value, share)
+        if step % config.log_every == 0 or step == config.steps:
+            mean_loss = self.window_loss / self.window_n
+            trainer.loss_log.append([float(step), mean_loss])
+            row = {"loss": mean_loss, "lr": trainer.lr_at(step - 1),
+                   "it_s": self.window_n / self.step_time if self.step_time else 0.0, "data_share": share}
+            self.log.write({"step": step, **row, "time": time.time()})
+            if self.writer is not None:
+                self.writer.scalars(step, {f"train/{k}": v for k, v in row.items()})
+            self.window_loss, self.window_n, self.data_time, self.step_time = 0.0, 0, 0.0, 0.0
+        if step % config.val_every == 0 or step == config.steps:
+            trainer.validate_and_log(self)
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            self.save()
 
 
 def _main_thread() -> bool:

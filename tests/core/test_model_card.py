@@ -17,6 +17,7 @@ from sr3_desktop.core.model_files.card import (
     embed_card,
     read_card,
 )
+from sr3_desktop.core.upscale.model_space import attention_downsample, max_auto_tile
 
 
 def card_dict(**changes: Any) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def card_dict(**changes: Any) -> dict[str, Any]:
 def test_json_round_trip(kind: str) -> None:
     card = make_card(kind, prediction="v", target="residual", noise_conditioning="gamma")
     assert ModelCard.from_json(card.to_json()) == card
-    assert json.loads(card.to_json())["schema_version"] == 1
+    assert json.loads(card.to_json())["schema_version"] == 2
 
 
 def test_onnx_metadata_round_trip(tmp_path: Path) -> None:
@@ -62,10 +63,26 @@ def test_missing_fields_are_named(missing: str) -> None:
         ModelCard.from_dict(data)
 
 
-@pytest.mark.parametrize("version", [2, 0, None, "one"])
+@pytest.mark.parametrize("version", [3, 0, None, "one", True])
 def test_unknown_schema_versions_are_refused(version: Any) -> None:
     with pytest.raises(ModelCardError, match=r"schema_version .* not supported"):
         ModelCard.from_dict(card_dict(schema_version=version))
+
+
+def test_a_schema_1_card_still_reads_and_derives_the_attention_reach_from_its_architecture() -> None:
+    """Mutations caught: schema 1 refused, or the stated reach ignored by the tiling (an unshuffled U-Net
+    would get tiles sized for a full-resolution one)."""
+    old = card_dict(schema_version=1, size_multiple=8,
+                    architecture={"channel_mults": [1, 2, 2, 4], "attention_levels": [-1]})
+    old.pop("attention_downsample")
+    card = ModelCard.from_dict(old)
+    assert card.schema_version == 2 and card.attention_downsample is None
+    assert attention_downsample(card) == 8 and max_auto_tile(card) == 64 * 8
+    stated = ModelCard.from_dict(card_dict(size_multiple=16, attention_downsample=16))
+    assert attention_downsample(stated) == 16 and max_auto_tile(stated) == 64 * 16
+    assert ModelCard.from_json(stated.to_json()).attention_downsample == 16
+    with pytest.raises(ModelCardError, match="attention_downsample must be >= 1"):
+        ModelCard.from_dict(card_dict(attention_downsample=0))
 
 
 @pytest.mark.parametrize(

@@ -140,3 +140,30 @@ def test_crop_stream_degrades_about_the_asked_fraction_of_crops() -> None:
     lr_up, hr = everything.batch(np.random.default_rng(2))
     for crop, got in zip(_crops_of(hr), lr_up, strict=True):
         assert not np.array_equal(got.numpy(), make_pair(np.ascontiguousarray(crop), SCALE)[1])
+
+
+def test_second_order_runs_the_chain_twice_through_an_intermediate_size() -> None:
+    """Mutations caught: the second stage skipped (equals the first-order LR), the stages at the wrong sizes
+    (shape), or ``first_factor`` not dividing the scale."""
+    hr = photo(128)
+    first = degrade.Degradation(jpeg_quality=60)
+    second = degrade.Degradation(jpeg_quality=50, blur_sigma=0.6)
+    one = degrade.degrade(hr, SCALE, first, np.random.default_rng(2))
+    two = degrade.degrade(hr, SCALE, degrade.Degradation(jpeg_quality=60, second=second), np.random.default_rng(2))
+    assert two.shape == one.shape == (32, 32, 3)
+    assert np.abs(two - one).mean() > 1.0 / 255.0  # JPEG of JPEG, blurred in between: not the first order
+    # By hand: the first order down 2x with its JPEG, then the second down 2x with its own.
+    middle = degrade._stage(hr, 2, first, np.random.default_rng(2))
+    assert middle.shape == (64, 64, 3)
+    np.testing.assert_array_equal(two, degrade._stage(middle, 2, second, np.random.default_rng(2)))
+    assert [degrade.first_factor(s) for s in (2, 3, 4, 8, 16)] == [1, 1, 2, 2, 4]
+
+
+def test_draw_makes_second_order_chains_at_about_the_asked_rate_and_none_at_zero() -> None:
+    """Mutation caught: ``second_order`` ignored (no chain has a second stage), or drawn at 0."""
+    rng = np.random.default_rng(3)
+    chains = [degrade.draw(rng, (30, 95), second_order=0.5) for _ in range(400)]
+    share = sum(c.second is not None for c in chains) / len(chains)
+    assert 0.4 < share < 0.6
+    rng = np.random.default_rng(3)
+    assert all(degrade.draw(rng, (30, 95)).second is None for _ in range(100))

@@ -18,6 +18,7 @@ from exporter.training.objective import (
     q_sample,
     spectrum_l1,
     sr3_loss,
+    texture_l1,
     to_x0_eps,
 )
 
@@ -158,7 +159,7 @@ def test_start_fraction_only_touches_focused_levels() -> None:
 
 
 # --- gradient and spectrum terms ------------------------------------------------------------------
-@pytest.mark.parametrize("term", [gradient_l1, spectrum_l1])
+@pytest.mark.parametrize("term", [gradient_l1, spectrum_l1, texture_l1])
 def test_aux_terms_are_zero_for_identical_images_and_grow_with_noise(term: object) -> None:
     assert callable(term)
     _, hr = images(3, seed=1, size=32)
@@ -213,3 +214,25 @@ def test_a_missing_fine_band_costs_more_in_the_spectrum_term_than_in_pixels() ->
     pixel = (blurred - sharp).abs().mean(dim=(1, 2, 3))
     spectrum = spectrum_l1(blurred, sharp)
     assert torch.all(spectrum > 5.0 * pixel), (spectrum, pixel)
+
+
+def test_the_texture_term_wants_texture_where_the_photo_has_it_and_none_where_it_is_flat() -> None:
+    """Half the crop flat, half textured. A blurred prediction (no texture) and one with grain on the flat
+    half both cost; a different texture of the same local energy (the pattern shifted by a pixel) costs
+    several times less than either, where the pixel L1 prefers the blur. Mutations caught: the energy
+    taken over the whole crop (the grain would pay for the blur), or of the image rather than its fine
+    band (an offset would cost)."""
+    generator = torch.Generator().manual_seed(0)
+    texture = torch.rand((1, 3, 64, 64), generator=generator) * 0.4 - 0.2
+    hr = texture.clone()
+    hr[..., :32] = 0.0  # flat left half
+    blurred = torch.nn.functional.avg_pool2d(hr, 5, stride=1, padding=2, count_include_pad=False)
+    grainy = hr.clone()
+    grainy[..., :32] = 0.1 * torch.randn((1, 3, 64, 32), generator=generator)
+    shifted = hr.clone()
+    shifted[..., 32:] = torch.roll(texture[..., 32:], 1, dims=2)
+    cost = {name: float(texture_l1(x, hr)) for name, x in (("blur", blurred), ("grain", grainy),
+                                                            ("shift", shifted))}
+    assert cost["shift"] * 3 < min(cost["blur"], cost["grain"]), cost
+    assert float((shifted - hr).abs().mean()) > float((blurred - hr).abs().mean())  # pixel L1 prefers the blur
+    assert float(texture_l1(hr + 0.3, hr)) == pytest.approx(0.0, abs=1e-6)

@@ -31,7 +31,9 @@ from sr3_desktop.core.literals import (
 )
 
 CARD_METADATA_KEY = "sr3.model_card"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Version 2 adds optional fields (``attention_downsample``); a version-1 card reads as version 2 without them."""
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
@@ -108,7 +110,7 @@ class ModelCard:
     scale: int
     """Upscaling factor: output side = scale * input side."""
     size_multiple: int
-    """H and W fed to the network must be multiples of this (2 ** (levels - 1))."""
+    """H and W fed to the network must be multiples of this (unshuffle x 2 ** (levels - 1))."""
     inputs: tuple[str, ...]
     """Graph input names, in order: lr_up, y_t, noise_level (SR3) or lr_up (regression)."""
     outputs: tuple[str, ...]
@@ -140,6 +142,9 @@ class ModelCard:
     """The exporter's evaluation results."""
     architecture: dict[str, Any] = field(default_factory=dict)
     """U-Net hyper-parameters and parameter count (informational)."""
+    attention_downsample: int | None = None
+    """The finest downsampling factor, relative to the output resolution, at which the network runs
+    self-attention: it bounds the automatic tile size. None (schema 1): derived from ``architecture``."""
     schema_version: int = SCHEMA_VERSION
     """Card format version; unknown versions are refused."""
 
@@ -147,8 +152,10 @@ class ModelCard:
         if self.schema_version != SCHEMA_VERSION:
             raise ModelCardError(
                 f"model card schema_version {self.schema_version} is not supported by this version "
-                f"of SR3 Desktop (it reads version {SCHEMA_VERSION}); update the app or re-export the model"
+                f"of SR3 Desktop (it writes version {SCHEMA_VERSION}); update the app or re-export the model"
             )
+        if self.attention_downsample is not None and self.attention_downsample < 1:
+            raise ModelCardError(f"attention_downsample must be >= 1, got {self.attention_downsample}")
         if not self.name.strip():
             raise ModelCardError("model card has an empty name")
         if self.kind not in MODEL_KINDS:
@@ -221,10 +228,10 @@ class ModelCard:
         if not isinstance(data, dict):
             raise ModelCardError("model card must be a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
             raise ModelCardError(
                 f"model card schema_version {version!r} is not supported (this app reads "
-                f"{SCHEMA_VERSION}); update SR3 Desktop or re-export the model"
+                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); update SR3 Desktop or re-export the model"
             )
         required = ("name", "kind", "scale", "size_multiple", "inputs", "outputs")
         missing = [k for k in required if k not in data]
@@ -255,7 +262,7 @@ class ModelCard:
                 training=dict(data.get("training") or {}),
                 metrics=dict(data.get("metrics") or {}),
                 architecture=dict(data.get("architecture") or {}),
-                schema_version=int(version),
+                attention_downsample=_optional_int(data.get("attention_downsample")),
             )
         except ModelCardError:
             raise
@@ -269,6 +276,10 @@ class ModelCard:
         except json.JSONDecodeError as err:
             raise ModelCardError(f"model card is not valid JSON: {err}") from None
         return cls.from_dict(data)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _preset_from_dict(name: str, data: Any) -> InferencePreset:
