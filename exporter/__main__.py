@@ -11,7 +11,7 @@ from sr3_desktop.core.errors import SR3Error
 
 # (command, module, one-line help). Each module offers add_arguments(parser) and run(args) -> int.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("train", "exporter.training.train", "train an SR3 or regression U-Net from a folder of photos"),
+    ("train", "exporter.training.train_command", "train an SR3 or regression U-Net from a folder of photos"),
     ("export", "exporter.export.export_onnx", "write a checkpoint's EMA weights to ONNX with the model card"),
     ("verify", "exporter.export.verify", "check an exported .onnx: checker, card vs graph, onnxruntime vs PyTorch"),
     ("inspect", "exporter.export.verify", "print the model card of an .onnx file"),
