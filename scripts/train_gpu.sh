@@ -10,7 +10,8 @@
 #
 # PHOTOS_DIR: a folder of .jpg photos (scripts/prepare_training_data.py holds out bridge.jpg and umang.jpg
 #   when present and adds scikit-image's photos to the validation set). Default: data/photos (an ignored
-#   folder inside the repository, for machines without ../shared), else ../shared/datasets/photos-train.
+#   folder inside the repository, for machines without ../shared), else ../shared/datasets/photos-train;
+#   plus data/photos-extra when scripts/fetch_photos.py has filled it (carry it to a machine without network).
 #
 # The budget: about 30 % of MINUTES trains the regression model (recipes/regression-photo-4x.toml), about
 # 55 % the SR3 model (recipes/sr3-photo-4x.toml, conditioned on the regression model just trained), and the
@@ -122,7 +123,9 @@ else
     echo "no .jpg photos in $PHOTOS (scripts/prepare_training_data.py reads *.jpg)" >&2
     exit 2
   fi
-  "$PY" scripts/prepare_training_data.py --photos "$PHOTOS" --out "$DATA"
+  EXTRA=()  # more real photos (scripts/fetch_photos.py), when fetched into the ignored data/photos-extra
+  if ls data/photos-extra/*.jpg > /dev/null 2>&1; then EXTRA=(--photos data/photos-extra); fi
+  "$PY" scripts/prepare_training_data.py --photos "$PHOTOS" ${EXTRA[@]+"${EXTRA[@]}"} --out "$DATA"
 fi
 mark data
 
