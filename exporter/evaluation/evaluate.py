@@ -27,14 +27,16 @@ from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 
 def default_targets(results: dict[str, dict[str, float]], default: str) -> dict[str, dict[str, float | bool]]:
-    """The default preset's scores against the targets of issue 13, relative to regression in the same run."""
+    """The default preset's scores against the targets of issue 19, relative to regression in the same run."""
     row, reg = results[default], results["regression"]
+    worst = row.get("grain_worst", row["grain"])
     checks = {
-        "grain_in_0.8_1.25": (row["grain"], 0.8 <= row["grain"] <= 1.25),
-        "spectral_gap_le_0.5x_regression": (row["spectral_gap"] / reg["spectral_gap"],
-                                            row["spectral_gap"] <= 0.5 * reg["spectral_gap"]),
-        "gmsd_le_1.1x_regression": (row["gmsd"] / reg["gmsd"], row["gmsd"] <= 1.1 * reg["gmsd"]),
-        "psnr_ge_regression_minus_0.7": (row["psnr_y"] - reg["psnr_y"], row["psnr_y"] >= reg["psnr_y"] - 0.7),
+        "grain_in_0.85_1.2": (row["grain"], 0.85 <= row["grain"] <= 1.2),
+        "grain_worst_crop_le_1.5": (worst, worst <= 1.5),
+        "spectral_gap_le_0.45x_regression": (row["spectral_gap"] / reg["spectral_gap"],
+                                             row["spectral_gap"] <= 0.45 * reg["spectral_gap"]),
+        "gmsd_le_1.05x_regression": (row["gmsd"] / reg["gmsd"], row["gmsd"] <= 1.05 * reg["gmsd"]),
+        "psnr_ge_regression_minus_0.5": (row["psnr_y"] - reg["psnr_y"], row["psnr_y"] >= reg["psnr_y"] - 0.5),
         "consistency_le_1": (row["consistency"], row["consistency"] <= 1.0),
         "colour_shift_le_1": (row["colour_shift"], row["colour_shift"] <= 1.0),
     }

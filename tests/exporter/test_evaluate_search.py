@@ -30,9 +30,10 @@ from tests.model_factory import make_photo_folder, make_tiny_models
 
 REGRESSION = {"psnr_y": 30.0, "gmsd": 0.04, "grain": 0.5, "spectral_gap": 1.0, "detail_fidelity": 0.5,
               "consistency": 0.1, "colour_shift": 0.2}
-GOOD = {"psnr_y": 29.5, "gmsd": 0.043, "grain": 1.0, "spectral_gap": 0.45, "detail_fidelity": 0.6,
-        "consistency": 0.5, "colour_shift": 0.5}
-"""Meets every target against REGRESSION: grain in 0.8-1.25, gap <= 0.5, GMSD <= 0.044, PSNR >= 29.3, ..."""
+GOOD = {"psnr_y": 29.6, "gmsd": 0.042, "grain": 1.0, "grain_worst": 1.4, "spectral_gap": 0.4,
+        "detail_fidelity": 0.6, "consistency": 0.5, "colour_shift": 0.5}
+"""Meets every target against REGRESSION: grain in 0.85-1.2 (worst crop <= 1.5), gap <= 0.45, GMSD <= 0.042,
+PSNR >= 29.5, ..."""
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +120,13 @@ def test_evaluate_scores_seeds_jpeg_rows_and_the_targets(tiny: tuple[Path, Path,
     # The targets are the default preset's scores relative to regression in the same run.
     row, reg = results[default], results["regression"]
     targets = report["targets"]
-    assert targets["spectral_gap_le_0.5x_regression"]["value"] == pytest.approx(
+    assert targets["spectral_gap_le_0.45x_regression"]["value"] == pytest.approx(
         row["spectral_gap"] / reg["spectral_gap"], abs=1e-4)
-    assert targets["spectral_gap_le_0.5x_regression"]["met"] == (row["spectral_gap"] <= 0.5 * reg["spectral_gap"])
-    assert targets["psnr_ge_regression_minus_0.7"]["value"] == pytest.approx(row["psnr_y"] - reg["psnr_y"], abs=1e-4)
-    assert targets["grain_in_0.8_1.25"]["met"] == (0.8 <= row["grain"] <= 1.25)
+    assert targets["spectral_gap_le_0.45x_regression"]["met"] == (row["spectral_gap"] <= 0.45 * reg["spectral_gap"])
+    assert targets["psnr_ge_regression_minus_0.5"]["value"] == pytest.approx(row["psnr_y"] - reg["psnr_y"], abs=1e-4)
+    assert targets["grain_in_0.85_1.2"]["met"] == (0.85 <= row["grain"] <= 1.2)
+    assert row["grain_worst"] >= row["grain"]
+    assert targets["grain_worst_crop_le_1.5"]["met"] == (row["grain_worst"] <= 1.5)
     grid = Image.open(out.with_suffix(".png"))
     assert grid.size == (7 * 36, 2 * 36)  # LR | bicubic | regression | 3 presets | HR, 32 px + 2 px frames
     assert Image.open(out.with_name("eval-jpeg75.png")).size == (5 * 36, 2 * 36)
@@ -134,8 +137,10 @@ def test_default_targets_are_relative_to_regression() -> None:
     assert all(t["met"] for t in evaluate.default_targets(results, "sr3-fast").values())
     tighter = {**results, "regression": {**REGRESSION, "spectral_gap": 0.8, "gmsd": 0.03, "psnr_y": 30.5}}
     checks = evaluate.default_targets(tighter, "sr3-fast")
-    assert not checks["spectral_gap_le_0.5x_regression"]["met"] and not checks["gmsd_le_1.1x_regression"]["met"]
-    assert not checks["psnr_ge_regression_minus_0.7"]["met"] and checks["grain_in_0.8_1.25"]["met"]
+    assert not checks["spectral_gap_le_0.45x_regression"]["met"] and not checks["gmsd_le_1.05x_regression"]["met"]
+    assert not checks["psnr_ge_regression_minus_0.5"]["met"] and checks["grain_in_0.85_1.2"]["met"]
+    worst = evaluate.default_targets({**results, "sr3-fast": {**GOOD, "grain_worst": 1.6}}, "sr3-fast")
+    assert not worst["grain_worst_crop_le_1.5"]["met"] and worst["grain_in_0.85_1.2"]["met"]
 
 
 # --- the rules of the search --------------------------------------------------------------------------
@@ -145,12 +150,13 @@ def test_targets_are_relative_to_the_regression_scores() -> None:
     # The same scores miss once regression gets better: the bounds move with it.
     better = {**REGRESSION, "spectral_gap": 0.8, "gmsd": 0.035, "psnr_y": 30.5}
     missed = targets.misses(GOOD, better)
-    assert missed["spectral_gap"] == pytest.approx((0.45 - 0.4) / 0.4)
-    assert missed["gmsd"] == pytest.approx((0.043 - 0.0385) / 0.0385)
-    assert missed["psnr_y"] == pytest.approx((29.8 - 29.5) / 0.7)
-    # Grain counts on both sides of 0.8-1.25: noise and blur both miss.
-    assert targets.misses({**GOOD, "grain": 1.5}, REGRESSION)["grain"] == pytest.approx(0.25 / 1.25)
-    assert targets.misses({**GOOD, "grain": 0.7}, REGRESSION)["grain"] == pytest.approx(0.1 / 1.25)
+    assert missed["spectral_gap"] == pytest.approx((0.4 - 0.36) / 0.36)
+    assert missed["gmsd"] == pytest.approx((0.042 - 0.03675) / 0.03675)
+    assert missed["psnr_y"] == pytest.approx((30.0 - 29.6) / 0.5)
+    # Grain counts on both sides of 0.85-1.2: noise and blur both miss; and so does one mottled crop.
+    assert targets.misses({**GOOD, "grain": 1.5}, REGRESSION)["grain"] == pytest.approx(0.3 / 1.2)
+    assert targets.misses({**GOOD, "grain": 0.7}, REGRESSION)["grain"] == pytest.approx(0.15 / 1.2)
+    assert targets.misses({**GOOD, "grain_worst": 1.8}, REGRESSION)["grain_worst"] == pytest.approx(0.3 / 1.5)
     assert targets.misses({**GOOD, "consistency": 1.5, "colour_shift": 2.0}, REGRESSION)["colour_shift"] == 1.0
     assert quality_misses({**GOOD, "psnr_y": 29.0, "grain": 1.4}, {"psnr_y": 28.0}) == {
         "psnr_y": 0.0, "grain": 0.0, "colour_shift": 0.0}
