@@ -91,7 +91,7 @@ def model_path(kind: str = "sr3", fp16: bool = False) -> Path:
     if not (run_dir / "checkpoint.pt").is_file():
         data = _write_photos(CACHE / "photos")
         _exporter("train", "--config", str(RECIPES[kind]), "--data", str(data), "--out", str(run_dir),
-                  "--steps", "1", "--threads", "1")
+                  "--steps", "1", "--batch-size", "2", "--threads", "1")  # compute only: any weights do
     _exporter("export", str(run_dir), "-o", str(out), *(["--fp16"] if fp16 else []))
     return out
 

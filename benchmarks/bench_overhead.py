@@ -198,8 +198,9 @@ def main() -> None:
                       f"ratio {ratio:.3f}", flush=True)
         bare = bare_steps(denoiser, feeds_for(shapes), steps)
         ratio, wall, _ = in_run_ratio(models, runs["cli"])
+        also = "; the wall time has the regression run too" if regression else ""
         print(f"  cross-check: cli refine {wall:.2f} s / ({steps} x bare session.run = {bare:.2f} s) "
-              f"= {wall / bare:.3f} (drifts with the load{'; the wall time has the regression run too' if regression else ''})")
+              f"= {wall / bare:.3f} (drifts with the load{also})")
     med = {k: statistics.median(v) for k, v in ratios.items()}
     print(result("overhead_cli_refine", med["cli"], "<=", 1.10))
     print(result(f"overhead_cli_refine_tiled{TILE}", med["tiled"], "<=", 1.10))

@@ -8,6 +8,7 @@ the in-place Sampler.step and float32 Sampler.start (sampler.py), lazy previews 
 attention as MatMul instead of Einsum (exporter/unet.py).
 CUDA IO binding cannot be measured on a CPU-only machine: tests/core/test_cuda_iobinding.py checks
 its correctness wherever CUDA exists.
+Quick mode (``--quick`` / BENCH_QUICK=1): 64² and 128² steps, 2 tiles of 32² / 64² per batch, one round each.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import onnx
 import onnxruntime as ort
-from _common import feeds_for, machine, model_path, sr3_feeds, threads
+from _common import by_mode, feeds_for, machine, model_path, sr3_feeds, threads
 from graph_macs import count_macs, sr3_sizes
 from graph_rewrites import instance_norm_affine
 from onnx import numpy_helper
@@ -34,7 +35,11 @@ from sr3_desktop.core import denoiser as denoiser_module
 from sr3_desktop.core import tiling
 from sr3_desktop.core.tiling import plan_tiles
 
-SIDE = 256
+SIDE = by_mode(256, 64)
+LARGE_SIDE = by_mode(512, 128)
+"""The second size of the GroupNorm folding."""
+BATCHES = by_mode(((128, 8), (256, 4)), ((32, 2), (64, 2)))
+"""(tile side, tiles) of the batching section."""
 
 
 def gain(name: str, value: float, note: str = "") -> None:
@@ -46,7 +51,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 3) -> dict[s
     for fn in fns.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
+    for _ in range(by_mode(rounds, 1)):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
@@ -114,7 +119,7 @@ def graph_section(path: Path) -> None:
     print(f"  max |difference| on random weights {np.abs(out - reference).max():.1e} "
           f"(outputs up to {np.abs(reference).max():.1f})")
     sessions = {"app": session(str(path)), "instancenorm": session(folded.SerializeToString())}
-    for side, rounds in ((SIDE, 3), (512, 1)):
+    for side, rounds in ((SIDE, 3), (LARGE_SIDE, 1)):
         feeds = sr3_feeds(side, side)
         times = interleaved({k: (lambda s=s, f=feeds: s.run(None, f)) for k, s in sessions.items()}, rounds)
         gain(f"graph_instancenorm_{side}", times["instancenorm"] / times["app"],
@@ -124,7 +129,7 @@ def graph_section(path: Path) -> None:
 def batching_section(path: Path) -> None:
     print("\n== tiles per session.run (the pipeline batches up to the memory budget already)")
     app = session(str(path))
-    for tile, count in ((128, 8), (256, 4)):
+    for tile, count in BATCHES:
         singles = feeds_for([(1, 3, tile, tile)] * count)
         batched = feeds_for([(count, 3, tile, tile)])
         times = interleaved({
