@@ -27,7 +27,16 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).resolve().parent / ".cache"
-BUNDLED = ROOT / "resources" / "models"
+
+
+def _bundled_dir() -> Path:
+    """The app's bundled models folder (``SR3_DESKTOP_BUNDLED_DIR`` points it elsewhere, e.g. at candidate models)."""
+    from sr3_desktop.core.models import bundled_models_dir
+
+    return bundled_models_dir()
+
+
+BUNDLED = _bundled_dir()
 RECIPES = {"sr3": ROOT / "recipes" / "sr3-photo-4x.toml", "regression": ROOT / "recipes" / "regression-photo-4x.toml"}
 BUNDLED_NAMES = {"sr3": "sr3-photo-4x.onnx", "regression": "regression-photo-4x.onnx"}
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")

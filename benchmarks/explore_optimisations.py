@@ -8,7 +8,7 @@ the in-place Sampler.step and float32 Sampler.start (sampler.py), lazy previews 
 attention as MatMul instead of Einsum (exporter/unet.py).
 CUDA IO binding cannot be measured on a CPU-only machine: tests/core/test_cuda_iobinding.py checks
 its correctness wherever CUDA exists.
-Quick mode (``--quick`` / BENCH_QUICK=1): 64² and 128² steps, 2 tiles of 32² / 64² per batch, one round each.
+Quick mode (``--quick`` / BENCH_QUICK=1): 64² and 128² steps, 2 tiles of 64² / 128² per batch, one round each.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from onnx import numpy_helper
 
 from sr3_desktop.core import denoiser as denoiser_module
 from sr3_desktop.core import tiling
+from sr3_desktop.core.model_card import read_card
 from sr3_desktop.core.tiling import plan_tiles
 
 SIDE = by_mode(256, 64)
 LARGE_SIDE = by_mode(512, 128)
 """The second size of the GroupNorm folding."""
-BATCHES = by_mode(((128, 8), (256, 4)), ((32, 2), (64, 2)))
+BATCHES = by_mode(((128, 8), (256, 4)), ((64, 2), (128, 2)))
 """(tile side, tiles) of the batching section."""
 
 
@@ -151,7 +152,8 @@ def fp16_section(path: Path) -> None:
 
 
 def overlap_section(path: Path) -> None:
-    print("\n== tile overlap: compute per output megapixel (counted, not timed; 512 px tiles, multiple 8)")
+    multiple = read_card(path).size_multiple  # tiles are multiples of it (the pipeline's grid)
+    print(f"\n== tile overlap: compute per output megapixel (counted, not timed; 512 px tiles, multiple {multiple})")
     cache: dict[tuple[int, int], float] = {}
 
     def gmac(h: int, w: int) -> float:
@@ -163,7 +165,7 @@ def overlap_section(path: Path) -> None:
     for margin in (16, 8, 4):
         per_mp = []
         for side in (1024, 2048):
-            grid = plan_tiles(side, side, 512, 8, margin)
+            grid = plan_tiles(side, side, 512, multiple, margin)
             per_mp.append(len(grid) * gmac(grid.tile_height, grid.tile_width) / (side * side / 1e6))
         worst = max(*per_mp, base) / min(*per_mp, base)
         note = "today's automatic margin" if margin == tiling.MAX_MARGIN else "the margin before issue 11" \
