@@ -1,7 +1,11 @@
-"""Shared helpers of the benchmark scripts: model files, timing, and the RESULT line.
+"""Shared helpers of the benchmark scripts: model files, timing, quick mode, and the RESULT line.
 
 Every script measures its ratios inside one run (absolute times drift on shared machines) and
 ends with one line per figure: ``RESULT <name> <value> target <op> <target> <ok|FAIL>``.
+
+Quick mode (``--quick`` on any script, or ``BENCH_QUICK=1``): tiny inputs and one repeat, so that a
+script ends in seconds; its RESULT lines end in ``quick`` instead of ok / FAIL (printed, not judged).
+CI runs every script this way (``BENCH_QUICK=1 bash benchmarks/run_all.sh``) so that none breaks unseen.
 """
 
 from __future__ import annotations
@@ -13,15 +17,51 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+    from sr3_desktop.core.upscale.refine_types import RefineOptions
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(__file__).resolve().parent / ".cache"
-BUNDLED = ROOT / "resources" / "models"
+
+
+def _bundled_dir() -> Path:
+    """The app's bundled models folder (``SR3_DESKTOP_BUNDLED_DIR`` points it elsewhere, e.g. at candidate models)."""
+    from sr3_desktop.core.model_files.registry import bundled_models_dir
+
+    return bundled_models_dir()
+
+
+BUNDLED = _bundled_dir()
 RECIPES = {"sr3": ROOT / "recipes" / "sr3-photo-4x.toml", "regression": ROOT / "recipes" / "regression-photo-4x.toml"}
 BUNDLED_NAMES = {"sr3": "sr3-photo-4x.onnx", "regression": "regression-photo-4x.onnx"}
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
+QUICK_ENV = "BENCH_QUICK"
+T = TypeVar("T")
+
+
+def _quick_mode() -> bool:
+    """``--quick`` (taken out of sys.argv, so each script's own argparse never sees it) or BENCH_QUICK=1.
+
+    The flag is put into the environment, so child processes (bench_memory's) run quick too.
+    """
+    if "--quick" in sys.argv[1:]:
+        sys.argv.remove("--quick")
+        os.environ[QUICK_ENV] = "1"
+    return os.environ.get(QUICK_ENV, "").strip() not in ("", "0")
+
+
+QUICK = _quick_mode()
+"""Quick mode: tiny inputs, one repeat, figures printed but not judged (see the module's docstring)."""
+
+
+def by_mode(full: T, quick: T) -> T:
+    """``quick`` in quick mode, else ``full``: each script's sizes and repeats, in one place per script."""
+    return quick if QUICK else full
 
 
 def threads() -> int:
@@ -60,9 +100,33 @@ def model_path(kind: str = "sr3", fp16: bool = False) -> Path:
     if not (run_dir / "checkpoint.pt").is_file():
         data = _write_photos(CACHE / "photos")
         _exporter("train", "--config", str(RECIPES[kind]), "--data", str(data), "--out", str(run_dir),
-                  "--steps", "1", "--threads", "1")
+                  "--steps", "1", "--batch-size", "2", "--threads", "1")  # compute only: any weights do
     _exporter("export", str(run_dir), "-o", str(out), *(["--fp16"] if fp16 else []))
     return out
+
+
+def sr3_models(options: RefineOptions | None = None, device: str = "cpu") -> tuple[OnnxDenoiser, OnnxDenoiser | None]:
+    """The benchmarks' SR3 model and the regression model the app would load with it for ``options``.
+
+    The choice is the app's one rule, ``run_models.regression_for`` (the model a card with
+    ``condition = "regression"`` names in ``condition_model``, or the regression model a preset starts
+    from), applied to the benchmarks' own regression model (``model_path("regression")``) as the only
+    installed one, so a user's imported models never change a figure.
+    """
+    from sr3_desktop.core.model_files.card import read_card
+    from sr3_desktop.core.model_files.denoiser import get_denoiser
+    from sr3_desktop.core.model_files.registry import ModelEntry
+    from sr3_desktop.core.upscale.refine_types import RefineOptions
+    from sr3_desktop.core.upscale.run_models import regression_for
+
+    sr3 = get_denoiser(model_path("sr3"), device)
+    path = model_path("regression")
+    card = read_card(path)
+    entry = ModelEntry(card.name, path, card, bundled=path.parent == BUNDLED)
+    choice = regression_for(sr3.card, options or RefineOptions(method="sr3"), [entry])
+    for note in choice.notes:
+        print(f"[models] {note}", file=sys.stderr, flush=True)
+    return sr3, get_denoiser(choice.entry.path, device) if choice.entry is not None else None
 
 
 def _exporter(*args: str) -> None:
@@ -104,9 +168,10 @@ def test_lr(side: int, seed: int = 0) -> np.ndarray:
 
 
 def result(name: str, value: float, op: str, target: float, digits: int = 3) -> str:
-    """The final line of a figure; ``op`` is '<=' or '>='."""
+    """The final line of a figure; ``op`` is '<=' or '>='. Quick mode marks it ``quick``: tiny inputs, not judged."""
     ok = value <= target if op == "<=" else value >= target
-    return f"RESULT {name} {value:.{digits}f} target {op} {target:g} {'ok' if ok else 'FAIL'}"
+    verdict = "quick" if QUICK else "ok" if ok else "FAIL"
+    return f"RESULT {name} {value:.{digits}f} target {op} {target:g} {verdict}"
 
 
 def machine() -> str:
@@ -125,23 +190,35 @@ def machine() -> str:
 
 
 def recorded_batches(denoiser: object, run: Callable[[], object]) -> list[tuple[int, ...]]:
-    """The (N, C, h, w) shapes of every ``predict`` call that ``run()`` makes, in order.
+    """The (N, C, h, w) shapes of every network call that ``run()`` makes on ``denoiser``, in order."""
+    return recorded_runs([denoiser], run)[0]
 
-    Wraps the instance's method for the duration only, so a benchmark can replay exactly the tile
+
+def recorded_runs(denoisers: list[object], run: Callable[[], object]) -> list[list[tuple[int, ...]]]:
+    """For each denoiser, the (N, C, h, w) shapes of every ``predict`` (SR3) or ``predict_image``
+    (regression) call that ``run()`` makes, in order.
+
+    Wraps the instances' methods for the duration only, so a benchmark can replay exactly the tile
     batches the pipeline sent, with a bare ``session.run``, without depending on tiling internals.
     """
-    shapes: list[tuple[int, ...]] = []
-    original = denoiser.predict  # type: ignore[attr-defined]
+    shapes: list[list[tuple[int, ...]]] = [[] for _ in denoisers]
+    methods = ("predict", "predict_image")
 
-    def recording(lr_up: np.ndarray, y_t: np.ndarray, noise_level: np.ndarray) -> np.ndarray:
-        shapes.append(tuple(y_t.shape))
-        return original(lr_up, y_t, noise_level)
+    def recording(original: Callable[..., np.ndarray], into: list[tuple[int, ...]]) -> Callable[..., np.ndarray]:
+        def record(lr_up: np.ndarray, *rest: np.ndarray) -> np.ndarray:
+            into.append(tuple(lr_up.shape))  # lr_up is (N, 3, h, w) for both kinds of model
+            return original(lr_up, *rest)
+        return record
 
-    denoiser.predict = recording  # type: ignore[attr-defined]
+    for denoiser, into in zip(denoisers, shapes, strict=True):
+        for method in methods:
+            setattr(denoiser, method, recording(getattr(denoiser, method), into))
     try:
         run()
     finally:
-        del denoiser.predict  # type: ignore[attr-defined]
+        for denoiser in denoisers:
+            for method in methods:
+                delattr(denoiser, method)  # the class's methods again
     return shapes
 
 

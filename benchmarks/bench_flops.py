@@ -3,6 +3,7 @@
 MACs come from the SR3 graph's Conv / MatMul / Gemm (and older graphs' Einsum) nodes (graph_macs.py); the machine's
 fp32 peak is the better of numpy's and onnxruntime's 2048^2 matmul, with the same thread count,
 measured in this run. Target: achieved / peak >= 0.5 at a 256^2 output.
+Quick mode (``--quick`` / BENCH_QUICK=1): one 64^2 step against a 512^2 matmul, one round.
 """
 
 from __future__ import annotations
@@ -27,15 +28,17 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
-from _common import machine, model_path, result, sr3_feeds  # noqa: E402
+from _common import by_mode, machine, model_path, result, sr3_feeds  # noqa: E402
 from graph_macs import attention_macs, count_macs, sr3_sizes  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, default_threads  # noqa: E402
 
-SIDES = (128, 256, 512)
-PEAK_N = 2048
-ROUNDS = 3
+SIDES = by_mode((128, 256, 512), (64,))
+FIGURE_SIDE = by_mode(256, 64)
+"""The output side of the RESULT line (and of the op profile)."""
+PEAK_N = by_mode(2048, 512)
+ROUNDS = by_mode(3, 1)
 
 
 def numpy_peak() -> float:
@@ -66,7 +69,7 @@ def ort_peak_session() -> tuple[ort.InferenceSession, dict[str, np.ndarray]]:
     return session, feeds
 
 
-def op_profile(path: Path, side: int = 256) -> list[tuple[str, float]]:
+def op_profile(path: Path, side: int = FIGURE_SIDE) -> list[tuple[str, float]]:
     """Share of one step's kernel time per op type (onnxruntime's profiler, the app's options)."""
     import json
 
@@ -131,9 +134,9 @@ def main() -> None:
         print(f"{side:>7}² {total / 1e9:8.2f} {macs[side]['Conv'] / 1e9:7.2f} {attention_macs(macs[side]) / 1e9:6.2f} "
               f"{seconds:8.3f} {2 * total / seconds / 1e9:8.1f} {ratios[side]:7.2f}")
     shares = op_profile(path)
-    print("  kernel time by op at 256² (onnxruntime profiler): "
+    print(f"  kernel time by op at {FIGURE_SIDE}² (onnxruntime profiler): "
           + ", ".join(f"{op} {share:.0%}" for op, share in shares if share >= 0.02))
-    print(result("flops_efficiency_256", ratios[256], ">=", 0.5, 2))
+    print(result(f"flops_efficiency_{FIGURE_SIDE}", ratios[FIGURE_SIDE], ">=", 0.5, 2))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ The U-Net is built from the bundled model's recipe (recipes/sr3-photo-4x.toml), 
 non-zero weights (the exporter zero-initialises output convs, which would make the parity check
 empty), exported in-process with ``exporter.export.export_onnx.to_onnx`` and run with the app's session
 options. Both sides see one 256² input; timings are interleaved, median of 3 each.
-Target: torch time / onnxruntime time >= 1.25.
+Target: torch time / onnxruntime time >= 1.25. Quick mode (``--quick`` / BENCH_QUICK=1): 64², one round.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
-from _common import RECIPES, app_session, machine, result, sr3_feeds, threads
+from _common import RECIPES, app_session, by_mode, machine, result, sr3_feeds, threads
 
 from exporter.config import TrainConfig, apply_overrides, load_toml
 from exporter.export.export_onnx import to_onnx
 from exporter.unet import UNet
 
-SIDE = 256
-ROUNDS = 3
+SIDE = by_mode(256, 64)
+ROUNDS = by_mode(3, 1)
 
 
 def recipe_unet() -> UNet:

@@ -6,7 +6,9 @@ torch to ONNX and run by onnxruntime with the app's session options, in this pro
 through ``pipeline.refine`` with every preset of the model card that starts from an estimate (the
 regression pass a preset or a regression-conditioned model needs counts as one more network
 evaluation). Targets: the default preset / RRDBNet <= 1.0 (as fast as the GAN people use today),
-the other short presets <= 3.0.
+the other short presets <= 3.0. The regression model is the one the app loads with the SR3 model
+for that preset (``_common.sr3_models``). Quick mode (``--quick`` / BENCH_QUICK=1): 32² -> 128², and
+RRDBNet cut to 2 of its 23 blocks (its export alone takes half a minute here).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 import torch
-from _common import TimedSession, app_session, machine, model_path, result, test_lr, threads
+from _common import TimedSession, app_session, by_mode, machine, model_path, result, sr3_models, test_lr, threads
 from graph_macs import count_macs, sr3_sizes
 from torch import nn
 from torch.nn import functional as F
@@ -32,7 +34,9 @@ from sr3_desktop.core.model_files.denoiser import get_denoiser
 from sr3_desktop.core.upscale.pipeline import refine
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult
 
-LR_SIDE = 128
+LR_SIDE = by_mode(128, 32)
+RRDB_BLOCKS = by_mode(23, 2)
+"""Real-ESRGAN x4 has 23; quick mode runs the same code with fewer."""
 
 
 # --- Real-ESRGAN x4's generator (Wang et al. 2021; ESRGAN, Wang et al. 2018) -----------------------
@@ -87,7 +91,7 @@ class RRDBNet(nn.Module):
 
 def rrdbnet_onnx() -> bytes:
     torch.manual_seed(0)
-    model = RRDBNet().eval()
+    model = RRDBNet(blocks=RRDB_BLOCKS).eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -99,15 +103,15 @@ def rrdbnet_onnx() -> bytes:
 
 def sr3_preset(lr: np.ndarray, preset: str) -> tuple[float, RefineResult, float]:
     """(wall s, result, seconds inside session.run) of one refine with a preset."""
-    sr3 = get_denoiser(model_path("sr3"), "cpu")
-    regression = get_denoiser(model_path("regression"), "cpu")
-    timed = {d: TimedSession(d._session) for d in (sr3, regression)}
+    options = RefineOptions(method="sr3", preset=preset, seed=0)
+    sr3, regression = sr3_models(options)
+    timed = {d: TimedSession(d._session) for d in (sr3, regression) if d is not None}
     for d, t in timed.items():
         d._session = t  # type: ignore[assignment]
     try:
         start = time.perf_counter()
         final = None
-        for step in refine(lr, RefineOptions(method="sr3", preset=preset, seed=0), sr3, regression):
+        for step in refine(lr, options, sr3, regression):
             final = step.result or final
         wall = time.perf_counter() - start
     finally:
@@ -146,7 +150,7 @@ def main() -> None:
               f"{' + 1 regression' if res.steps > card.preset(preset).steps else ''}), "
               f"{inside / wall:.0%} of it in session.run; RRDBNet now {rrdb_times[-1]:.1f} s", flush=True)
     t_rrdb = statistics.median(rrdb_times)
-    print(f"  RRDBNet: {gmac_rrdb:.0f} GMAC, {t_rrdb:.1f} s (median of {len(rrdb_times)}: "
+    print(f"  RRDBNet ({RRDB_BLOCKS} RRDB blocks): {gmac_rrdb:.0f} GMAC, {t_rrdb:.1f} s (median of {len(rrdb_times)}: "
           f"{', '.join(f'{t:.1f}' for t in rrdb_times)})")
     first = runs[short[0]]
     print(f"  SR3 step at {4 * LR_SIDE}²: {gmac_step:.1f} GMAC; RRDBNet = {gmac_rrdb / gmac_step:.1f} SR3 steps of "

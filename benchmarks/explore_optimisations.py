@@ -8,6 +8,7 @@ the in-place Sampler.step and float32 Sampler.start (sampler.py), lazy previews 
 attention as MatMul instead of Einsum (exporter/unet.py).
 CUDA IO binding cannot be measured on a CPU-only machine: tests/core/test_cuda_iobinding.py checks
 its correctness wherever CUDA exists.
+Quick mode (``--quick`` / BENCH_QUICK=1): 64² and 128² steps, 2 tiles of 64² / 128² per batch, one round each.
 """
 
 from __future__ import annotations
@@ -25,16 +26,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import onnx
 import onnxruntime as ort
-from _common import feeds_for, machine, model_path, sr3_feeds, threads
+from _common import by_mode, feeds_for, machine, model_path, sr3_feeds, threads
 from graph_macs import count_macs, sr3_sizes
 from graph_rewrites import instance_norm_affine
 from onnx import numpy_helper
 
 from sr3_desktop.core.model_files import denoiser as denoiser_module
+from sr3_desktop.core.model_files.card import read_card
 from sr3_desktop.core.upscale import tiling
 from sr3_desktop.core.upscale.tiling import plan_tiles
 
-SIDE = 256
+SIDE = by_mode(256, 64)
+LARGE_SIDE = by_mode(512, 128)
+"""The second size of the GroupNorm folding."""
+BATCHES = by_mode(((128, 8), (256, 4)), ((64, 2), (128, 2)))
+"""(tile side, tiles) of the batching section."""
 
 
 def gain(name: str, value: float, note: str = "") -> None:
@@ -46,7 +52,7 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 3) -> dict[s
     for fn in fns.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
+    for _ in range(by_mode(rounds, 1)):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
@@ -100,7 +106,7 @@ def randomised(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def graph_section(path: Path) -> None:
-    print("\n== GroupNorm folding (proposed for exporter/export/export_onnx.py), one step")
+    print("\n== GroupNorm folding (proposed for exporter/export_onnx.py), one step")
     base = onnx.load(str(path))
     folded, count = instance_norm_affine(base)
     print(f"  {count} GroupNorm(C = groups) -> one InstanceNormalization each")
@@ -114,7 +120,7 @@ def graph_section(path: Path) -> None:
     print(f"  max |difference| on random weights {np.abs(out - reference).max():.1e} "
           f"(outputs up to {np.abs(reference).max():.1f})")
     sessions = {"app": session(str(path)), "instancenorm": session(folded.SerializeToString())}
-    for side, rounds in ((SIDE, 3), (512, 1)):
+    for side, rounds in ((SIDE, 3), (LARGE_SIDE, 1)):
         feeds = sr3_feeds(side, side)
         times = interleaved({k: (lambda s=s, f=feeds: s.run(None, f)) for k, s in sessions.items()}, rounds)
         gain(f"graph_instancenorm_{side}", times["instancenorm"] / times["app"],
@@ -124,7 +130,7 @@ def graph_section(path: Path) -> None:
 def batching_section(path: Path) -> None:
     print("\n== tiles per session.run (the pipeline batches up to the memory budget already)")
     app = session(str(path))
-    for tile, count in ((128, 8), (256, 4)):
+    for tile, count in BATCHES:
         singles = feeds_for([(1, 3, tile, tile)] * count)
         batched = feeds_for([(count, 3, tile, tile)])
         times = interleaved({
@@ -146,7 +152,8 @@ def fp16_section(path: Path) -> None:
 
 
 def overlap_section(path: Path) -> None:
-    print("\n== tile overlap: compute per output megapixel (counted, not timed; 512 px tiles, multiple 8)")
+    multiple = read_card(path).size_multiple  # tiles are multiples of it (the pipeline's grid)
+    print(f"\n== tile overlap: compute per output megapixel (counted, not timed; 512 px tiles, multiple {multiple})")
     cache: dict[tuple[int, int], float] = {}
 
     def gmac(h: int, w: int) -> float:
@@ -158,7 +165,7 @@ def overlap_section(path: Path) -> None:
     for margin in (16, 8, 4):
         per_mp = []
         for side in (1024, 2048):
-            grid = plan_tiles(side, side, 512, 8, margin)
+            grid = plan_tiles(side, side, 512, multiple, margin)
             per_mp.append(len(grid) * gmac(grid.tile_height, grid.tile_width) / (side * side / 1e6))
         worst = max(*per_mp, base) / min(*per_mp, base)
         note = "today's automatic margin" if margin == tiling.MAX_MARGIN else "the margin before issue 11" \
