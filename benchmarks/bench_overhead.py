@@ -82,7 +82,8 @@ def gui_worker(path: Path, regression: Path | None, lr: np.ndarray) -> int:
     from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
     from PySide6.QtWidgets import QApplication
 
-    from sr3_desktop.qt.refine_worker import RefineJob, RefineWorker, start_in_thread
+    from sr3_desktop.qt.abortable_worker import RunSessions, start_in_thread
+    from sr3_desktop.qt.refine_worker import RefineJob, RefineWorker
     from sr3_desktop.qt.views.image_panes import Layer
 
     class Sink(QObject):
@@ -112,7 +113,7 @@ def gui_worker(path: Path, regression: Path | None, lr: np.ndarray) -> int:
     app = QApplication.instance() or QApplication([])
     assert app is not None
     options = RefineOptions(method="sr3", preset=PRESET, seed=0, preview_every=1)
-    job = RefineJob(1, lr, options, path, regression, "cpu", ("sr3",), preview_every=1)
+    job = RefineJob(1, lr, options, RunSessions(path, regression, "cpu"), ("sr3",), preview_every=1)
     worker = RefineWorker(job)
     sink = Sink()
     loop = QEventLoop()
