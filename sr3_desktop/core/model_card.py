@@ -31,7 +31,10 @@ from sr3_desktop.core.literals import (
 from sr3_desktop.core.schedule import ScheduleError, ScheduleSpec, validate_levels
 
 CARD_METADATA_KEY = "sr3.model_card"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size and source
+(and the "explicit" train schedule); a version-1 card reads as one with those at their defaults."""
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
@@ -140,15 +143,36 @@ class ModelCard:
     """The exporter's evaluation results."""
     architecture: dict[str, Any] = field(default_factory=dict)
     """U-Net hyper-parameters and parameter count (informational)."""
+    attention_downsample: int | None = None
+    """The finest downsampling factor, relative to the output resolution, at which the network runs
+    self-attention; None: derived from ``architecture`` (our own U-Net's settings)."""
+    native_input_size: int | None = None
+    """The LR side (px) the model was trained on (the reference SR3's ``l_resolution``); the app warns
+    when an input is far from it. None: trained on crops of any size."""
+    fixed_tile_size: int | None = None
+    """Output side (px) of the training images of a network whose self-attention spans the whole
+    feature map (the reference SR3's ``image_size``): tiles are exactly this size, or the image is not
+    tiled. None: any tile size that is a multiple of ``size_multiple``."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """Where a converted model came from: ``implementation``, ``file``, ``iteration``, ``epoch``.
+    Empty for models trained by this project's exporter (their story is in ``training``)."""
     schema_version: int = SCHEMA_VERSION
-    """Card format version; unknown versions are refused."""
+    """Card format version (written: SCHEMA_VERSION; read: READABLE_SCHEMA_VERSIONS)."""
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in READABLE_SCHEMA_VERSIONS:
             raise ModelCardError(
                 f"model card schema_version {self.schema_version} is not supported by this version "
-                f"of SR3 Desktop (it reads version {SCHEMA_VERSION}); update the app or re-export the model"
+                f"of SR3 Desktop (it reads versions {list(READABLE_SCHEMA_VERSIONS)}); update the app or "
+                "re-export the model"
             )
+        for name in ("attention_downsample", "native_input_size", "fixed_tile_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ModelCardError(f"{name} must be a positive integer or absent, got {value!r}")
+        if self.fixed_tile_size is not None and self.fixed_tile_size % self.size_multiple:
+            raise ModelCardError(f"fixed_tile_size {self.fixed_tile_size} is not a multiple of "
+                                 f"size_multiple {self.size_multiple}")
         if not self.name.strip():
             raise ModelCardError("model card has an empty name")
         if self.kind not in MODEL_KINDS:
@@ -221,10 +245,10 @@ class ModelCard:
         if not isinstance(data, dict):
             raise ModelCardError("model card must be a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
             raise ModelCardError(
                 f"model card schema_version {version!r} is not supported (this app reads "
-                f"{SCHEMA_VERSION}); update SR3 Desktop or re-export the model"
+                f"{list(READABLE_SCHEMA_VERSIONS)}); update SR3 Desktop or re-export the model"
             )
         required = ("name", "kind", "scale", "size_multiple", "inputs", "outputs")
         missing = [k for k in required if k not in data]
@@ -255,7 +279,11 @@ class ModelCard:
                 training=dict(data.get("training") or {}),
                 metrics=dict(data.get("metrics") or {}),
                 architecture=dict(data.get("architecture") or {}),
-                schema_version=int(version),
+                attention_downsample=_optional_int(data.get("attention_downsample")),
+                native_input_size=_optional_int(data.get("native_input_size")),
+                fixed_tile_size=_optional_int(data.get("fixed_tile_size")),
+                source=dict(data.get("source") or {}),
+                schema_version=SCHEMA_VERSION,  # read 1 or 2, held (and written) as the current version
             )
         except ModelCardError:
             raise
@@ -269,6 +297,15 @@ class ModelCard:
         except json.JSONDecodeError as err:
             raise ModelCardError(f"model card is not valid JSON: {err}") from None
         return cls.from_dict(data)
+
+
+def _optional_int(value: Any) -> int | None:
+    """An optional integer field: None stays None; a float or string that is not a whole number is refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or int(value) != value:
+        raise ModelCardError(f"expected a whole number, got {value!r}")
+    return int(value)
 
 
 def _preset_from_dict(name: str, data: Any) -> InferencePreset:

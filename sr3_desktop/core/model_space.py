@@ -57,9 +57,12 @@ def attention_downsample(card: ModelCard) -> int:
     """The finest downsampling factor at which the network runs self-attention.
 
     Attention cost grows with the square of the positions it sees, so it bounds the automatic
-    tile size. SR3 U-Nets attend at least in the middle block (factor = size_multiple); the card's
+    tile size. The card's ``attention_downsample`` says it when present (converted models); else SR3
+    U-Nets attend at least in the middle block (factor = size_multiple), and the card's
     ``architecture`` (channel_mults, attention_levels) can name finer levels.
     """
+    if card.attention_downsample is not None:
+        return card.attention_downsample
     factor = card.size_multiple
     mults, levels = card.architecture.get("channel_mults"), card.architecture.get("attention_levels")
     if isinstance(mults, list) and mults and isinstance(levels, list):

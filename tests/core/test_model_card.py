@@ -17,6 +17,7 @@ from sr3_desktop.core.model_card import (
     embed_card,
     read_card,
 )
+from sr3_desktop.core.schedule import ScheduleSpec
 
 
 def card_dict(**changes: Any) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def card_dict(**changes: Any) -> dict[str, Any]:
 def test_json_round_trip(kind: str) -> None:
     card = make_card(kind, prediction="v", target="residual", noise_conditioning="gamma")
     assert ModelCard.from_json(card.to_json()) == card
-    assert json.loads(card.to_json())["schema_version"] == 1
+    assert json.loads(card.to_json())["schema_version"] == 2
 
 
 def test_onnx_metadata_round_trip(tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_missing_fields_are_named(missing: str) -> None:
         ModelCard.from_dict(data)
 
 
-@pytest.mark.parametrize("version", [2, 0, None, "one"])
+@pytest.mark.parametrize("version", [3, 0, None, "one", True])
 def test_unknown_schema_versions_are_refused(version: Any) -> None:
     with pytest.raises(ModelCardError, match=r"schema_version .* not supported"):
         ModelCard.from_dict(card_dict(schema_version=version))
@@ -138,3 +139,39 @@ def test_read_card_errors_are_model_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelCardError, match="not found"):
         read_card(tmp_path / "missing.onnx")
     assert issubclass(ModelCardError, ModelError)
+
+
+def test_schema_1_cards_still_read_and_are_written_as_2() -> None:
+    """A schema-1 card (no new fields) reads with the new fields at their defaults, and writes as 2.
+    Catches: READABLE_SCHEMA_VERSIONS losing 1, or from_dict keeping version 1 on write."""
+    data = card_dict(schema_version=1)
+    for name in ("attention_downsample", "native_input_size", "fixed_tile_size", "source"):
+        del data[name]
+    card = ModelCard.from_dict(data)
+    assert (card.attention_downsample, card.native_input_size, card.fixed_tile_size, card.source) == (
+        None, None, None, {})
+    assert json.loads(card.to_json())["schema_version"] == 2
+
+
+def test_schema_2_fields_round_trip_and_explicit_betas() -> None:
+    """The converter's fields and an explicit train schedule survive JSON. Catches: a field left out of
+    from_dict (it would come back as its default), or the explicit betas dropped from ScheduleSpec.to_dict."""
+    schedule = ScheduleSpec(kind="explicit", steps=3, explicit_betas=(0.1, 0.2, 0.3))
+    card = make_card("sr3").with_updates(
+        attention_downsample=4, native_input_size=16, fixed_tile_size=128, train_schedule=schedule,
+        source={"file": "I640000_E37_gen.pth", "iteration": 640000, "epoch": 37})
+    again = ModelCard.from_json(card.to_json())
+    assert again == card
+    assert again.train_schedule is not None
+    assert again.train_schedule.gammas().tolist() == [0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"fixed_tile_size": 130}, "not a multiple of size_multiple"),
+    ({"native_input_size": 0}, "positive integer"),
+    ({"attention_downsample": 2.5}, "whole number"),
+])
+def test_bad_schema_2_fields_are_refused(changes: dict[str, Any], message: str) -> None:
+    """Catches: the new fields' checks removed from __post_init__ / _optional_int."""
+    with pytest.raises(ModelCardError, match=message):
+        ModelCard.from_dict(card_dict(**changes))
