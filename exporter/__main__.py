@@ -1,4 +1,4 @@
-"""`python -m exporter train|export|verify|inspect|evaluate|search-schedule`: how models come to exist."""
+"""`python -m exporter train|export|convert|verify|inspect|evaluate|search-schedule`: how models come to exist."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sr3_desktop.core.errors import SR3Error
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "exporter.train", "train an SR3 or regression U-Net from a folder of photos"),
     ("export", "exporter.export_onnx", "write a checkpoint's EMA weights to ONNX with the model card"),
+    ("convert", "exporter.convert.command", "convert a checkpoint of the public SR3 implementation to ONNX"),
     ("verify", "exporter.verify", "check an exported .onnx: checker, card vs graph, onnxruntime vs PyTorch"),
     ("inspect", "exporter.verify", "print the model card of an .onnx file"),
     ("evaluate", "exporter.evaluate", "metrics (PSNR-Y, SSIM-Y, consistency, ...) on LR/HR pairs"),
