@@ -63,9 +63,14 @@ def safe_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        text = str(err)
+        asks = [line.strip() for line in text.splitlines() if "GLOBAL" in line.upper()]
+        if not asks:  # not a pickle that asks for Python objects (globals): other bytes
+            raise ConvertError(f"{path} is not a readable PyTorch checkpoint (UnpicklingError)") from None
+        what = asks[0]
         raise ConvertError(
-            f"refusing to load {path}: it needs arbitrary unpickling (Python objects that could run code; "
-            f"{str(err).splitlines()[0][:160]}). None of its code ran. Only plain tensors and containers load."
+            f"refusing to load {path}: it needs arbitrary unpickling (Python objects that could run code"
+            f"{'; ' + what[:160] if what else ''}). None of its code ran. Only plain tensors and containers load."
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as err:
         raise ConvertError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
