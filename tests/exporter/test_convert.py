@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ from exporter.__main__ import main
 from exporter.convert.command import convert
 from exporter.convert.reference_files import strip_comments
 from sr3_desktop.core.denoiser import OnnxDenoiser
-from sr3_desktop.core.model_card import ModelCard, read_card
+from sr3_desktop.core.model_card import ModelCard, embed_card, read_card
 from sr3_desktop.core.sampler import Sampler
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sr3-reference-8x"
@@ -210,3 +212,34 @@ def test_a_refused_conversion_keeps_an_existing_output_and_never_overwrites_an_i
     assert main(["convert", str(CHECKPOINT), "--config", str(config), "-o", str(config)]) == 1
     assert "would overwrite an input" in capsys.readouterr().err
     assert config.read_text() == CONFIG.read_text()
+
+
+def test_search_schedule_runs_on_a_converted_model_without_a_regression_model(
+        tmp_path: Path, converted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No preset of a converted model starts from regression, so the search needs none: it judges against
+    bicubic and writes presets that start from bicubic or noise. Catches: --regression required again, or a
+    regression start searched without a regression model. A card whose preset starts from regression is
+    still refused without --regression (catches: that check dropped)."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (128, 192, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    out = tmp_path / "searched.onnx"
+    args = ["search-schedule", str(converted), "--data", str(photos), "--crop", "64", "--crops-per-image", "1",
+            "--sigmas", "0.3", "--end-ratios", "0.5", "--back-projection", "0", "--quality-steps", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "the targets are relative to bicubic" in capsys.readouterr().out
+    card = read_card(out)
+    assert {p.start for p in card.inference_presets.values()} <= {"bicubic", "noise"}
+    assert card.metrics["schedule_search"]["reference"].keys() == {"bicubic"}
+    starts_from_regression = card.with_updates(inference_presets={
+        **card.inference_presets, "fast": replace(card.preset("fast"), start="regression")})
+    proto = onnx.load(str(out))
+    embed_card(proto, starts_from_regression)
+    onnx.save(proto, str(tmp_path / "needs-regression.onnx"))
+    args[1] = str(tmp_path / "needs-regression.onnx")
+    assert main([*args, "--out", str(tmp_path / "never.onnx")]) == 1
+    assert "needs --regression" in capsys.readouterr().err and not (tmp_path / "never.onnx").exists()
