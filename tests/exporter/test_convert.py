@@ -243,3 +243,21 @@ def test_search_schedule_runs_on_a_converted_model_without_a_regression_model(
     args[1] = str(tmp_path / "needs-regression.onnx")
     assert main([*args, "--out", str(tmp_path / "never.onnx")]) == 1
     assert "needs --regression" in capsys.readouterr().err and not (tmp_path / "never.onnx").exists()
+
+
+def test_a_schedule_the_core_does_not_know_is_stored_as_its_betas(tmp_path: Path) -> None:
+    """A warmup10 training schedule (linear over the first 10 %, then constant) becomes an "explicit" train
+    schedule holding those betas. Catches: the betas computed by another rule, or a named kind stored instead."""
+    from exporter.convert.command import convert_state
+    from exporter.convert.reference_files import read_options, resolve
+
+    config = read_options(_config_with(tmp_path, '"schedule": "linear",\n                "n_timestep": 2000',
+                                       '"schedule": "warmup10",\n                "n_timestep": 2000'))
+    expected = np.full(2000, 1e-2)
+    expected[:200] = np.linspace(1e-6, 1e-2, 200)
+    state = dict(torch.load(CHECKPOINT, weights_only=True))
+    state["betas"] = torch.from_numpy(expected.astype(np.float32))
+    card = convert_state(state, config, resolve(CHECKPOINT), "options.json").card
+    assert card.train_schedule is not None and card.train_schedule.kind == "explicit"
+    np.testing.assert_array_equal(card.train_schedule.betas(), expected)
+    assert ModelCard.from_json(card.to_json()).train_schedule == card.train_schedule
