@@ -2,7 +2,7 @@
 
 The U-Net is built from the bundled model's recipe (recipes/sr3-photo-4x.toml), given random
 non-zero weights (the exporter zero-initialises output convs, which would make the parity check
-empty), exported in-process with ``exporter.export.export_onnx.to_onnx`` and run with the app's session
+empty), exported in-process with ``exporter.export.graph_io.to_onnx`` and run with the app's session
 options. Both sides see one 256² input; timings are interleaved, median of 3 each.
 Target: torch time / onnxruntime time >= 1.25. Quick mode (``--quick`` / BENCH_QUICK=1): 64², one round.
 """
@@ -22,7 +22,8 @@ import torch
 from _common import RECIPES, app_session, by_mode, machine, result, sr3_feeds, threads
 
 from exporter.config import TrainConfig, apply_overrides, load_toml
-from exporter.export.export_onnx import to_onnx
+from exporter.export.export_onnx import unet_io
+from exporter.export.graph_io import to_onnx
 from exporter.unet import UNet
 
 SIDE = by_mode(256, 64)
@@ -45,7 +46,7 @@ def main() -> None:
     print(f"{SIDE}², {threads()} threads (torch {torch.__version__}, {torch.get_num_threads()} threads), "
           f"{machine()}", flush=True)
     model = recipe_unet()
-    session = app_session(to_onnx(model).SerializeToString())
+    session = app_session(to_onnx(model, unet_io(model)).SerializeToString())
     feeds = sr3_feeds(SIDE, SIDE)
     inputs = [torch.from_numpy(feeds[k]) for k in ("lr_up", "y_t", "noise_level")]
 

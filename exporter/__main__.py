@@ -1,4 +1,4 @@
-"""`python -m exporter train|export|verify|inspect|evaluate|search-schedule|plot`: how models come to exist."""
+"""`python -m exporter train|export|verify|inspect|evaluate|search-schedule|plot|convert`: how models come to exist."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("inspect", "exporter.export.verify", "print the model card of an .onnx file"),
     ("evaluate", "exporter.evaluation.evaluate", "metrics (PSNR-Y, SSIM-Y, consistency, ...) on LR/HR pairs"),
     ("search-schedule", "exporter.evaluation.search_schedule", "search inference noise schedules; write card presets"),
+    ("convert", "exporter.convert.command", "convert a checkpoint of the public SR3 implementation to ONNX"),
     ("plot", "exporter.training.learning_curve", "the learning curve of a run (loss, validation metrics) as a PNG"),
 )
 

@@ -7,11 +7,13 @@ Diffuse-Faster), at which sigma, how the sigmas fall over the steps, the sampler
 and the back-projection iterations. Chains are chosen by the product's targets, relative to the
 regression model measured on the same crops, never by sharpness (noise raises sharpness too):
 grain 0.85-1.2 on average and <= 1.5 on the worst crop, spectral gap <= 0.45 x regression's,
-GMSD <= 1.05 x, PSNR-Y >= regression - 0.5 dB, consistency <= 1e-5, colour shift <= 1 (issue 19). Among chains that meet all of them the most faithful
-(highest PSNR-Y) wins; when none does, the one that misses by the least.
+GMSD <= 1.05 x, PSNR-Y >= regression - 0.5 dB, consistency <= 1e-5, colour shift <= 1 (issue 19).
+Among chains that meet all of them the most faithful (highest PSNR-Y) wins; when none does, the one
+that misses by the least.
 
 * `fast`: 1 SR3 evaluation; `balanced`: 2; the default is the one that meets the targets (the faster
-  one on a tie) among those of at most 2 network evaluations, the regression pass included; a preset worse than regression on every metric is dropped;
+  one on a tie) among those of at most 2 network evaluations, the regression pass included; a preset
+  worse than regression on every metric is dropped;
 * `quality`: the paper's algorithm, the full chain from pure noise (DDPM, ``--quality-steps``),
   no back-projection; only the step spacing is searched (PSNR-Y >= bicubic, grain <= 1.5, colour <= 1.5).
 The search uses the *search* crops of `load_crops`, disjoint from the crops `evaluate` reports.
@@ -189,7 +191,8 @@ def write_card(model_path: Path, out_path: Path, card: ModelCard) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="exported SR3 .onnx model; its card is updated in place unless --out")
     parser.add_argument("--data", type=Path, required=True, help="folder of held-out HR photos")
-    parser.add_argument("--regression", type=Path, help="regression .onnx: the reference the targets are relative to, "
+    parser.add_argument("--regression", type=Path, help="regression .onnx: the reference the targets are relative to "
+                        "(without it, bicubic; allowed only when no preset starts from regression), "
                         "and the condition / start estimate of the chains")
     parser.add_argument("--quality-steps", type=int, default=50, help="steps of the full chain from noise (default 50)")
     parser.add_argument("--sigmas", default="0.05,0.1,0.2,0.3,0.45,0.6",
@@ -213,28 +216,36 @@ def run(args: argparse.Namespace) -> int:
     sr3 = OnnxDenoiser(args.model, args.device)
     if sr3.card.kind != "sr3":
         raise SR3Error(f"search-schedule needs an SR3 model; {args.model.name} is a {sr3.card.kind} model")
-    if args.regression is None:
-        raise SR3Error("search-schedule needs --regression: the targets are relative to the regression model")
-    regression = OnnxDenoiser(args.regression, args.device)
+    card = sr3.card
+    needs_regression = card.condition == "regression" or any(
+        p.start == "regression" for p in card.inference_presets.values())
+    if args.regression is None and needs_regression:
+        raise SR3Error("search-schedule needs --regression: this model is conditioned on a regression model, or "
+                       "one of its presets starts from a regression estimate")
+    regression = OnnxDenoiser(args.regression, args.device) if args.regression is not None else None
+    baseline = "regression" if regression is not None else "bicubic"
+    if regression is None:  # a converted model: no preset uses regression, so the chains are judged against bicubic
+        print("no --regression and no preset starts from one: the targets are relative to bicubic", flush=True)
     scale = sr3.card.scale
     crops = load_crops(args.data, args.crop, scale, args.crops_per_image, args.max_images, args.seed, "search")
     started = time.perf_counter()
     reference = {}
-    for method in ("bicubic", "regression"):
+    for method in ("bicubic", "regression") if regression is not None else ("bicubic",):
         outputs, _ = run_method(crops, RefineOptions(method=method), None, regression, scale)
         reference[method] = score(outputs, crops, scale)
         ref = reference[method]
         print(f"{method:<10} PSNR-Y {ref['psnr_y']:.2f} GMSD {ref['gmsd']:.4f} grain {ref['grain']:.2f} "
               f"spectral gap {ref['spectral_gap']:.3f}", flush=True)
     targets = Targets()
-    starts = ["regression"] if sr3.card.condition == "regression" else ["regression", "bicubic"]
+    starts = ["regression"] if card.condition == "regression" else ["regression", "bicubic"]
+    starts = starts if regression is not None else ["bicubic"]
     bps = [int(b) for b in args.back_projection.split(",")]
     misses: dict[Candidate, dict[str, float]] = {}
     every: list[Candidate] = []
     for name, budget in PRESET_BUDGETS.items():
         for cand in short_candidates(budget, starts, _floats(args.sigmas), _floats(args.end_ratios)):
             for scored in evaluate_candidate(cand, crops, sr3, regression, bps, args.seed):
-                misses[scored] = targets.misses(scored.scores, reference["regression"])
+                misses[scored] = targets.misses(scored.scores, reference[baseline])
                 every.append(scored)
                 _print(name, scored, misses[scored])
     for cand in quality_candidates(args.quality_steps):
@@ -246,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = {name: pick([c for c in every if c.start != "noise" and c.steps == budget], misses)
               for name, budget in PRESET_BUDGETS.items()}
     dropped = [name for name, c in chosen.items()
-               if worse_than_regression_everywhere(c.scores, reference["regression"])]
+               if worse_than_regression_everywhere(c.scores, reference[baseline])]
     kept = {name: c for name, c in chosen.items() if name not in dropped}
     chosen_quality = pick([c for c in every if c.start == "noise"], misses)
     affordable = [n for n, c in kept.items() if c.steps + (c.start == "regression") <= MAX_DEFAULT_EVALUATIONS]

@@ -1,44 +1,26 @@
 """`python -m exporter export CKPT -o model.onnx`: EMA weights to a single-file ONNX graph with the model card.
 
-The graph has dynamic N, H and W (exported from a batch-2 example so N is not frozen). SR3 takes
-(lr_up, y_t, noise_level) and returns ``prediction``; regression takes lr_up and returns ``y``.
+The graph, the card builder and the writer are the ones `convert` uses too (exporter/export/graph_io.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import shlex
-import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
 from exporter.config import TrainConfig
+from exporter.export.graph_io import OPSET, ExportError, GraphIO, build_card, to_onnx, write_onnx
 from exporter.training.checkpoint import load_checkpoint
 from exporter.unet import UNet, count_parameters
 from sr3_desktop.core.diffusion.schedule import ScheduleSpec, inference_levels
-from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.core.imageio.atomic import atomic_file
-from sr3_desktop.core.model_files.card import (
-    REGRESSION_INPUTS,
-    REGRESSION_OUTPUTS,
-    SR3_INPUTS,
-    SR3_OUTPUTS,
-    InferencePreset,
-    ModelCard,
-    embed_card,
-)
+from sr3_desktop.core.model_files.card import InferencePreset, ModelCard
 
-OPSET = 17
-DYNAMIC = {0: "N", 2: "H", 3: "W"}
-
-
-class ExportError(SR3Error):
-    """The model could not be exported to ONNX."""
+__all__ = ["ExportError", "export", "model_from_checkpoint", "unet_io"]
 
 
 # --- model and card --------------------------------------------------------------------------------
@@ -70,7 +52,13 @@ def default_presets(train_schedule: ScheduleSpec) -> dict[str, InferencePreset]:
     }
 
 
-def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name: str | None, fp16: bool) -> ModelCard:
+def unet_io(model: UNet) -> GraphIO:
+    """The graph interface of one of our U-Nets."""
+    return GraphIO("sr3" if model.conditional else "regression", model.config.size_multiple,
+                   model.config.image_channels)
+
+
+def checkpoint_card(ckpt: dict[str, Any], config: TrainConfig, model: UNet, name: str | None, fp16: bool) -> ModelCard:
     """The model card of a checkpoint (fields: sr3_desktop/core/model_files/card.py; README.md, "The model card")."""
     sr3 = config.kind == "sr3"
     unet = config.unet
@@ -102,22 +90,19 @@ def build_card(ckpt: dict[str, Any], config: TrainConfig, model: nn.Module, name
     folder = data.get("folder", "custom")
     default_name = f"{'SR3' if sr3 else 'Regression'} {config.scale}x ({folder}, {ckpt['step']} steps)"
     schedule = config.schedule() if sr3 else None
-    return ModelCard(
+    return build_card(
+        unet_io(model),
+        default_presets(schedule) if schedule else {},
+        "balanced",
         name=name or default_name,
-        kind=config.kind,
         scale=config.scale,
-        size_multiple=unet.size_multiple,
         attention_downsample=unet.attention_downsample(),
-        inputs=SR3_INPUTS if sr3 else REGRESSION_INPUTS,
-        outputs=SR3_OUTPUTS if sr3 else REGRESSION_OUTPUTS,
         prediction=config.prediction if sr3 else "x0",
         target=config.target,
         noise_conditioning="sqrt_gamma",
         condition=config.condition if sr3 else "bicubic",
         condition_model=str(ckpt.get("condition_model_name", "")) if sr3 else "",
         train_schedule=schedule,
-        inference_presets=default_presets(schedule) if schedule else {},
-        default_preset="balanced",
         description=(
             f"{'SR3 denoiser' if sr3 else 'Regression U-Net'} for {config.scale}x, trained "
             f"{ckpt['step']} steps on {training['train_images']} photos ({config.crop} px crops)."
@@ -143,53 +128,14 @@ class Fp16Graph(nn.Module):
         return self.model(*halves).float()
 
 
-def example_inputs(model: UNet, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """Random inputs in the card's value range, (lr_up, y_t, noise_level) or (lr_up,), at a non-square size."""
-    gen = torch.Generator().manual_seed(seed)
-    unit = max(model.config.size_multiple, 8)
-    shape = (batch, model.config.image_channels, 2 * unit, 3 * unit)
-    lr_up = torch.rand(shape, generator=gen) * 2 - 1
-    if not model.conditional:
-        return (lr_up,)
-    y_t = torch.randn(shape, generator=gen)
-    noise_level = torch.rand(batch, generator=gen) * 0.98 + 0.01
-    return lr_up, y_t, noise_level
-
-
-def to_onnx(model: UNet, fp16: bool = False, opset: int = OPSET) -> onnx.ModelProto:
-    """Trace to an ONNX proto with dynamic N, H, W (TorchScript exporter: small, fast, clean graph)."""
-    graph: nn.Module = Fp16Graph(model) if fp16 else model
-    args = example_inputs(model)
-    inputs = SR3_INPUTS if model.conditional else REGRESSION_INPUTS
-    outputs = SR3_OUTPUTS if model.conditional else REGRESSION_OUTPUTS
-    axes: dict[str, dict[int, str]] = {n: ({0: "N"} if n == "noise_level" else DYNAMIC) for n in inputs}
-    axes[outputs[0]] = DYNAMIC
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # TracerWarnings about shape arithmetic: shapes stay symbolic
-        torch.onnx.export(
-            graph, args, cast(Any, buffer), input_names=list(inputs), output_names=list(outputs),
-            dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False,
-        )
-    return onnx.load_from_string(buffer.getvalue())
-
-
 def export(checkpoint: str | Path, out: str | Path, name: str | None = None, fp16: bool = False,
            opset: int = OPSET) -> ModelCard:
     """Export a checkpoint's EMA weights to ``out`` (one file, card embedded); returns the card."""
     ckpt = load_checkpoint(checkpoint)
     model, config = model_from_checkpoint(ckpt)
-    card = build_card(ckpt, config, model, name, fp16)
-    try:
-        proto = to_onnx(model, fp16=fp16, opset=opset)
-    except Exception as err:  # the exporter raises many types; the user needs the gist
-        raise ExportError(f"ONNX export failed: {type(err).__name__}: {err}") from err
-    embed_card(proto, card)
-    onnx.checker.check_model(proto)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out) as handle:
-        onnx.save_model(proto, handle, save_as_external_data=False)
+    card = checkpoint_card(ckpt, config, model, name, fp16)
+    proto = to_onnx(Fp16Graph(model) if fp16 else model, unet_io(model), opset=opset)
+    write_onnx(proto, card, out)
     return card
 
 

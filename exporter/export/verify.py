@@ -176,7 +176,8 @@ def format_card(card: ModelCard) -> str:
     if card.kind == "sr3" and card.train_schedule:
         s = card.train_schedule
         lines.append(f"  predicts {card.prediction}, target {card.target}, noise_level = {card.noise_conditioning}")
-        lines.append(f"  train schedule {s.kind}, T={s.steps}, beta {s.beta_start:g}..{s.beta_end:g}")
+        betas = s.betas()
+        lines.append(f"  train schedule {s.kind}, T={s.steps}, beta {betas[0]:g}..{betas[-1]:g}")
         lines.append(f"  presets (default {card.default_preset}):")
         for name in card.preset_names():
             p = card.preset(name)
@@ -189,6 +190,12 @@ def format_card(card: ModelCard) -> str:
         lines.append(f"  predicts y directly (target {card.target})")
     if card.description:
         lines.append(f"  {card.description}")
+    if card.source:
+        lines.append("  converted from: " + ", ".join(f"{k} {v}" for k, v in card.source.items()))
+    sizes = {"native input": card.native_input_size, "fixed tile": card.fixed_tile_size,
+             "attention downsample": card.attention_downsample}
+    if any(v is not None for v in sizes.values()):
+        lines.append("  " + ", ".join(f"{k} {v}" for k, v in sizes.items() if v is not None))
     arch = ", ".join(f"{k} {v}" for k, v in card.architecture.items())
     lines.append(f"  architecture: {arch}")
     training = {k: v for k, v in card.training.items() if k != "credits"}

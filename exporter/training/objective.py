@@ -7,13 +7,12 @@ The network is fed noise_level = sqrt(gamma), as in the paper and WaveGrad.
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 from torch import nn
 
 from exporter.config import TrainConfig
+from sr3_desktop.core.diffusion.sampler import Sampler
 from sr3_desktop.core.diffusion.schedule import ScheduleSpec
 
 
@@ -230,22 +229,19 @@ def regression_loss(model: nn.Module, config: TrainConfig, lr_up: torch.Tensor, 
 def ddim_sample(
     model: nn.Module, config: TrainConfig, lr_up: torch.Tensor, levels: np.ndarray, generator: torch.Generator
 ) -> torch.Tensor:
-    """A short deterministic DDIM chain (eta = 0) over ``levels`` (noisiest first) for validation images.
+    """A short deterministic DDIM chain (eta = 0) over ``levels`` (noisiest first) for validation images,
+    stepped by the app's own Sampler (core/sampler.py), so validation measures the chain users run.
 
     Returns the HR estimate in [-1, 1] (the residual is added back to lr_up when target="residual").
     """
-    y = torch.randn(lr_up.shape, generator=generator).to(lr_up.device)
-    gammas = [*list(levels), 1.0]
-    x0 = y
-    for g, g_next in itertools.pairwise(gammas):
-        gamma = torch.full((lr_up.shape[0],), float(g), dtype=torch.float64, device=lr_up.device)
-        output = model(lr_up, y, gamma.sqrt().float()).float()
-        x0, _ = to_x0_eps(config.prediction, output, y, gamma)
-        # As the app's sampler (core clip_y0): the HR estimate is clipped to [-1, 1], and the eps that
-        # steps on is the one consistent with the clipped y0 (Eq. 4 solved for eps).
-        x0 = (x0 + lr_up).clamp(-1.0, 1.0) - lr_up if config.target == "residual" else x0.clamp(-1.0, 1.0)
-        sg, s1g = scales(gamma, y)
-        eps = (y - sg * x0) / s1g
-        y = float(np.sqrt(g_next)) * x0 + float(np.sqrt(1.0 - g_next)) * eps
-    result = x0 + lr_up if config.target == "residual" else x0
-    return result.clamp(-1.0, 1.0)
+    sampler = Sampler(levels, "ddim", 0.0, config.prediction, config.target, "sqrt_gamma")  # type: ignore[arg-type]
+    y = torch.randn(lr_up.shape, generator=generator).numpy()
+    condition = lr_up.float().cpu().numpy()
+    clip = condition if config.target == "residual" else None
+    pred = y
+    for i in range(sampler.num_steps):
+        level = torch.from_numpy(sampler.network_input(i, lr_up.shape[0])).to(lr_up.device)
+        output = model(lr_up, torch.from_numpy(y).to(lr_up.device), level).float().cpu().numpy()
+        y, pred = sampler.step(output, i, y, None, clip)
+    result = pred + condition if config.target == "residual" else pred
+    return torch.from_numpy(np.clip(result, -1.0, 1.0)).to(lr_up.device)

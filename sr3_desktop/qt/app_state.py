@@ -82,12 +82,13 @@ class AppModel:
     def sr3_entry(self) -> ModelEntry | None:
         return self._entry("sr3", self.settings.sr3_model)
 
-    def regression_entry(self) -> ModelEntry | None:
-        return self._entry("regression", self.settings.regression_model)
+    def regression_entry(self, scale: int | None = None) -> ModelEntry | None:
+        """The chosen (else the default) regression model; of ``scale`` only, when given."""
+        return self._entry("regression", self.settings.regression_model, scale)
 
-    def _entry(self, kind: str, name: str) -> ModelEntry | None:
-        """The named model of ``kind``, else the core's default one."""
-        candidates = [e for e in self.model_entries if e.card.kind == kind]
+    def _entry(self, kind: str, name: str, scale: int | None = None) -> ModelEntry | None:
+        """The named model of ``kind`` (and ``scale``, when given), else the core's default one."""
+        candidates = [e for e in self.model_entries if e.card.kind == kind and scale in (None, e.card.scale)]
         for entry in candidates:
             if entry.name == name:
                 return entry

@@ -18,6 +18,29 @@ Model = Callable[[np.ndarray, float], np.ndarray]
 """(y_t, network noise-level input) -> network output; the condition is bound inside."""
 
 
+def ddpm_posterior(y_t: np.ndarray, y0: np.ndarray, gamma_t: float, gamma_s: float) -> tuple[np.ndarray, float]:
+    """Mean and variance of q(y_s | y_t, y0) for gamma_s > gamma_t (Alg. 2 over a sub-sequence)."""
+    alpha = gamma_t / gamma_s
+    y0_coef = np.sqrt(gamma_s) * (1.0 - alpha) / (1.0 - gamma_t)
+    y_t_coef = np.sqrt(alpha) * (1.0 - gamma_s) / (1.0 - gamma_t)
+    mean = y0_coef * y0 + y_t_coef * np.asarray(y_t)
+    variance = (1.0 - gamma_s) / (1.0 - gamma_t) * (1.0 - alpha)
+    return mean, float(variance)
+
+
+def ddim_step(
+    y0: np.ndarray, eps: np.ndarray, gamma_t: float, gamma_s: float, eta: float, noise: np.ndarray | None
+) -> np.ndarray:
+    """Song et al. Eq. 12: y_s = sqrt(g_s) y0 + sqrt(1 - g_s - sigma^2) eps + sigma z, sigma from Eq. 16."""
+    sigma = eta * np.sqrt((1.0 - gamma_s) / (1.0 - gamma_t) * (1.0 - gamma_t / gamma_s))
+    y_s = np.sqrt(gamma_s) * y0 + np.sqrt(max(1.0 - gamma_s - sigma**2, 0.0)) * eps
+    if sigma > 0.0:
+        if noise is None:
+            raise ValueError("a stochastic DDIM step (eta > 0) needs noise")
+        y_s = y_s + sigma * noise
+    return y_s  # type: ignore[no-any-return]
+
+
 def y0_from_output(out: np.ndarray, y_t: np.ndarray, g: float, prediction: str) -> np.ndarray:
     """The network's y0 estimate for each parametrisation."""
     if prediction == "epsilon":  # Eq. 4 solved for y0

@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx_fixtures import make_card, oracle_sr3, regression, save
 
+from sr3_desktop.core.diffusion.schedule import ScheduleSpec
 from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.model_files.card import (
     CARD_METADATA_KEY,
@@ -155,3 +156,39 @@ def test_read_card_errors_are_model_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelCardError, match="not found"):
         read_card(tmp_path / "missing.onnx")
     assert issubclass(ModelCardError, ModelError)
+
+
+def test_schema_1_cards_still_read_and_are_written_as_2() -> None:
+    """A schema-1 card (no new fields) reads with the new fields at their defaults, and writes as 2.
+    Catches: READABLE_SCHEMA_VERSIONS losing 1, or from_dict keeping version 1 on write."""
+    data = card_dict(schema_version=1)
+    for name in ("attention_downsample", "native_input_size", "fixed_tile_size", "source"):
+        del data[name]
+    card = ModelCard.from_dict(data)
+    assert (card.attention_downsample, card.native_input_size, card.fixed_tile_size, card.source) == (
+        None, None, None, {})
+    assert json.loads(card.to_json())["schema_version"] == 2
+
+
+def test_schema_2_fields_round_trip_and_explicit_betas() -> None:
+    """The converter's fields and an explicit train schedule survive JSON. Catches: a field left out of
+    from_dict (it would come back as its default), or the explicit betas dropped from ScheduleSpec.to_dict."""
+    schedule = ScheduleSpec(kind="explicit", steps=3, explicit_betas=(0.1, 0.2, 0.3))
+    card = make_card("sr3").with_updates(
+        attention_downsample=4, native_input_size=16, fixed_tile_size=128, train_schedule=schedule,
+        source={"file": "I640000_E37_gen.pth", "iteration": 640000, "epoch": 37})
+    again = ModelCard.from_json(card.to_json())
+    assert again == card
+    assert again.train_schedule is not None
+    assert again.train_schedule.gammas().tolist() == [0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"fixed_tile_size": 130}, "not a multiple of size_multiple"),
+    ({"native_input_size": 0}, "positive integer"),
+    ({"attention_downsample": 2.5}, "whole number"),
+])
+def test_bad_schema_2_fields_are_refused(changes: dict[str, Any], message: str) -> None:
+    """Catches: the new fields' checks removed from __post_init__ / _optional_int."""
+    with pytest.raises(ModelCardError, match=message):
+        ModelCard.from_dict(card_dict(**changes))

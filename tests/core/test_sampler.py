@@ -11,8 +11,6 @@ from sr3_desktop.core.diffusion.sampler import (
     Sampler,
     clip_y0,
     ddim_sigma,
-    ddim_step,
-    ddpm_posterior,
     eps_from_y0,
     network_input,
     split_prediction,
@@ -160,7 +158,7 @@ def test_ddpm_step_is_the_papers_algorithm_2() -> None:
     mean = (y_t - (1 - alpha) / np.sqrt(1 - g_t) * eps.astype(np.float64)) / np.sqrt(alpha)  # Alg. 2, line 4
     variance = (1 - g_s) / (1 - g_t) * (1 - alpha)
     np.testing.assert_allclose(y_prev, mean + np.sqrt(variance) * z, atol=2e-6)
-    _, var = ddpm_posterior(y_t, np.zeros(SHAPE), g_t, g_s)
+    _, var = reference_chain.ddpm_posterior(y_t, np.zeros(SHAPE), g_t, g_s)
     assert var == pytest.approx(variance, rel=1e-12)
     assert ddim_sigma(g_t, g_s, 1.0) ** 2 == pytest.approx(variance, rel=1e-12)
     assert ddim_sigma(g_t, g_s, 0.0) == 0.0
@@ -271,9 +269,9 @@ def reference_step(sampler: Sampler, out: np.ndarray, i: int, y_t: np.ndarray, n
     if g_s >= 1.0:
         return y0, y0
     if sampler.kind == "ddpm":
-        mean, variance = ddpm_posterior(y_t, y0, g_t, g_s)
+        mean, variance = reference_chain.ddpm_posterior(y_t, y0, g_t, g_s)
         return (mean if noise is None else mean + np.sqrt(variance) * noise), y0
-    return ddim_step(y0, eps_from_y0(y_t, y0, g_t), g_t, g_s, sampler.eta, noise), y0
+    return reference_chain.ddim_step(y0, eps_from_y0(y_t, y0, g_t), g_t, g_s, sampler.eta, noise), y0
 
 
 @pytest.mark.parametrize("target", ["hr", "residual"])

@@ -168,7 +168,8 @@ def test_empty_or_too_small_folders_are_reported(tmp_path: Path) -> None:
 def test_attention_matmuls_match_the_einsum_maths_and_export_without_einsum() -> None:
     import math
 
-    from exporter.export.export_onnx import to_onnx
+    from exporter.export.export_onnx import unet_io
+    from exporter.export.graph_io import to_onnx
     from exporter.unet import SKIP_SCALE, SelfAttention, UNet, UNetConfig
 
     torch.manual_seed(0)
@@ -186,5 +187,5 @@ def test_attention_matmuls_match_the_einsum_maths_and_export_without_einsum() ->
         reference = (x + attention.proj(torch.einsum("bij,bcj->bci", weights, v).reshape(2, 16, 5, 7))) * SKIP_SCALE
         torch.testing.assert_close(attention(x), reference, atol=1e-6, rtol=1e-5)
     model = UNet(UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(0,)))
-    ops = {node.op_type for node in to_onnx(model).graph.node}
+    ops = {node.op_type for node in to_onnx(model, unet_io(model)).graph.node}
     assert "MatMul" in ops and "Einsum" not in ops

@@ -161,3 +161,21 @@ def test_large_previews_are_shown_at_most_ten_times_a_second(controller: Control
     for step in range(5, 8):  # small previews are cheap: every one is drawn
         controller.runs._preview(generation, RefineStep(step, 10, small, small))
     assert view.show_preview.call_count == 5
+
+
+def test_the_busy_text_says_the_regression_estimate_is_computed_before_the_chain(
+        controller: Controller, qtbot: Any, sample_image: Path) -> None:
+    """A preset that starts from regression first computes the estimate: the busy bar says so instead of
+    "Loading the model…" (issue 20). Catches: the busy text not replaced when the SR3 method starts."""
+    view: MagicMock = controller.view  # type: ignore[assignment]
+    with qtbot.waitSignal(controller.image_loaded, timeout=5000):
+        controller.open_paths([str(sample_image)])
+    controller.model.settings.preset, controller.model.settings.auto_compare = "balanced", False
+    with qtbot.waitSignal(controller.run_finished, timeout=30_000):
+        controller.run()
+    busy = [args[0] for args in called_methods(view, "show_busy")]
+    assert busy[-2:] == ["Loading the model…", "Computing the regression estimate SR3 starts from…"]
+    controller.model.settings.preset = "fast"  # starts from bicubic: straight to the chain
+    with qtbot.waitSignal(controller.run_finished, timeout=30_000):
+        controller.run()
+    assert [args[0] for args in called_methods(view, "show_busy")][-1] == "Refining with SR3…"

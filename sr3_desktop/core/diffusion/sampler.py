@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -53,32 +54,18 @@ def eps_from_y0(y_t: np.ndarray, y0: np.ndarray, gamma: float) -> np.ndarray:
     return (np.asarray(y_t) - math.sqrt(gamma) * y0) * (1.0 / math.sqrt(1.0 - gamma))
 
 
-def ddpm_posterior(y_t: np.ndarray, y0: np.ndarray, gamma_t: float, gamma_s: float) -> tuple[np.ndarray, float]:
-    """Mean and variance of q(y_s | y_t, y0) for gamma_s > gamma_t (Alg. 2 over a sub-sequence)."""
-    alpha = gamma_t / gamma_s
-    y0_coef = math.sqrt(gamma_s) * (1.0 - alpha) / (1.0 - gamma_t)
-    y_t_coef = math.sqrt(alpha) * (1.0 - gamma_s) / (1.0 - gamma_t)
-    mean = y0_coef * y0 + y_t_coef * np.asarray(y_t)
-    variance = (1.0 - gamma_s) / (1.0 - gamma_t) * (1.0 - alpha)
-    return mean, variance
-
-
 def ddim_sigma(gamma_t: float, gamma_s: float, eta: float) -> float:
     """Song et al. Eq. 16: eta = 1 gives the DDPM posterior's standard deviation."""
     return eta * math.sqrt((1.0 - gamma_s) / (1.0 - gamma_t) * (1.0 - gamma_t / gamma_s))
 
 
-def ddim_step(
-    y0: np.ndarray, eps: np.ndarray, gamma_t: float, gamma_s: float, eta: float, noise: np.ndarray | None
-) -> np.ndarray:
-    """Song et al. Eq. 12: y_s = sqrt(g_s) y0 + sqrt(1 - g_s - sigma^2) eps + sigma z."""
-    sigma = ddim_sigma(gamma_t, gamma_s, eta)
-    y_s = math.sqrt(gamma_s) * y0 + math.sqrt(max(1.0 - gamma_s - sigma**2, 0.0)) * eps
-    if sigma > 0.0:
-        if noise is None:
-            raise ValueError("a stochastic DDIM step (eta > 0) needs noise")
-        y_s = y_s + sigma * noise
-    return y_s
+class NoiseSource(Protocol):
+    """Where a chain's Gaussian draws come from: ``np.random.Generator`` in the app (seeded per sample),
+    or a recorded stream (a reference implementation's draws, in its order, to reproduce its chain)."""
+
+    def standard_normal(self, size: tuple[int, ...], dtype: type[np.float32]) -> np.ndarray:
+        """A float32 array of ``size`` standard normal draws."""
+        ...
 
 
 def network_input(gamma: float, conditioning: NoiseConditioning, batch: int) -> np.ndarray:
@@ -90,7 +77,8 @@ def network_input(gamma: float, conditioning: NoiseConditioning, batch: int) -> 
 
 @dataclass
 class Sampler:
-    """A scheduler in the diffusers style: ``step(model_output, i, y_t, rng, lr_up)``.
+    """A scheduler in the diffusers style: ``step(model_output, i, y_t, noise, lr_up)``; the fresh noise of a
+    stochastic step is drawn from ``noise`` (a NoiseSource), one ``standard_normal(y_t.shape)`` per step.
 
     It holds no state between steps besides its configuration, so one Sampler can drive
     several chains (the K samples of ``--samples K``).
@@ -165,7 +153,7 @@ class Sampler:
         model_output: np.ndarray,
         i: int,
         y_t: np.ndarray,
-        rng: np.random.Generator | None = None,
+        rng: NoiseSource | None = None,
         lr_up: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One reverse step from levels[i]: returns (y_prev, pred_y0), both float32.
@@ -184,7 +172,7 @@ class Sampler:
         if self.needs_noise(i):
             if rng is None:
                 raise ValueError("this step is stochastic and needs a random generator")
-            noise = rng.standard_normal(np.shape(y_t), dtype=np.float32)
+            noise = rng.standard_normal(tuple(np.shape(y_t)), dtype=np.float32)
         y_s = np.empty(np.shape(y_t), dtype=y0.dtype)  # the one new plane
         if self.kind == "ddpm":  # posterior mean y0_coef * y0 + y_t_coef * y_t (Alg. 2 over a sub-sequence)
             alpha = gamma_t / gamma_s

@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-BetaKind = Literal["linear", "quadratic", "cosine"]
+BetaKind = Literal["linear", "quadratic", "cosine", "explicit"]
 Spacing = Literal["uniform", "quadratic"]
 
-_BETA_KINDS: tuple[str, ...] = ("linear", "quadratic", "cosine")
+_BETA_KINDS: tuple[str, ...] = ("linear", "quadratic", "cosine", "explicit")
 _SPACINGS: tuple[str, ...] = ("uniform", "quadratic")
 
 
@@ -31,26 +31,37 @@ class ScheduleSpec:
     """A discrete beta schedule with T steps (paper: linear, T = 2000, 1e-6 .. 1e-2)."""
 
     kind: BetaKind = "linear"
-    """Shape of beta_t over t: "linear", "quadratic" (linear in sqrt(beta)) or "cosine"."""
+    """Shape of beta_t over t: "linear", "quadratic" (linear in sqrt(beta)), "cosine", or "explicit"
+    (the betas themselves, for a converted model whose schedule is none of these: warmup, const, jsd)."""
     steps: int = 2000
     """Number of discrete steps T."""
     beta_start: float = 1e-6
     """beta_1 (ignored by "cosine")."""
     beta_end: float = 1e-2
     """beta_T (ignored by "cosine")."""
+    explicit_betas: tuple[float, ...] = ()
+    """beta_1 .. beta_T of an "explicit" schedule (empty for the named kinds)."""
 
     def __post_init__(self) -> None:
         if self.kind not in _BETA_KINDS:
             raise ScheduleError(f"unknown schedule kind {self.kind!r}; expected one of {_BETA_KINDS}")
         if self.steps < 1:
             raise ScheduleError(f"schedule needs at least 1 step, got {self.steps}")
-        if self.kind != "cosine" and not (0.0 < self.beta_start <= self.beta_end < 1.0):
+        if (self.kind == "explicit") != bool(self.explicit_betas):
+            raise ScheduleError('explicit betas go with the schedule kind "explicit", and only with it')
+        if self.kind == "explicit":
+            betas = np.asarray(self.explicit_betas, dtype=np.float64)
+            if betas.size != self.steps or not np.all(np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas >= 1):
+                raise ScheduleError(f"an explicit schedule needs T = {self.steps} betas, each in (0, 1)")
+        elif self.kind != "cosine" and not (0.0 < self.beta_start <= self.beta_end < 1.0):
             raise ScheduleError(
                 f"need 0 < beta_start <= beta_end < 1, got {self.beta_start} .. {self.beta_end}"
             )
 
     def betas(self) -> np.ndarray:
         """beta_1 .. beta_T as float64."""
+        if self.kind == "explicit":
+            return np.asarray(self.explicit_betas, dtype=np.float64)
         return make_betas(self.kind, self.steps, self.beta_start, self.beta_end)
 
     def gammas(self) -> np.ndarray:
@@ -58,7 +69,11 @@ class ScheduleSpec:
         return gammas_from_betas(self.betas())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.kind, "T": self.steps, "beta_start": self.beta_start, "beta_end": self.beta_end}
+        data: dict[str, Any] = {"type": self.kind, "T": self.steps, "beta_start": self.beta_start,
+                                "beta_end": self.beta_end}
+        if self.kind == "explicit":
+            data["betas"] = list(self.explicit_betas)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScheduleSpec:
@@ -68,13 +83,14 @@ class ScheduleSpec:
                 steps=int(data["T"]),
                 beta_start=float(data.get("beta_start", 1e-6)),
                 beta_end=float(data.get("beta_end", 1e-2)),
+                explicit_betas=tuple(float(b) for b in data.get("betas") or ()),
             )
         except KeyError as missing:
             raise ScheduleError(f"schedule is missing the field {missing}") from None
 
 
 def make_betas(kind: str, steps: int, beta_start: float, beta_end: float) -> np.ndarray:
-    """Betas of a named schedule, float64, length ``steps``."""
+    """Betas of a named schedule (not "explicit"), float64, length ``steps``."""
     if kind == "linear":
         return np.linspace(beta_start, beta_end, steps, dtype=np.float64)
     if kind == "quadratic":

@@ -33,7 +33,8 @@ from sr3_desktop.core.literals import (
 CARD_METADATA_KEY = "sr3.model_card"
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
-"""Version 2 adds optional fields (``attention_downsample``); a version-1 card reads as version 2 without them."""
+"""Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size and source
+(and the "explicit" train schedule); a version-1 card reads as one with those at their defaults."""
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
@@ -144,18 +145,34 @@ class ModelCard:
     """U-Net hyper-parameters and parameter count (informational)."""
     attention_downsample: int | None = None
     """The finest downsampling factor, relative to the output resolution, at which the network runs
-    self-attention: it bounds the automatic tile size. None (schema 1): derived from ``architecture``."""
+    self-attention; None: derived from ``architecture`` (our own U-Net's settings)."""
+    native_input_size: int | None = None
+    """The LR side (px) the model was trained on (the reference SR3's ``l_resolution``); the app warns
+    when an input is far from it. None: trained on crops of any size."""
+    fixed_tile_size: int | None = None
+    """Output side (px) of the training images of a network whose self-attention spans the whole
+    feature map (the reference SR3's ``image_size``): tiles are exactly this size, or the image is not
+    tiled. None: any tile size that is a multiple of ``size_multiple``."""
+    source: dict[str, Any] = field(default_factory=dict)
+    """Where a converted model came from: ``implementation``, ``file``, ``iteration``, ``epoch``.
+    Empty for models trained by this project's exporter (their story is in ``training``)."""
     schema_version: int = SCHEMA_VERSION
-    """Card format version; unknown versions are refused."""
+    """Card format version (written: SCHEMA_VERSION; read: READABLE_SCHEMA_VERSIONS)."""
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in READABLE_SCHEMA_VERSIONS:
             raise ModelCardError(
                 f"model card schema_version {self.schema_version} is not supported by this version "
-                f"of SR3 Desktop (it writes version {SCHEMA_VERSION}); update the app or re-export the model"
+                f"of SR3 Desktop (it reads versions {list(READABLE_SCHEMA_VERSIONS)}); update the app or "
+                "re-export the model"
             )
-        if self.attention_downsample is not None and self.attention_downsample < 1:
-            raise ModelCardError(f"attention_downsample must be >= 1, got {self.attention_downsample}")
+        for name in ("attention_downsample", "native_input_size", "fixed_tile_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ModelCardError(f"{name} must be a positive integer or absent, got {value!r}")
+        if self.fixed_tile_size is not None and self.fixed_tile_size % self.size_multiple:
+            raise ModelCardError(f"fixed_tile_size {self.fixed_tile_size} is not a multiple of "
+                                 f"size_multiple {self.size_multiple}")
         if not self.name.strip():
             raise ModelCardError("model card has an empty name")
         if self.kind not in MODEL_KINDS:
@@ -231,7 +248,7 @@ class ModelCard:
         if version not in READABLE_SCHEMA_VERSIONS or isinstance(version, bool):
             raise ModelCardError(
                 f"model card schema_version {version!r} is not supported (this app reads "
-                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); update SR3 Desktop or re-export the model"
+                f"{list(READABLE_SCHEMA_VERSIONS)}); update SR3 Desktop or re-export the model"
             )
         required = ("name", "kind", "scale", "size_multiple", "inputs", "outputs")
         missing = [k for k in required if k not in data]
@@ -263,6 +280,10 @@ class ModelCard:
                 metrics=dict(data.get("metrics") or {}),
                 architecture=dict(data.get("architecture") or {}),
                 attention_downsample=_optional_int(data.get("attention_downsample")),
+                native_input_size=_optional_int(data.get("native_input_size")),
+                fixed_tile_size=_optional_int(data.get("fixed_tile_size")),
+                source=dict(data.get("source") or {}),
+                schema_version=SCHEMA_VERSION,  # read 1 or 2, held (and written) as the current version
             )
         except ModelCardError:
             raise
@@ -279,7 +300,12 @@ class ModelCard:
 
 
 def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+    """An optional integer field: None stays None; a float or string that is not a whole number is refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or int(value) != value:
+        raise ModelCardError(f"expected a whole number, got {value!r}")
+    return int(value)
 
 
 def _preset_from_dict(name: str, data: Any) -> InferencePreset:

@@ -57,9 +57,9 @@ def attention_downsample(card: ModelCard) -> int:
     """The finest downsampling factor at which the network runs self-attention.
 
     Attention cost grows with the square of the positions it sees, so it bounds the automatic
-    tile size. The card states it (``attention_downsample``, schema 2); a schema-1 card's U-Net attends
-    at least in the middle block (factor = size_multiple), and its ``architecture`` (channel_mults,
-    attention_levels) can name finer levels.
+    tile size. The card's ``attention_downsample`` says it when present (converted models); else SR3
+    U-Nets attend at least in the middle block (factor = size_multiple), and the card's
+    ``architecture`` (channel_mults, attention_levels) can name finer levels.
     """
     if card.attention_downsample is not None:
         return card.attention_downsample
@@ -79,11 +79,22 @@ def max_auto_tile(card: ModelCard) -> int:
 
 def plan_grid(card: ModelCard, padded_height: int, padded_width: int, tile: int | None,
               budget: int) -> tuple[TileGrid, int]:
-    """The tile grid and batch size the pipeline uses for ``card`` on a padded image (the estimate's too)."""
+    """The tile grid and batch size the pipeline uses for ``card`` on a padded image (the estimate's too).
+
+    A card with ``fixed_tile_size`` (self-attention over the whole training image) runs untiled when the
+    image fits the budget and the attention bound, else in tiles of exactly that size; no other tile size.
+    """
     automatic = choose_tile_size(padded_height, padded_width, card.size_multiple, budget)
     side = tile or min(automatic, max_auto_tile(card))
+    fixed = card.fixed_tile_size
+    if fixed is not None:
+        if tile is not None and tile != fixed:
+            raise SR3Error(f"{card.name} attends over its whole {fixed} px training image, so it runs in tiles of "
+                           f"exactly {fixed} px or untiled; use --tile {fixed} or leave the tile size automatic")
+        whole = max(padded_height, padded_width)
+        side = whole if tile is None and automatic >= whole and whole <= max_auto_tile(card) else fixed
     try:
-        grid = plan_tiles(padded_height, padded_width, side, card.size_multiple)
+        grid = plan_tiles(padded_height, padded_width, side, card.size_multiple, exact=fixed is not None)
     except ValueError:
         raise SR3Error(f"tile size {side} px is too small for this model; use at least "
                        f"{min_tile_size(card.size_multiple)}") from None

@@ -47,6 +47,15 @@ def resolve_levels(card: ModelCard, preset: InferencePreset, steps: int | None, 
         raise SR3Error(f"cannot build {steps} steps at strength {strength} for this model: {err}") from None
 
 
+def native_size_note(card: ModelCard, height: int, width: int) -> str | None:
+    """A warning when the input is far (over 2x either way) from the LR size the model was trained on."""
+    native = card.native_input_size
+    if native is None or (native / 2 <= min(height, width) and max(height, width) <= 2 * native):
+        return None
+    return (f"{card.name} was trained on {native}x{native} px inputs; this one is {width}x{height} px, "
+            "so its results may be poor")
+
+
 def back_project(image: np.ndarray, lr: np.ndarray, scale: int, iterations: int) -> np.ndarray:
     """y += up(LR - down(y)) with the training bicubic, in [0, 1] image space, clipped each time."""
     if iterations == 0:
@@ -80,7 +89,7 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
     preset_name = options.preset or ("custom" if options.custom_preset else card.default_preset)
     preset = options.custom_preset or card.preset(preset_name)
     levels = resolve_levels(card, preset, options.steps, options.strength)
-    notes: list[str] = []
+    notes: list[str] = [note] if (note := native_size_note(card, lr.shape[0], lr.shape[1])) else []
     start = preset.start
     if options.strength is not None and options.strength < 1.0 and start == "noise":
         start = "bicubic"

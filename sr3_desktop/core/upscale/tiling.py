@@ -90,15 +90,18 @@ def auto_margin(tile: int) -> int:
     return max(2, min(MAX_MARGIN, tile // 32))
 
 
-def _axis_positions(length: int, tile_max: int, multiple: int, margin: int) -> tuple[int, list[int]]:
-    """Tile size and start positions along one axis; every start is a multiple of ``multiple``."""
+def _axis_positions(length: int, tile_max: int, multiple: int, margin: int,
+                    exact: bool = False) -> tuple[int, list[int]]:
+    """Tile size and start positions along one axis; every start is a multiple of ``multiple``.
+    ``exact``: tiles of tile_max itself (a model's fixed training size), not the smallest that covers."""
     if length <= tile_max:
         return length, [0]
     overlap = _round_up(max(4 * margin, 2 * margin + 1), multiple)  # room for two margins and a ramp
     if tile_max - overlap < multiple:
         raise ValueError(f"tile {tile_max} px is too small for a {margin} px margin")
     count = math.ceil((length - overlap) / (tile_max - overlap))
-    while True:  # the smallest tile (a multiple) that covers the axis with `count` tiles
+    size = tile_max
+    while not exact:  # the smallest tile (a multiple) that covers the axis with `count` tiles
         size = _round_up(math.ceil((length + (count - 1) * overlap) / count), multiple)
         if size <= tile_max:
             break
@@ -173,14 +176,16 @@ class TileGrid:
         return len(self) * self.tile_height * self.tile_width
 
 
-def plan_tiles(height: int, width: int, tile: int, multiple: int = 1, margin: int | None = None) -> TileGrid:
-    """A grid of tiles at most ``tile`` px a side; height, width and tile are multiples of ``multiple``."""
+def plan_tiles(height: int, width: int, tile: int, multiple: int = 1, margin: int | None = None,
+               exact: bool = False) -> TileGrid:
+    """A grid of tiles at most ``tile`` px a side (``exact``: of ``tile`` itself along any axis longer than
+    it); height, width and tile are multiples of ``multiple``."""
     if height % multiple or width % multiple:
         raise ValueError(f"image {width}x{height} is not padded to a multiple of {multiple}")
     tile = max(multiple, tile - tile % multiple)
     margin = auto_margin(tile) if margin is None else margin
-    tile_h, rows = _axis_positions(height, tile, multiple, margin)
-    tile_w, cols = _axis_positions(width, tile, multiple, margin)
+    tile_h, rows = _axis_positions(height, tile, multiple, margin, exact)
+    tile_w, cols = _axis_positions(width, tile, multiple, margin, exact)
     return TileGrid(height, width, tile_h, tile_w, margin, tuple(rows), tuple(cols))
 
 

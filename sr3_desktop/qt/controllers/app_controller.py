@@ -28,7 +28,7 @@ from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.events import AppEvents
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController
 from sr3_desktop.qt.controllers.model_controller import ModelController
-from sr3_desktop.qt.controllers.run_controller import RunController, opened_placeholders
+from sr3_desktop.qt.controllers.run_controller import RunController, no_regression_text, opened_placeholders
 from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.controllers.run_slot import RunSlot
 from sr3_desktop.qt.controllers.save_controller import SaveController
@@ -194,7 +194,11 @@ class Controller(AppEvents):
         model.metrics.clear()
         self.view.show_metrics([], model.reference is not None)
         self.view.show_image(image, model.image_name, model.scale)
-        self.view.clear_results(opened_placeholders(model.settings.auto_compare, model.regression_entry() is not None))
+        card = model.sr3_card()
+        scale = card.scale if card else None
+        has_regression = model.regression_entry(scale) is not None
+        self.view.clear_results(opened_placeholders(model.settings.auto_compare, has_regression,
+                                                    no_regression_text(model, scale)))
         scale, native = model.scale, model.model_scale()
         self.tasks.submit("bicubic", model.generation, lambda: instant_bicubic(image, scale, native))
 

@@ -17,7 +17,8 @@ from sr3_desktop.core.imageio import check_output_size
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
-from sr3_desktop.core.upscale.run_models import regression_for
+from sr3_desktop.core.upscale.run_models import preset_of, regression_for
+from sr3_desktop.qt.app_state import AppModel
 from sr3_desktop.qt.controllers.consent import LongRunPrompt
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController
@@ -37,9 +38,17 @@ PRESS_RUN = "Press Run (Ctrl+Enter) to refine"
 SR3_SKIPPED = "Not run: you chose the regression model instead of a long SR3 run"
 
 
-def opened_placeholders(compare: bool, has_regression: bool) -> dict[str, str]:
+def no_regression_text(model: AppModel, scale: int | None) -> str:
+    """The regression pane's text when no regression model fits the SR3 model's scale."""
+    scales = sorted({e.card.scale for e in model.model_entries if e.card.kind == "regression"})
+    if not scales or scale is None:
+        return NO_REGRESSION
+    return f"No regression model fits {scale}x (installed: {', '.join(f'{s}x' for s in scales)})"
+
+
+def opened_placeholders(compare: bool, has_regression: bool, missing: str = NO_REGRESSION) -> dict[str, str]:
     """The result panes of a just-opened image (bicubic is on its way)."""
-    regression = ("Press Run (Ctrl+Enter) to compute" if has_regression else NO_REGRESSION) if compare else COMPARE_OFF
+    regression = ("Press Run (Ctrl+Enter) to compute" if has_regression else missing) if compare else COMPARE_OFF
     return {"bicubic": "Computing…", "regression": regression, "sr3": PRESS_RUN}
 
 
@@ -53,6 +62,8 @@ class RunController(QObject):
         self._methods: tuple[str, ...] = ()
         self._notes: tuple[str, ...] = ()
         self._method = ""
+        self._sr3_busy = "Refining with SR3…"
+        self._missing_regression = NO_REGRESSION
         self._clock = ProgressClock()
         self._last_preview_at = 0.0
         self.prompt = LongRunPrompt(ctx, self)
@@ -86,7 +97,8 @@ class RunController(QObject):
             options = replace(options, preset=preset, steps=None)
         # the core's rule for the regression model an SR3 chain uses
         choice = regression_for(sr3.card, options, model.model_entries, model.settings.regression_model or None)
-        regression = choice.entry or (model.regression_entry() if compare else None)  # the compare pane's
+        # the compare pane's: of the SR3 model's scale (an 8x SR3 beside a 4x regression would mislead)
+        regression = choice.entry or (model.regression_entry(sr3.card.scale) if compare else None)
         return RunPlan(sr3, regression, options, choice.notes, model.output_size_choice())
 
     def refine_options(self, card: ModelCard, seed: int) -> RefineOptions:
@@ -130,10 +142,16 @@ class RunController(QObject):
         generation = model.begin_generation()
         self._methods = model.run_methods = methods
         self._notes = plan.notes
+        card = plan.sr3.card
+        estimate_first = plan.regression is not None and (
+            card.condition == "regression" or preset_of(card, plan.options).start == "regression")
+        self._sr3_busy = ("Computing the regression estimate SR3 starts from…" if estimate_first
+                          else "Refining with SR3…")
+        self._missing_regression = no_regression_text(model, card.scale)
         model.results.clear()
         model.metrics.clear()
         model.last_step = None
-        view.clear_results(self._run_placeholders(methods, plan.regression is not None))
+        view.clear_results(self._run_placeholders(methods, plan.regression is not None, self._missing_regression))
         view.show_metrics([], model.reference is not None)
         view.show_uncertainty(None, plan.options.samples)
         job = RefineJob(generation, model.image.rgb, plan.options, plan.sessions(model.settings.device),
@@ -162,15 +180,15 @@ class RunController(QObject):
         if self.slot.busy and step is not None:
             self._show_preview(step)
 
-    def _run_placeholders(self, methods: tuple[str, ...], has_regression: bool) -> dict[str, str]:
+    @staticmethod
+    def _run_placeholders(methods: tuple[str, ...], has_regression: bool, missing: str) -> dict[str, str]:
         """The panes this run will fill. Without compare, the bicubic pane keeps the instant upsample."""
+        regression = "Computing…" if has_regression else missing
         if "sr3" not in methods:
-            return {"bicubic": "Computing…", "regression": "Computing…" if has_regression else NO_REGRESSION,
-                    "sr3": SR3_SKIPPED}
+            return {"bicubic": "Computing…", "regression": regression, "sr3": SR3_SKIPPED}
         if "regression" not in methods:
             return {"regression": COMPARE_OFF, "sr3": "Starting…"}
-        return {"bicubic": "Computing…", "regression": "Computing…" if has_regression else NO_REGRESSION,
-                "sr3": "Starting…"}
+        return {"bicubic": "Computing…", "regression": regression, "sr3": "Starting…"}
 
     # --- worker signals (each checks the generation) ---------------------------------------------
     def _engine_ready(self, generation: int, providers: list[str], note: str | None) -> None:
@@ -181,7 +199,10 @@ class RunController(QObject):
             return
         self._method = method
         self._clock = ProgressClock()
-        self.ctx.view.show_status("Refining with SR3…" if method == "sr3" else f"Computing {METHOD_LABELS[method]}…")
+        # the busy bar's text too: until the chain's first step (after any regression estimate) it is all there is
+        text = self._sr3_busy if method == "sr3" else f"Computing {METHOD_LABELS[method]}…"
+        self.ctx.view.show_busy(text)
+        self.ctx.view.show_status(text)
 
     def _progress(self, generation: int, step: int, total: int) -> None:
         if not self.ctx.model.is_current(generation) or self._method != "sr3":
