@@ -60,14 +60,14 @@ from sr3_desktop.core.output_size import (
     uncertainty_image,
 )
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep, refine
-from sr3_desktop.core.run_models import Models, RegressionChoice, load_models, regression_for
+from sr3_desktop.core.run_models import Models, RegressionChoice, load_models, regression_for, run_method
 
 __all__ = [
     "DEFAULT_FORMAT", "OUTPUT_FORMATS", "SAVE_FORMATS", "SCALE_CHOICES", "SUPPORTED_EXTENSIONS", "Item", "ItemResult",
     "Models", "NoProgress", "OutputFormat", "OutputSize", "Plan", "Progress", "RegressionChoice", "choose_format",
     "estimate_for", "find_images", "is_image_file", "load_models", "native_scale", "open_dialog_filter",
-    "output_format", "plan_outputs", "plan_single", "refine_image", "regression_for", "save_result", "skip_reason",
-    "upscale_item",
+    "output_format", "plan_outputs", "plan_single", "refine_image", "regression_for", "run_method", "save_result",
+    "skip_reason", "upscale_item",
 ]
 
 UNCERTAINTY_GAIN = 4.0
@@ -272,7 +272,7 @@ class ItemResult:
 
 def native_scale(method: str, models: Models) -> int | None:
     """The scale the method's model runs at (the bicubic method: ``models.scale``, else a model's)."""
-    model = {"sr3": models.sr3, "regression": models.regression}.get(method)
+    model = models.of(method)
     if model is not None:
         return model.card.scale
     if method == "bicubic":
@@ -295,7 +295,8 @@ def refine_image(lr: np.ndarray, options: RefineOptions, models: Models, progres
     native = native_scale(options.method, models)
     target = (size or OutputSize()).resolve(lr.shape[1], lr.shape[0], native) if native else None
     result: RefineResult | None = None
-    steps = refine(lr, options, models.sr3, models.regression, models.scale, should_stop=watcher.aborted)
+    steps = refine(lr, options, models.sr3, models.regression, models.scale, onepass=models.onepass,
+                   should_stop=watcher.aborted)
     try:
         for step in steps:
             if watcher.aborted():
@@ -312,7 +313,7 @@ def refine_image(lr: np.ndarray, options: RefineOptions, models: Models, progres
 
 
 def _record_speed(lr: np.ndarray, options: RefineOptions, models: Models, scale: int, result: RefineResult) -> None:
-    budget = (models.sr3 if options.method == "sr3" else models.regression) or models.sessions[0]
+    budget = models.of(options.method) or models.sessions[0]
     try:
         work = estimate.plan_work((lr.shape[1], lr.shape[0]), options, models.sr3, models.regression, scale,
                                   budget.budget_pixels)

@@ -13,16 +13,16 @@ from typing import Any
 
 from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.literals import (
+    CARD_KINDS,
     CHAIN_STARTS,
     CONDITIONS,
-    MODEL_KINDS,
     NOISE_CONDITIONINGS,
     PREDICTIONS,
     SAMPLER_NAMES,
     TARGETS,
+    CardKind,
     ChainStart,
     Condition,
-    ModelKind,
     NoiseConditioning,
     Prediction,
     SamplerName,
@@ -31,12 +31,17 @@ from sr3_desktop.core.literals import (
 from sr3_desktop.core.schedule import ScheduleError, ScheduleSpec, validate_levels
 
 CARD_METADATA_KEY = "sr3.model_card"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The version this app writes. Version 2 adds optional fields (``attention_downsample``, the one-pass
+kind and its ``probe``); a version-1 card is read as it is, every new field at its default."""
+READABLE_SCHEMAS = (1, 2)
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
 REGRESSION_INPUTS = ("lr_up",)
 REGRESSION_OUTPUTS = ("y",)
+ONEPASS_RANGES = ((0.0, 1.0), (-1.0, 1.0))
+"""The input (and output) ranges a one-pass upscaler may take; its test run tells which."""
 PRESET_ORDER = ("fast", "balanced", "quality")
 
 
@@ -103,16 +108,18 @@ class ModelCard:
 
     name: str
     """Human-readable model name, unique among installed models."""
-    kind: ModelKind
-    """"sr3" (a denoiser for the refinement chain) or "regression" (predicts y directly)."""
+    kind: CardKind
+    """"sr3" (a denoiser for the refinement chain), "regression" (predicts y from lr_up) or "onepass" (an
+    upscaler from elsewhere: the LR image at its own size in, the image at ``scale`` out; ``core.onepass``)."""
     scale: int
     """Upscaling factor: output side = scale * input side."""
     size_multiple: int
-    """H and W fed to the network must be multiples of this (2 ** (levels - 1))."""
+    """H and W fed to the network must be multiples of this (2 ** (levels - 1)); for a one-pass model, of the
+    input image (1, or 8 when its test run failed at an odd size)."""
     inputs: tuple[str, ...]
-    """Graph input names, in order: lr_up, y_t, noise_level (SR3) or lr_up (regression)."""
+    """Graph input names, in order: lr_up, y_t, noise_level (SR3), lr_up (regression), the graph's own (one-pass)."""
     outputs: tuple[str, ...]
-    """Graph output names: prediction (SR3) or y (regression)."""
+    """Graph output names: prediction (SR3), y (regression), the graph's own (one-pass)."""
     prediction: Prediction = "epsilon"
     """What the SR3 network predicts: epsilon (the paper), x0 or v. Regression: x0."""
     target: Target = "hr"
@@ -125,7 +132,8 @@ class ModelCard:
     condition_model: str = ""
     """The name of the regression model whose output is the condition when condition = "regression"."""
     value_range: tuple[float, float] = (-1.0, 1.0)
-    """Pixel range of lr_up, y_t and outputs."""
+    """Pixel range of lr_up, y_t and outputs: [-1, 1]; a one-pass model's input and output: [0, 1] or [-1, 1],
+    as its test run found."""
     train_schedule: ScheduleSpec | None = None
     """The training beta schedule (SR3 only)."""
     inference_presets: dict[str, InferencePreset] = field(default_factory=dict)
@@ -140,19 +148,24 @@ class ModelCard:
     """The exporter's evaluation results."""
     architecture: dict[str, Any] = field(default_factory=dict)
     """U-Net hyper-parameters and parameter count (informational)."""
+    attention_downsample: int | None = None
+    """The finest downsampling factor at which the network attends (None: derived from ``architecture``)."""
+    probe: dict[str, Any] = field(default_factory=dict)
+    """One-pass only: what its test run found and how (the source file and its SHA-256, the test image's size,
+    the output's, and each candidate range's consistency error). The one interface the app infers."""
     schema_version: int = SCHEMA_VERSION
     """Card format version; unknown versions are refused."""
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in READABLE_SCHEMAS:
             raise ModelCardError(
                 f"model card schema_version {self.schema_version} is not supported by this version "
-                f"of SR3 Desktop (it reads version {SCHEMA_VERSION}); update the app or re-export the model"
+                f"of SR3 Desktop (it reads versions {_versions()}); update the app or re-export the model"
             )
         if not self.name.strip():
             raise ModelCardError("model card has an empty name")
-        if self.kind not in MODEL_KINDS:
-            raise ModelCardError(f"model kind must be 'sr3' or 'regression', got {self.kind!r}")
+        if self.kind not in CARD_KINDS:
+            raise ModelCardError(f"model kind must be 'sr3', 'regression' or 'onepass', got {self.kind!r}")
         if self.scale < 1 or self.scale > 16:
             raise ModelCardError(f"scale must be between 1 and 16, got {self.scale}")
         if self.size_multiple < 1:
@@ -167,6 +180,9 @@ class ModelCard:
             raise ModelCardError(f"unknown condition {self.condition!r}; expected 'bicubic' or 'regression'")
         if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model.strip()):
             raise ModelCardError("a regression condition is for SR3 models and needs condition_model (a model name)")
+        if self.kind == "onepass":
+            self._check_onepass()
+            return
         if tuple(self.value_range) != (-1.0, 1.0):
             raise ModelCardError(f"value_range must be [-1, 1], got {list(self.value_range)}")
         expected = (SR3_INPUTS, SR3_OUTPUTS) if self.kind == "sr3" else (REGRESSION_INPUTS, REGRESSION_OUTPUTS)
@@ -184,6 +200,16 @@ class ModelCard:
                 raise ModelCardError(
                     f"default preset {self.default_preset!r} is not among {sorted(self.inference_presets)}"
                 )
+
+    def _check_onepass(self) -> None:
+        if tuple(self.value_range) not in ONEPASS_RANGES:
+            raise ModelCardError(f"a one-pass model's value_range must be [0, 1] or [-1, 1], "
+                                 f"got {list(self.value_range)}")
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise ModelCardError(f"a one-pass model has one input and one output; the card says "
+                                 f"{list(self.inputs)} -> {list(self.outputs)}")
+        if self.scale < 2:
+            raise ModelCardError(f"a one-pass upscaler must enlarge (scale 2 to 16), got {self.scale}")
 
     def preset(self, name: str) -> InferencePreset:
         """The named preset, or a ModelCardError listing the ones there are."""
@@ -209,6 +235,7 @@ class ModelCard:
         data["outputs"] = list(self.outputs)
         data["value_range"] = list(self.value_range)
         data["train_schedule"] = self.train_schedule.to_dict() if self.train_schedule else None
+        data["schema_version"] = SCHEMA_VERSION  # a version-1 card read here is written back as version 2
         for preset in data["inference_presets"].values():
             preset["noise_levels"] = list(preset["noise_levels"])
         return data
@@ -221,10 +248,10 @@ class ModelCard:
         if not isinstance(data, dict):
             raise ModelCardError("model card must be a JSON object")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if isinstance(version, bool) or version not in READABLE_SCHEMAS:
             raise ModelCardError(
                 f"model card schema_version {version!r} is not supported (this app reads "
-                f"{SCHEMA_VERSION}); update SR3 Desktop or re-export the model"
+                f"{_versions()}); update SR3 Desktop or re-export the model"
             )
         required = ("name", "kind", "scale", "size_multiple", "inputs", "outputs")
         missing = [k for k in required if k not in data]
@@ -255,6 +282,8 @@ class ModelCard:
                 training=dict(data.get("training") or {}),
                 metrics=dict(data.get("metrics") or {}),
                 architecture=dict(data.get("architecture") or {}),
+                attention_downsample=_optional_int(data.get("attention_downsample")),
+                probe=dict(data.get("probe") or {}),
                 schema_version=int(version),
             )
         except ModelCardError:
@@ -269,6 +298,14 @@ class ModelCard:
         except json.JSONDecodeError as err:
             raise ModelCardError(f"model card is not valid JSON: {err}") from None
         return cls.from_dict(data)
+
+
+def _versions() -> str:
+    return " and ".join(str(v) for v in READABLE_SCHEMAS)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _preset_from_dict(name: str, data: Any) -> InferencePreset:

@@ -86,7 +86,7 @@ def test_missing_or_bad_cards(tmp_path: Path) -> None:
     model = oracle_sr3()
     for prop in model.metadata_props:
         if prop.key == CARD_METADATA_KEY:
-            prop.value = prop.value.replace('"schema_version": 1', '"schema_version": 99')
+            prop.value = prop.value.replace('"schema_version": 2', '"schema_version": 99')
     with pytest.raises(ModelCardError, match="schema_version 99"):
         OnnxDenoiser(save(model, tmp_path / "future.onnx"))
 

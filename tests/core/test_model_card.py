@@ -29,7 +29,7 @@ def card_dict(**changes: Any) -> dict[str, Any]:
 def test_json_round_trip(kind: str) -> None:
     card = make_card(kind, prediction="v", target="residual", noise_conditioning="gamma")
     assert ModelCard.from_json(card.to_json()) == card
-    assert json.loads(card.to_json())["schema_version"] == 1
+    assert json.loads(card.to_json())["schema_version"] == 2
 
 
 def test_onnx_metadata_round_trip(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_missing_fields_are_named(missing: str) -> None:
         ModelCard.from_dict(data)
 
 
-@pytest.mark.parametrize("version", [2, 0, None, "one"])
+@pytest.mark.parametrize("version", [3, 0, None, "one", True])
 def test_unknown_schema_versions_are_refused(version: Any) -> None:
     with pytest.raises(ModelCardError, match=r"schema_version .* not supported"):
         ModelCard.from_dict(card_dict(schema_version=version))
@@ -73,7 +73,7 @@ def test_unknown_schema_versions_are_refused(version: Any) -> None:
     [
         ({"inputs": ["lr", "y_t", "noise_level"]}, "must have inputs \\['lr_up', 'y_t', 'noise_level'\\]"),
         ({"outputs": ["eps"]}, "outputs \\['prediction'\\]"),
-        ({"kind": "gan"}, "kind must be 'sr3' or 'regression'"),
+        ({"kind": "gan"}, "kind must be 'sr3', 'regression' or 'onepass'"),
         ({"scale": 0}, "scale must be between 1 and 16"),
         ({"size_multiple": 0}, "size_multiple"),
         ({"prediction": "score"}, "unknown prediction 'score'"),
@@ -138,3 +138,23 @@ def test_read_card_errors_are_model_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelCardError, match="not found"):
         read_card(tmp_path / "missing.onnx")
     assert issubclass(ModelCardError, ModelError)
+
+
+def test_schema_1_cards_are_still_read_and_written_back_as_2() -> None:
+    """A card of today's bundled models (schema 1, none of the new fields) reads with the new fields at their
+    defaults, and writes as schema 2. Mutation caught: READABLE_SCHEMAS = (2,) (old cards refused), or to_dict
+    keeping the version it read."""
+    data = card_dict(schema_version=1)
+    for new_field in ("attention_downsample", "probe"):
+        data.pop(new_field)
+    card = ModelCard.from_dict(data)
+    assert (card.schema_version, card.attention_downsample, card.probe) == (1, None, {})
+    written = json.loads(card.to_json())
+    assert written["schema_version"] == 2
+    assert ModelCard.from_dict(written) == card.with_updates(schema_version=2)
+
+
+def test_a_schema_2_card_keeps_its_new_fields() -> None:
+    """Mutation caught: from_dict dropping attention_downsample or probe (they would come back as defaults)."""
+    card = make_card("sr3").with_updates(attention_downsample=4)
+    assert ModelCard.from_json(card.to_json()).attention_downsample == 4
