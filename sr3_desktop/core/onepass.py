@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.model_card import ONEPASS_RANGES, ModelCard
+from sr3_desktop.core.model_card import CARD_METADATA_KEY, ONEPASS_RANGES, ModelCard
 
 PROBE_SIZE = (16, 24)
 """(height, width) of the test image: small (a Real-ESRGAN x4plus run of it takes about a second), not
@@ -56,7 +56,7 @@ class Interface:
     """Consistency error (MSE in [0, 1]) of the output in each candidate range, e.g. {"[0, 1]": 1e-5, ...}."""
 
 
-def test_image(height: int, width: int) -> np.ndarray:
+def probe_image(height: int, width: int) -> np.ndarray:
     """A smooth HWC [0, 1] image with a different pattern per channel, spanning most of the range."""
     rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
     cols = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
@@ -95,8 +95,9 @@ def range_label(value_range: tuple[float, float]) -> str:
 def _signature(session: ort.InferenceSession, name: str) -> tuple[str, str, np.dtype]:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(f"{name} has no model card, and it is not a one-pass upscaler either: such a model has "
-                         f"one input and one output, this one has {len(inputs)} and {len(outputs)}")
+        raise ModelError(f"{name} has no '{CARD_METADATA_KEY}' metadata (it was not exported by `python -m exporter "
+                         "export`), and it is not a one-pass upscaler either: such a model has one input and one "
+                         f"output, this one has {len(inputs)} and {len(outputs)}")
     for value in (inputs[0], outputs[0]):
         if len(value.shape) != 4 or value.type not in _ORT_TYPES:
             raise ModelError(f"{name} is not a one-pass upscaler: '{value.name}' is {value.type} of rank "
@@ -126,7 +127,7 @@ def find_interface(session: ort.InferenceSession, name: str,
         feed = {input_name: encode(image, value_range).astype(dtype)}
         return np.asarray(session.run([output_name], feed, options)[0], dtype=np.float32)
 
-    image = test_image(*PROBE_SIZE)
+    image = probe_image(*PROBE_SIZE)
     errors: dict[str, float] = {}
     scale = 0
     for value_range in ONEPASS_RANGES:
@@ -152,7 +153,7 @@ def _size_multiple(run: Callable[[np.ndarray, tuple[float, float]], np.ndarray],
                    scale: int) -> int:
     height, width = ODD_SIZE
     try:
-        shape = run(test_image(height, width), value_range).shape
+        shape = run(probe_image(height, width), value_range).shape
     except Exception:  # the graph needs even sizes (pixel-unshuffle) or a fixed one
         return SAFE_MULTIPLE
     return 1 if tuple(shape) == (1, 3, scale * height, scale * width) else SAFE_MULTIPLE
@@ -171,7 +172,7 @@ def onepass_card(path: Path, interface: Interface) -> ModelCard:
     label = range_label(interface.value_range)
     probe: dict[str, Any] = {
         "by": "test run", "source_file": path.name, "source_sha256": sha256_of(path),
-        "test_image": [PROBE_SIZE[1], PROBE_SIZE[0]],
+        "probe_image": [PROBE_SIZE[1], PROBE_SIZE[0]],
         "output": [PROBE_SIZE[1] * interface.scale, PROBE_SIZE[0] * interface.scale],
         "consistency_mse": dict(interface.errors),
         "odd_size_ran": interface.size_multiple == 1,

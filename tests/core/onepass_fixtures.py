@@ -16,8 +16,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from tests.core.onnx_fixtures import _finish, _tensor
+from onnx_fixtures import _finish, _tensor
 
 INPUT, OUTPUT = "lr", "hr"
 PRELU_SLOPE = 0.05
