@@ -85,6 +85,11 @@ class AppModel:
     def regression_entry(self) -> ModelEntry | None:
         return self._entry("regression", self.settings.regression_model)
 
+    def onepass_entry(self) -> ModelEntry | None:
+        """The imported one-pass upscaler of the compare's own pane: the first of the SR3 model's scale."""
+        return next((e for e in self.model_entries if e.card.kind == "onepass" and e.card.scale == self.model_scale()),
+                    None)
+
     def _entry(self, kind: str, name: str) -> ModelEntry | None:
         """The named model of ``kind``, else the core's default one."""
         candidates = [e for e in self.model_entries if e.card.kind == kind]

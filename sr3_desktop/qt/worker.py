@@ -21,19 +21,21 @@ from sr3_desktop.core.denoiser import OnnxDenoiser, get_denoiser
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.estimate import RunEstimate
 from sr3_desktop.core.pipeline import RefineOptions, RefineStep
+from sr3_desktop.core.refine_types import METHODS, MODEL_METHODS
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Something went wrong while refining: {error}. Details are in the log file."
 
 
 def open_models(sr3: Path, regression: Path | None, device: str, notes: tuple[str, ...] = (),
-                sr3_ready: Callable[[OnnxDenoiser], None] | None = None) -> Models:
+                sr3_ready: Callable[[OnnxDenoiser], None] | None = None, onepass: Path | None = None) -> Models:
     """The sessions of a run (cached by the core); ``sr3_ready`` hears of the SR3 one first."""
     sr3_session = get_denoiser(sr3, device)
     if sr3_ready is not None:
         sr3_ready(sr3_session)
     regression_session = get_denoiser(regression, device) if regression else None
-    return Models(sr3=sr3_session, regression=regression_session, notes=notes)
+    onepass_session = get_denoiser(onepass, device) if onepass else None
+    return Models(sr3=sr3_session, regression=regression_session, notes=notes, onepass=onepass_session)
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,13 @@ class RefineJob:
     sr3_model: Path
     regression_model: Path | None
     device: str
-    methods: tuple[str, ...] = ("bicubic", "regression", "sr3")
+    methods: tuple[str, ...] = METHODS
     preview_every: int = 1
     """Forward every k-th yielded step as a preview (the core already yields every options.preview_every)."""
     size: OutputSize = field(default_factory=OutputSize)
     """The results' size (the Scale setting); the model runs at its own scale."""
+    onepass_model: Path | None = None
+    """The imported one-pass upscaler of the compare (its own pane), if any."""
 
 
 class _StepRelay:
@@ -106,9 +110,9 @@ class RefineWorker(QObject):
         try:
             models = open_models(job.sr3_model, job.regression_model, job.device, (),
                                  lambda sr3: self.engine_ready.emit(job.generation, list(sr3.providers),
-                                                                    sr3.fallback_note))
+                                                                    sr3.fallback_note), job.onepass_model)
             for method in job.methods:
-                if method == "regression" and models.regression is None:
+                if method in MODEL_METHODS and models.of(method) is None:
                     continue
                 if self.aborted:
                     cancelled = True

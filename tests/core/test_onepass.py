@@ -142,17 +142,17 @@ def test_tiles_blend_seam_free(tmp_path: Path) -> None:
     """A network that sees 1 input pixel is tiled exactly: tiled == untiled to float error. Mutations caught:
     a tile margin of 0 (its zero-padded tile edges would show), tile regions cut at the wrong input rows."""
     model = probed(unit_range_upscaler(2), tmp_path)
-    lr = np.random.default_rng(1).random((50, 70, 3)).astype(np.float32)
+    lr = np.random.default_rng(1).random((90, 100, 3)).astype(np.float32)
     whole = run(lr, RefineOptions(method="onepass"), None, onepass=model).image
-    tiled = run(lr, RefineOptions(method="onepass", tile=72), None, onepass=model).image
+    tiled = run(lr, RefineOptions(method="onepass", tile=160), None, onepass=model).image
     np.testing.assert_allclose(tiled, whole, atol=2e-5)
-    assert len(plan_tiles(100, 140, 72, 2, MARGIN_INPUT_PX * 2)) >= 4  # the run above really had several tiles
+    assert len(plan_tiles(180, 200, 160, 2, MARGIN_INPUT_PX * 2)) == 6  # the run above really had several tiles
 
 
 def test_a_too_small_tile_is_refused_with_the_size_to_use(tmp_path: Path) -> None:
     """Mutation caught: plan_tiles' ValueError escaping as a bug instead of a user message."""
     model = probed(unit_range_upscaler(2), tmp_path)
-    with pytest.raises(Exception, match="use at least 66"):
+    with pytest.raises(Exception, match="use at least 130"):
         run(probe_image(40, 40), RefineOptions(method="onepass", tile=40), None, onepass=model)
 
 

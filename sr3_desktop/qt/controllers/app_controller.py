@@ -191,7 +191,8 @@ class Controller(AppEvents):
         model.metrics.clear()
         self.view.show_metrics([], model.reference is not None)
         self.view.show_image(image, model.image_name, model.scale)
-        self.view.clear_results(opened_placeholders(model.settings.auto_compare, model.regression_entry() is not None))
+        self.view.clear_results(opened_placeholders(model.settings.auto_compare, model.regression_entry() is not None,
+                                                    model.onepass_entry() is not None))
         scale, native = model.scale, model.model_scale()
         self.tasks.submit("bicubic", model.generation, lambda: instant_bicubic(image, scale, native))
 

@@ -19,14 +19,15 @@ from sr3_desktop.core.imageio import check_output_size
 from sr3_desktop.core.model_card import ModelCard
 from sr3_desktop.core.models import ModelEntry
 from sr3_desktop.core.pipeline import RefineOptions, RefineResult, RefineStep
-from sr3_desktop.qt.controllers.consent import LongRunPrompt
+from sr3_desktop.core.refine_types import method_label
+from sr3_desktop.qt.controllers.consent import LongRunPrompt, run_methods
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController
 from sr3_desktop.qt.controllers.model_controller import ModelController
 from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.controllers.run_slot import RunSlot
 from sr3_desktop.qt.settings import CUSTOM_PRESET, MAX_SEED
-from sr3_desktop.qt.state import METHOD_LABELS, RESULT_METHODS
+from sr3_desktop.qt.state import RESULT_METHODS
 from sr3_desktop.qt.views.progress import ProgressClock
 from sr3_desktop.qt.worker import RefineJob, RefineWorker
 
@@ -34,14 +35,16 @@ LARGE_PREVIEW_PIXELS = 1_000_000
 LARGE_PREVIEW_INTERVAL_S = 0.1
 COMPARE_OFF = "Turned off: enable “Also run bicubic and regression” in Settings"
 NO_REGRESSION = "No regression model installed"
+NO_ONEPASS = "No one-pass model: Models ▸ Import model… takes a Real-ESRGAN-style .onnx file of this scale"
 PRESS_RUN = "Press Run (Ctrl+Enter) to refine"
 SR3_SKIPPED = "Not run: you chose the regression model instead of a long SR3 run"
 
 
-def opened_placeholders(compare: bool, has_regression: bool) -> dict[str, str]:
+def opened_placeholders(compare: bool, has_regression: bool, has_onepass: bool = False) -> dict[str, str]:
     """The result panes of a just-opened image (bicubic is on its way)."""
     regression = ("Press Run (Ctrl+Enter) to compute" if has_regression else NO_REGRESSION) if compare else COMPARE_OFF
-    return {"bicubic": "Computing…", "regression": regression, "sr3": PRESS_RUN}
+    onepass = ("Press Run (Ctrl+Enter) to compute" if has_onepass else NO_ONEPASS) if compare else COMPARE_OFF
+    return {"bicubic": "Computing…", "regression": regression, "onepass": onepass, "sr3": PRESS_RUN}
 
 
 class RunController(QObject):
@@ -88,7 +91,8 @@ class RunController(QObject):
         # the core's rule for the regression model an SR3 chain uses
         choice = regression_for(sr3.card, options, model.model_entries, model.settings.regression_model or None)
         regression = choice.entry or (model.regression_entry() if compare else None)  # the compare pane's
-        return RunPlan(sr3, regression, options, choice.notes, model.output_size_choice())
+        onepass = model.onepass_entry() if compare else None
+        return RunPlan(sr3, regression, options, choice.notes, model.output_size_choice(), onepass)
 
     def refine_options(self, card: ModelCard, seed: int) -> RefineOptions:
         s = self.ctx.model.settings
@@ -120,8 +124,7 @@ class RunController(QObject):
         plan = self.plan(compare, model.image.size)
         if plan is None:
             return
-        methods = ("bicubic", "regression", "sr3") if compare else ("sr3",)
-        self.prompt.before_run(plan, methods)
+        self.prompt.before_run(plan, run_methods(compare))
 
     def start(self, plan: RunPlan, methods: tuple[str, ...]) -> None:
         """Start the worker on the open image with ``plan`` for ``methods``."""
@@ -134,12 +137,12 @@ class RunController(QObject):
         model.results.clear()
         model.metrics.clear()
         model.last_step = None
-        view.clear_results(self._run_placeholders(methods, plan.regression is not None))
+        view.clear_results(self._run_placeholders(methods, plan))
         view.show_metrics([], model.reference is not None)
         view.show_uncertainty(None, plan.options.samples)
         job = RefineJob(generation, model.image.rgb, plan.options, Path(plan.sr3.path),
                         Path(plan.regression.path) if plan.regression else None, model.settings.device, self._methods,
-                        size=plan.size)
+                        size=plan.size, onepass_model=Path(plan.onepass.path) if plan.onepass else None)
         worker = RefineWorker(job)
         worker.engine_ready.connect(self._engine_ready)
         worker.method_started.connect(self._method_started)
@@ -164,15 +167,13 @@ class RunController(QObject):
         if self.slot.busy and step is not None:
             self._show_preview(step)
 
-    def _run_placeholders(self, methods: tuple[str, ...], has_regression: bool) -> dict[str, str]:
+    def _run_placeholders(self, methods: tuple[str, ...], plan: RunPlan) -> dict[str, str]:
         """The panes this run will fill. Without compare, the bicubic pane keeps the instant upsample."""
-        if "sr3" not in methods:
-            return {"bicubic": "Computing…", "regression": "Computing…" if has_regression else NO_REGRESSION,
-                    "sr3": SR3_SKIPPED}
         if "regression" not in methods:
-            return {"regression": COMPARE_OFF, "sr3": "Starting…"}
-        return {"bicubic": "Computing…", "regression": "Computing…" if has_regression else NO_REGRESSION,
-                "sr3": "Starting…"}
+            return {"regression": COMPARE_OFF, "onepass": COMPARE_OFF, "sr3": "Starting…"}
+        missing = {"regression": NO_REGRESSION, "onepass": NO_ONEPASS}
+        panes = {m: "Computing…" if plan.entry(m) is not None else missing[m] for m in ("regression", "onepass")}
+        return {"bicubic": "Computing…", **panes, "sr3": "Starting…" if "sr3" in methods else SR3_SKIPPED}
 
     # --- worker signals (each checks the generation) ---------------------------------------------
     def _engine_ready(self, generation: int, providers: list[str], note: str | None) -> None:
@@ -183,7 +184,9 @@ class RunController(QObject):
             return
         self._method = method
         self._clock = ProgressClock()
-        self.ctx.view.show_status("Refining with SR3…" if method == "sr3" else f"Computing {METHOD_LABELS[method]}…")
+        onepass = self.ctx.model.onepass_entry()
+        label = method_label(method, onepass.name if onepass else None)
+        self.ctx.view.show_status("Refining with SR3…" if method == "sr3" else f"Computing {label}…")
 
     def _progress(self, generation: int, step: int, total: int) -> None:
         if not self.ctx.model.is_current(generation) or self._method != "sr3":
