@@ -5,10 +5,13 @@ comes out. This is the one place where the app infers a model's interface, and i
 test run, never from the file's bytes. ``find_interface`` feeds a small test image to the graph's
 only input in each candidate range ([0, 1], then [-1, 1]), reads the scale off the output's shape,
 and keeps the range in which the output, averaged back down to the input's size, stays closer to
-the test image (the paper's consistency, Sec. 4: a faithful upscale downsamples to its input). A
-network that never saw negative values mangles them, so a [0, 1] model shows itself; [-1, 1] is
-chosen only when it is clearly better (``RANGE_PREFERENCE``). The same run at an odd size tells
-whether the graph takes any size (``size_multiple`` 1) or needs ``SAFE_MULTIPLE``.
+the test image (the paper's consistency, Sec. 4: a faithful upscale downsamples to its input),
+measured in the network's own units (so that the wider range does not shrink an error that does
+not depend on the range). A network that never saw negative values mangles them, so a [0, 1] model
+shows itself; [-1, 1] is chosen only when it is clearly better (``RANGE_PREFERENCE``): a network
+indifferent to the range (a nearest-upsampled residual, as in SRVGGNetCompact) is taken at [0, 1],
+the common one. The same run at an odd size tells whether the graph takes any size
+(``size_multiple`` 1) or needs ``SAFE_MULTIPLE``.
 
 ``onepass_runner.run_onepass`` runs such a model over an image.
 """
@@ -53,7 +56,8 @@ class Interface:
     value_range: tuple[float, float]
     size_multiple: int
     errors: dict[str, float]
-    """Consistency error (MSE in [0, 1]) of the output in each candidate range, e.g. {"[0, 1]": 1e-5, ...}."""
+    """Consistency error of the output in each candidate range, as MSE in the network's own units (a [-1, 1]
+    error is 4 times the same error in [0, 1] image units), e.g. {"[0, 1]": 1e-5, "[-1, 1]": 0.05}."""
 
 
 def probe_image(height: int, width: int) -> np.ndarray:
@@ -139,13 +143,16 @@ def find_interface(session: ort.InferenceSession, name: str,
         scale = _scale_of(out.shape, *PROBE_SIZE, name)
         if not np.all(np.isfinite(out)):
             raise ModelError(f"{name} produced invalid values (NaN or infinity) on a test image")
-        errors[range_label(value_range)] = float(np.mean((box_down(decode(out, value_range), scale) - image) ** 2))
+        width = value_range[1] - value_range[0]  # the error in the network's units: (decoded error * width) ** 2
+        errors[range_label(value_range)] = float(np.mean((box_down(decode(out, value_range), scale) - image) ** 2)
+                                                 * width**2)
     unit, signed = errors[range_label(ONEPASS_RANGES[0])], errors[range_label(ONEPASS_RANGES[1])]
     chosen = ONEPASS_RANGES[1] if signed < RANGE_PREFERENCE * unit else ONEPASS_RANGES[0]
-    if min(unit, signed) > MAX_CONSISTENCY_MSE:
+    image_mse = (unit, signed / 4.0)  # back in [0, 1] image units
+    if min(image_mse) > MAX_CONSISTENCY_MSE:
         raise ModelError(f"{name} is not an upscaler of the image it is given: its output, downsampled, differs from "
-                         f"the test image by an MSE of {unit:.3g} in [0, 1] and {signed:.3g} in [-1, 1] (at most "
-                         f"{MAX_CONSISTENCY_MSE:g} is expected)")
+                         f"the test image by an MSE of {image_mse[0]:.3g} with input in [0, 1] and {image_mse[1]:.3g} "
+                         f"with input in [-1, 1] (at most {MAX_CONSISTENCY_MSE:g} is expected)")
     return Interface(input_name, output_name, dtype, scale, chosen, _size_multiple(run, chosen, scale), errors)
 
 
