@@ -33,7 +33,7 @@ from sr3_desktop.qt.worker import RefineJob, RefineWorker
 
 LARGE_PREVIEW_PIXELS = 1_000_000
 LARGE_PREVIEW_INTERVAL_S = 0.1
-COMPARE_OFF = "Turned off: enable “Also run bicubic and regression” in Settings"
+COMPARE_OFF = "Turned off: enable “Also run the other methods” in Settings"
 NO_REGRESSION = "No regression model installed"
 NO_ONEPASS = "No one-pass model: Models ▸ Import model… takes a Real-ESRGAN-style .onnx file of this scale"
 PRESS_RUN = "Press Run (Ctrl+Enter) to refine"

@@ -118,9 +118,9 @@ class SettingsPanel(QWidget):
         self.estimate.setObjectName("hint")
         self.estimate.setWordWrap(True)
         self.estimate.setToolTip("From this computer's measured speed with the chosen model and device")
-        self.auto_compare = QCheckBox("Also run bicubic and regression")
-        self.auto_compare.setToolTip("Runs the bundled regression model and bicubic upscaling with every run, "
-                                     "for the compare view and the metrics")
+        self.auto_compare = QCheckBox("Also run the other methods")
+        self.auto_compare.setToolTip("Runs bicubic, the regression model and an imported one-pass model (if any) "
+                                     "with every run, for the compare view and the metrics")
 
         form.addRow("Preset", self.preset)
         form.addRow("", self.preset_hint)
