@@ -4,6 +4,9 @@ States: empty (drop zone), opened (the photo on screen before any run: input and
 refining mid-way (live preview), compare (four panes + metrics against a reference), wipe
 (before/after, zoomed in), batch (a folder with a skipped and a broken file), compare in the
 dark theme, and the estimate prompt (a larger photo with the quality preset: the app asks first).
+With --onepass FILE.onnx (a one-pass upscaler without a card, e.g. Real-ESRGAN: made by
+``python ../shared/peers/realesrgan.py --onnx FILE.onnx``), it is imported too and ``compare-onepass``
+shows bicubic, regression, that model and SR3 side by side.
 Models: the installed ones (bundled first) unless --sr3 / --regression name .onnx files. Settings, logs
 and imports go to a temporary folder, never the user's.
 """
@@ -93,7 +96,7 @@ def prepare_inputs(scale: int) -> tuple[Path, Path, Path]:
 def install_models(args: argparse.Namespace) -> None:
     from sr3_desktop.core.model_files import registry as models
 
-    for path in (args.sr3, args.regression):
+    for path in (args.sr3, args.regression, args.onepass):
         if path:
             models.import_model(path)
     kinds = {e.card.kind for e in models.list_models()}
@@ -135,6 +138,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--sr3", type=Path, help="an exported SR3 .onnx to use instead of the bundled one")
     parser.add_argument("--regression", type=Path, help="an exported regression .onnx")
+    parser.add_argument("--onepass", type=Path, help="a one-pass upscaler .onnx (no card needed) for compare-onepass")
     parser.add_argument("--preset", default="", help="preset for the refining and compare shots (default: card's)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -189,6 +193,9 @@ def main() -> int:
              and len(c.model.metrics) == len(c.model.results))
     window.compare.show_all_panes()
     grab(window, args.out, "compare")
+    if args.onepass:  # SR3, regression and the imported one-pass model side by side
+        window.compare.set_visible_panes(["bicubic", "regression", "onepass", "sr3"])
+        grab(window, args.out, "compare-onepass")
 
     # Wipe: bicubic | SR3 at 200 %.
     window.compare.set_mode("wipe")

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -24,11 +24,11 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import SAVE_FORMATS, cleanup_stale_temp_files, output_format
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import DEVICES, OnnxDenoiser
-from sr3_desktop.core.model_files.registry import data_dir, scan_models, user_models_dir
+from sr3_desktop.core.model_files.registry import data_dir, import_model, scan_models, user_models_dir
 from sr3_desktop.core.upscale import estimate, flow
 from sr3_desktop.core.upscale.output_size import SCALE_CHOICES, OutputSize
 from sr3_desktop.core.upscale.refine_types import METHODS, RefineOptions, RefineStep
-from sr3_desktop.core.upscale.run_models import Models, load_models
+from sr3_desktop.core.upscale.run_models import Models, load_models, run_method
 
 COMMANDS = ("upscale", "models")
 EXIT_OK, EXIT_FAILED, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     out = up.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", type=Path, metavar="FILE", help="output file (one input only)")
     out.add_argument("--out-dir", type=Path, metavar="DIR", help="output folder: DIR/<input stem>.<format>")
-    up.add_argument("--method", choices=METHODS, default="sr3", help="sr3 (default), regression or bicubic")
+    up.add_argument("--method", choices=METHODS, default="sr3", help="sr3 (default), regression, bicubic, or onepass "
+                    "(a one-pass upscaler from elsewhere; --method regression --model FILE.onnx runs one too)")
     up.add_argument("--model", metavar="NAME|PATH", help="installed model name or .onnx path (default: bundled)")
     steps = up.add_mutually_exclusive_group()
     steps.add_argument("--preset", metavar="NAME", help="fast, balanced or quality (default: the model's choice)")
@@ -67,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--overwrite", action="store_true", help="redo outputs that exist (default: a folder batch "
                     "skips them, and an existing -o FILE is an error)")
     up.add_argument("--quiet", action="store_true", help="no progress bar or notes; errors are still shown")
-    commands.add_parser("models", help="list bundled and imported models with their cards")
+    models = commands.add_parser("models", help="list bundled and imported models with their cards")
+    actions = models.add_subparsers(dest="models_command", metavar="{import}")
+    add = actions.add_parser("import", help="validate an .onnx file and copy it into your models folder (a one-pass "
+                             "upscaler without a card gets the card its test run makes)")
+    add.add_argument("path", type=Path, metavar="PATH", help="the .onnx file")
     return parser
 
 
@@ -205,6 +210,7 @@ def run_upscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     pending = [item for item in jobs.items if flow.skip_reason(item, overwrite=args.overwrite,
                                                                  single=jobs.single) is None]
     models = load_models(args.method, args.model, options, args.device) if pending else Models()
+    options = replace(options, method=run_method(args.method, models))
     for model in (models.sr3, models.regression):
         if model is not None and model.fallback_note:
             _note(err, args, model.fallback_note)
@@ -286,6 +292,8 @@ def _summary(outcome: Outcome, args: argparse.Namespace, err: TextIO) -> int:
 # --- the models command --------------------------------------------------------------------------
 def describe_card(card: ModelCard) -> list[str]:
     lines = [f"  {card.kind}, {card.scale}x, size multiple {card.size_multiple}"]
+    if card.kind == "onepass":
+        lines[0] += f", input range [{card.value_range[0]:g}, {card.value_range[1]:g}] (found by a test run)"
     if card.kind == "sr3":
         lines[0] += f", predicts {card.prediction}, target {card.target}, noise level = {card.noise_conditioning}"
         for name in card.preset_names():
@@ -324,6 +332,15 @@ def run_models(out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def run_import(path: Path, out: TextIO) -> int:
+    """``models import PATH``: the same checks and test run as the app's Models > Import, then an atomic copy."""
+    entry = import_model(path)
+    out.write(f"imported {entry.name} -> {entry.path}\n")
+    for line in describe_card(entry.card):
+        out.write(line + "\n")
+    return EXIT_OK
+
+
 # --- entry point ---------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Console entry point; ``sr3-upscale IMG ...`` works without the ``upscale`` word."""
@@ -337,7 +354,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return int(stop.code or 0) if not isinstance(stop.code, str) else EXIT_UNEXPECTED
     try:
         if args.command == "models":
-            return run_models(out, err)
+            return run_import(args.path, out) if args.models_command == "import" else run_models(out, err)
         return run_upscale(args, out, err)
     except SR3Error as error:
         err.write(f"error: {error}\n")

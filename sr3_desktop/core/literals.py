@@ -12,6 +12,13 @@ ModelKind = Literal["sr3", "regression"]
 """An SR3 denoiser for the refinement chain, or a regression model that predicts the HR image."""
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 
+OnePassKind = Literal["onepass"]
+"""A one-pass upscaler from elsewhere (Real-ESRGAN and its relatives): the LR image in, the HR image out.
+The exporter never makes one; its card is written by the app from a test run (``core.model_files.onepass_probe``)."""
+CardKind = ModelKind | OnePassKind
+"""Every kind a model card may name."""
+CARD_KINDS: tuple[str, ...] = (*MODEL_KINDS, *get_args(OnePassKind))
+
 Prediction = Literal["epsilon", "x0", "v"]
 """What the network outputs: eps (the paper), y0, or v = sqrt(g) eps - sqrt(1 - g) y0."""
 PREDICTIONS: tuple[str, ...] = get_args(Prediction)

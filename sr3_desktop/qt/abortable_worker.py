@@ -27,6 +27,8 @@ class RunSessions:
     sr3_model: Path
     regression_model: Path | None
     device: str
+    onepass_model: Path | None = None
+    """The imported one-pass upscaler of the compare's own pane, if any."""
 
 
 class AbortableWorker(QObject):
@@ -56,7 +58,8 @@ class AbortableWorker(QObject):
         sr3 = get_denoiser(sessions.sr3_model, sessions.device)
         self.engine_ready.emit(self.generation, list(sr3.providers), sr3.fallback_note)
         regression = get_denoiser(sessions.regression_model, sessions.device) if sessions.regression_model else None
-        return Models(sr3=sr3, regression=regression, notes=notes)
+        onepass = get_denoiser(sessions.onepass_model, sessions.device) if sessions.onepass_model else None
+        return Models(sr3=sr3, regression=regression, notes=notes, onepass=onepass)
 
     def run(self) -> None:
         raise NotImplementedError

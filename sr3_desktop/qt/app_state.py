@@ -86,6 +86,11 @@ class AppModel:
         """The chosen (else the default) regression model; of ``scale`` only, when given."""
         return self._entry("regression", self.settings.regression_model, scale)
 
+    def onepass_entry(self) -> ModelEntry | None:
+        """The imported one-pass upscaler of the compare's own pane: the first of the SR3 model's scale."""
+        return next((e for e in self.model_entries if e.card.kind == "onepass" and e.card.scale == self.model_scale()),
+                    None)
+
     def _entry(self, kind: str, name: str, scale: int | None = None) -> ModelEntry | None:
         """The named model of ``kind`` (and ``scale``, when given), else the core's default one."""
         candidates = [e for e in self.model_entries if e.card.kind == kind and scale in (None, e.card.scale)]

@@ -161,7 +161,7 @@ class MainWindow(QMainWindow):
             "single": self._action("&Single pane", "single", "1", lambda: self.compare.set_mode("single")),
             "side": self._action("Side &by side", "side", "2", lambda: self.compare.set_mode("side")),
             "wipe": self._action("&Wipe (before/after)", "wipe", "3", lambda: self.compare.set_mode("wipe")),
-            "all": self._action("&All four panes", "all", "4", self.compare.show_all_panes),
+            "all": self._action("&All panes", "all", "4", self.compare.show_all_panes),
         }
         self.fit_action = self._action("&Fit to window", "fit", "F", self.compare.fit)
         self.actual_action = self._action("&Actual pixels (100%)", "actual", ["0", "Ctrl+0"], self.compare.actual_size)
@@ -418,6 +418,10 @@ class MainWindow(QMainWindow):
 
     def show_models(self, entries: list[ModelEntry], sr3: str, regression: str) -> None:
         self.model_panel.set_models(entries, sr3, regression)
+
+    def show_method_title(self, method: str, title: str) -> None:
+        self.compare.set_title(method, title)
+        self.metrics_panel.set_title(method, title)
 
     def show_presets(self, card: ModelCard | None, preset: str) -> None:
         self.settings_panel.set_model_card(card, preset)

@@ -17,7 +17,7 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.upscale.estimate import RunEstimate
 from sr3_desktop.core.upscale.flow import refine_image
 from sr3_desktop.core.upscale.output_size import OutputSize
-from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineStep
+from sr3_desktop.core.upscale.refine_types import METHODS, MODEL_METHODS, RefineOptions, RefineStep
 from sr3_desktop.qt.abortable_worker import AbortableWorker, RunSessions
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ class RefineJob:
     lr: np.ndarray
     options: RefineOptions
     sessions: RunSessions
-    methods: tuple[str, ...] = ("bicubic", "regression", "sr3")
+    """The model files (the one-pass one of the compare too, when there is one) and the device."""
+    methods: tuple[str, ...] = METHODS
     preview_every: int = 1
     """Forward every k-th yielded step as a preview (the core already yields every options.preview_every)."""
     size: OutputSize = field(default_factory=OutputSize)
@@ -82,7 +83,7 @@ class RefineWorker(AbortableWorker):
         try:
             models = self.open_models(job.sessions)
             for method in job.methods:
-                if method == "regression" and models.regression is None:
+                if method in MODEL_METHODS and models.of(method) is None:
                     continue
                 if self.aborted:
                     cancelled = True

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-RESULT_METHODS = ("bicubic", "regression", "sr3")
-METHOD_LABELS = {"input": "Input", "bicubic": "Bicubic", "regression": "Regression", "sr3": "SR3"}
+from sr3_desktop.core.upscale.refine_types import METHOD_LABELS as RESULT_LABELS
+from sr3_desktop.core.upscale.refine_types import METHODS
+
+RESULT_METHODS = METHODS
+"""The result panes and metrics columns, in the core's one order (bicubic, regression, one-pass, SR3)."""
+METHOD_LABELS = {"input": "Input", **RESULT_LABELS}
 PAPER_NOTE = "Regression usually wins PSNR; SR3 is sharper (Saharia et al.)."
 
 

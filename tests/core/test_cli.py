@@ -18,6 +18,7 @@ import sr3_desktop.__main__ as entry
 from sr3_desktop import cli
 from sr3_desktop.core.imageio import atomic
 from sr3_desktop.core.model_files import registry as models
+from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.upscale import flow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -298,9 +299,9 @@ def counted_probe(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real = models.probe
 
-    def probe(path: Path, *args: object, **kwargs: object) -> None:
+    def probe(path: Path, *args: object, **kwargs: object) -> ModelCard:
         calls.append(Path(path))
-        real(path, *args, **kwargs)  # type: ignore[arg-type]
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(models, "probe", probe)
     return calls

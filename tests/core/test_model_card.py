@@ -82,7 +82,7 @@ def test_a_schema_1_card_still_reads_and_derives_the_attention_reach_from_its_ar
     stated = ModelCard.from_dict(card_dict(size_multiple=16, attention_downsample=16))
     assert attention_downsample(stated) == 16 and max_auto_tile(stated) == 64 * 16
     assert ModelCard.from_json(stated.to_json()).attention_downsample == 16
-    with pytest.raises(ModelCardError, match="attention_downsample must be >= 1"):
+    with pytest.raises(ModelCardError, match="attention_downsample must be a positive integer"):
         ModelCard.from_dict(card_dict(attention_downsample=0))
 
 
@@ -91,7 +91,7 @@ def test_a_schema_1_card_still_reads_and_derives_the_attention_reach_from_its_ar
     [
         ({"inputs": ["lr", "y_t", "noise_level"]}, "must have inputs \\['lr_up', 'y_t', 'noise_level'\\]"),
         ({"outputs": ["eps"]}, "outputs \\['prediction'\\]"),
-        ({"kind": "gan"}, "kind must be 'sr3' or 'regression'"),
+        ({"kind": "gan"}, "kind must be 'sr3', 'regression' or 'onepass'"),
         ({"scale": 0}, "scale must be between 1 and 16"),
         ({"size_multiple": 0}, "size_multiple"),
         ({"prediction": "score"}, "unknown prediction 'score'"),
@@ -162,17 +162,20 @@ def test_schema_1_cards_still_read_and_are_written_as_2() -> None:
     """A schema-1 card (no new fields) reads with the new fields at their defaults, and writes as 2.
     Catches: READABLE_SCHEMA_VERSIONS losing 1, or from_dict keeping version 1 on write."""
     data = card_dict(schema_version=1)
-    for name in ("attention_downsample", "native_input_size", "fixed_tile_size", "source"):
+    for name in ("attention_downsample", "native_input_size", "fixed_tile_size", "source", "probe"):
         del data[name]
     card = ModelCard.from_dict(data)
-    assert (card.attention_downsample, card.native_input_size, card.fixed_tile_size, card.source) == (
-        None, None, None, {})
-    assert json.loads(card.to_json())["schema_version"] == 2
+    assert (card.attention_downsample, card.native_input_size, card.fixed_tile_size, card.source, card.probe) == (
+        None, None, None, {}, {})
+    written = json.loads(card.to_json())
+    assert written["schema_version"] == 2
+    assert ModelCard.from_dict(written) == card
 
 
 def test_schema_2_fields_round_trip_and_explicit_betas() -> None:
-    """The converter's fields and an explicit train schedule survive JSON. Catches: a field left out of
-    from_dict (it would come back as its default), or the explicit betas dropped from ScheduleSpec.to_dict."""
+    """The converter's fields, the one-pass probe and an explicit train schedule survive JSON. Catches: a
+    field left out of from_dict (it would come back as its default), or the explicit betas dropped from
+    ScheduleSpec.to_dict."""
     schedule = ScheduleSpec(kind="explicit", steps=3, explicit_betas=(0.1, 0.2, 0.3))
     card = make_card("sr3").with_updates(
         attention_downsample=4, native_input_size=16, fixed_tile_size=128, train_schedule=schedule,
@@ -181,6 +184,13 @@ def test_schema_2_fields_round_trip_and_explicit_betas() -> None:
     assert again == card
     assert again.train_schedule is not None
     assert again.train_schedule.gammas().tolist() == [0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7]
+
+
+def test_a_schema_2_card_keeps_its_new_fields() -> None:
+    """Mutation caught: from_dict dropping attention_downsample or probe (they would come back as defaults)."""
+    card = make_card("sr3").with_updates(attention_downsample=4, probe={"by": "test run", "odd_size_ran": True})
+    again = ModelCard.from_json(card.to_json())
+    assert (again.attention_downsample, again.probe) == (4, {"by": "test run", "odd_size_ran": True})
 
 
 @pytest.mark.parametrize(("changes", "message"), [

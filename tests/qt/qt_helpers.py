@@ -120,3 +120,19 @@ def close_dialogs() -> None:
         return
     for box in visible_message_boxes():
         box.done(0)
+
+
+def build_onepass(scale: int = 4) -> onnx.ModelProto:
+    """A card-less one-pass upscaler, as Real-ESRGAN's files come: a nearest upsample of a mild sharpen of the
+    LR image ("lr" -> "hr", [0, 1]). Its test run finds the scale; its output differs from every other pane."""
+    image = ["N", 3, "H", "W"]
+    inits = [numpy_helper.from_array(_sharpen_kernel(0.2), "kernel"),
+             numpy_helper.from_array(np.array([1, 1, scale, scale], dtype=np.float32), "scales")]
+    nodes = [helper.make_node("Conv", ["lr", "kernel"], ["sharp"], group=3, pads=[1, 1, 1, 1]),
+             helper.make_node("Resize", ["sharp", "", "scales"], ["hr"], mode="nearest")]
+    graph = helper.make_graph(nodes, "qt-test-onepass", [helper.make_tensor_value_info("lr", TensorProto.FLOAT, image)],
+                              [helper.make_tensor_value_info("hr", TensorProto.FLOAT, ["N", 3, "H4", "W4"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sr3-qt-tests")
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model

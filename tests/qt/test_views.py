@@ -12,7 +12,7 @@ from PySide6.QtGui import QImage
 from qt_helpers import make_card, write_image
 
 from sr3_desktop.qt.batch_worker import plan_batch, summary
-from sr3_desktop.qt.view_data import BatchItem, MetricsRow
+from sr3_desktop.qt.view_data import RESULT_METHODS, BatchItem, MetricsRow
 from sr3_desktop.qt.views.compare_view import CompareView
 from sr3_desktop.qt.views.drop_zone import paths_from_mime
 from sr3_desktop.qt.views.image_panes import ImagePane, ViewSync
@@ -143,7 +143,8 @@ def test_metrics_panel_formats_and_marks_the_best(qapp: Any) -> None:
             if table.item(r, c).font().bold()}
     # regression wins consistency, fidelity, structure and detail; SR3's grain (1.3) is nearer 1 than 0.4
     # and its spectral gap is the smallest
-    assert bold == {(0, 1), (1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 1)}
+    reg, sr3 = RESULT_METHODS.index("regression"), RESULT_METHODS.index("sr3")
+    assert bold == {(0, reg), (1, reg), (2, reg), (3, reg), (4, sr3), (5, sr3), (6, reg)}
     assert not panel.note.isHidden()
 
 

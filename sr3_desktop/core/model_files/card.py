@@ -14,16 +14,16 @@ from typing import Any
 from sr3_desktop.core.diffusion.schedule import ScheduleError, ScheduleSpec, validate_levels
 from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.literals import (
+    CARD_KINDS,
     CHAIN_STARTS,
     CONDITIONS,
-    MODEL_KINDS,
     NOISE_CONDITIONINGS,
     PREDICTIONS,
     SAMPLER_NAMES,
     TARGETS,
+    CardKind,
     ChainStart,
     Condition,
-    ModelKind,
     NoiseConditioning,
     Prediction,
     SamplerName,
@@ -33,13 +33,16 @@ from sr3_desktop.core.literals import (
 CARD_METADATA_KEY = "sr3.model_card"
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
-"""Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size and source
-(and the "explicit" train schedule); a version-1 card reads as one with those at their defaults."""
+"""Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size, source and probe
+(the one-pass kind; and the "explicit" train schedule); a version-1 card reads as one with those at their
+defaults."""
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
 REGRESSION_INPUTS = ("lr_up",)
 REGRESSION_OUTPUTS = ("y",)
+ONEPASS_RANGES = ((0.0, 1.0), (-1.0, 1.0))
+"""The input (and output) ranges a one-pass upscaler may take; its test run tells which."""
 PRESET_ORDER = ("fast", "balanced", "quality")
 
 
@@ -106,16 +109,19 @@ class ModelCard:
 
     name: str
     """Human-readable model name, unique among installed models."""
-    kind: ModelKind
-    """"sr3" (a denoiser for the refinement chain) or "regression" (predicts y directly)."""
+    kind: CardKind
+    """"sr3" (a denoiser for the refinement chain), "regression" (predicts y from lr_up) or "onepass" (an
+    upscaler from elsewhere: the LR image at its own size in, the image at ``scale`` out;
+    ``core.model_files.onepass_probe``)."""
     scale: int
     """Upscaling factor: output side = scale * input side."""
     size_multiple: int
-    """H and W fed to the network must be multiples of this (unshuffle x 2 ** (levels - 1))."""
+    """H and W fed to the network must be multiples of this (unshuffle x 2 ** (levels - 1)); for a one-pass
+    model, of the input image (1, or 8 when its test run failed at an odd size)."""
     inputs: tuple[str, ...]
-    """Graph input names, in order: lr_up, y_t, noise_level (SR3) or lr_up (regression)."""
+    """Graph input names, in order: lr_up, y_t, noise_level (SR3), lr_up (regression), the graph's own (one-pass)."""
     outputs: tuple[str, ...]
-    """Graph output names: prediction (SR3) or y (regression)."""
+    """Graph output names: prediction (SR3), y (regression), the graph's own (one-pass)."""
     prediction: Prediction = "epsilon"
     """What the SR3 network predicts: epsilon (the paper), x0 or v. Regression: x0."""
     target: Target = "hr"
@@ -128,7 +134,8 @@ class ModelCard:
     condition_model: str = ""
     """The name of the regression model whose output is the condition when condition = "regression"."""
     value_range: tuple[float, float] = (-1.0, 1.0)
-    """Pixel range of lr_up, y_t and outputs."""
+    """Pixel range of lr_up, y_t and outputs: [-1, 1]; a one-pass model's input and output: [0, 1] or [-1, 1],
+    as its test run found."""
     train_schedule: ScheduleSpec | None = None
     """The training beta schedule (SR3 only)."""
     inference_presets: dict[str, InferencePreset] = field(default_factory=dict)
@@ -156,6 +163,9 @@ class ModelCard:
     source: dict[str, Any] = field(default_factory=dict)
     """Where a converted model came from: ``implementation``, ``file``, ``iteration``, ``epoch``.
     Empty for models trained by this project's exporter (their story is in ``training``)."""
+    probe: dict[str, Any] = field(default_factory=dict)
+    """One-pass only: what its test run found and how (the source file and its SHA-256, the test image's size,
+    the output's, and each candidate range's consistency error). The one interface the app infers."""
     schema_version: int = SCHEMA_VERSION
     """Card format version (written: SCHEMA_VERSION; read: READABLE_SCHEMA_VERSIONS)."""
 
@@ -175,8 +185,8 @@ class ModelCard:
                                  f"size_multiple {self.size_multiple}")
         if not self.name.strip():
             raise ModelCardError("model card has an empty name")
-        if self.kind not in MODEL_KINDS:
-            raise ModelCardError(f"model kind must be 'sr3' or 'regression', got {self.kind!r}")
+        if self.kind not in CARD_KINDS:
+            raise ModelCardError(f"model kind must be 'sr3', 'regression' or 'onepass', got {self.kind!r}")
         if self.scale < 1 or self.scale > 16:
             raise ModelCardError(f"scale must be between 1 and 16, got {self.scale}")
         if self.size_multiple < 1:
@@ -191,6 +201,9 @@ class ModelCard:
             raise ModelCardError(f"unknown condition {self.condition!r}; expected 'bicubic' or 'regression'")
         if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model.strip()):
             raise ModelCardError("a regression condition is for SR3 models and needs condition_model (a model name)")
+        if self.kind == "onepass":
+            self._check_onepass()
+            return
         if tuple(self.value_range) != (-1.0, 1.0):
             raise ModelCardError(f"value_range must be [-1, 1], got {list(self.value_range)}")
         expected = (SR3_INPUTS, SR3_OUTPUTS) if self.kind == "sr3" else (REGRESSION_INPUTS, REGRESSION_OUTPUTS)
@@ -208,6 +221,16 @@ class ModelCard:
                 raise ModelCardError(
                     f"default preset {self.default_preset!r} is not among {sorted(self.inference_presets)}"
                 )
+
+    def _check_onepass(self) -> None:
+        if tuple(self.value_range) not in ONEPASS_RANGES:
+            raise ModelCardError(f"a one-pass model's value_range must be [0, 1] or [-1, 1], "
+                                 f"got {list(self.value_range)}")
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise ModelCardError(f"a one-pass model has one input and one output; the card says "
+                                 f"{list(self.inputs)} -> {list(self.outputs)}")
+        if self.scale < 2:
+            raise ModelCardError(f"a one-pass upscaler must enlarge (scale 2 to 16), got {self.scale}")
 
     def preset(self, name: str) -> InferencePreset:
         """The named preset, or a ModelCardError listing the ones there are."""
@@ -233,6 +256,7 @@ class ModelCard:
         data["outputs"] = list(self.outputs)
         data["value_range"] = list(self.value_range)
         data["train_schedule"] = self.train_schedule.to_dict() if self.train_schedule else None
+        data["schema_version"] = SCHEMA_VERSION  # a version-1 card read here is written back as version 2
         for preset in data["inference_presets"].values():
             preset["noise_levels"] = list(preset["noise_levels"])
         return data
@@ -283,6 +307,7 @@ class ModelCard:
                 native_input_size=_optional_int(data.get("native_input_size")),
                 fixed_tile_size=_optional_int(data.get("fixed_tile_size")),
                 source=dict(data.get("source") or {}),
+                probe=dict(data.get("probe") or {}),
                 schema_version=SCHEMA_VERSION,  # read 1 or 2, held (and written) as the current version
             )
         except ModelCardError:

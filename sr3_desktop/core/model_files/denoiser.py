@@ -107,7 +107,8 @@ def _session_options(providers: list[str]) -> ort.SessionOptions:
     return options
 
 
-def _create_session(path: Path, providers: list[str]) -> ort.InferenceSession:
+def create_session(path: Path, providers: list[str]) -> ort.InferenceSession:
+    """An onnxruntime session with the app's options (threads, no spinning); ``ModelError`` if it fails."""
     # A provider whose libraries are missing logs a long error; we report our own note instead.
     quiet = not os.environ.get("SR3_ORT_VERBOSE")
     ort.set_default_logger_severity(4 if quiet else 2)
@@ -149,9 +150,13 @@ def _check_values(kind: str, values: list[Any], names: tuple[str, ...], model: s
 
 
 class OnnxDenoiser:
-    """An SR3 denoiser or a regression model behind one onnxruntime session."""
+    """An SR3 denoiser, a regression model or a one-pass upscaler behind one onnxruntime session.
 
-    def __init__(self, path: str | Path, device: str = "auto", io_binding: bool | None = None) -> None:
+    ``card`` is given only for a one-pass file without a card of its own: the card its test run made
+    (``core.model_files.onepass_probe``); every other model is judged by the card it carries."""
+
+    def __init__(self, path: str | Path, device: str = "auto", card: ModelCard | None = None,
+                 io_binding: bool | None = None) -> None:
         """``io_binding``: bind inputs and output in the provider's memory (None: on CUDA only, where it
         saves copies; the CPU provider supports it too, which is how the tests run it everywhere)."""
         given = Path(path).expanduser()
@@ -161,12 +166,12 @@ class OnnxDenoiser:
         self.path = given.resolve()
         self.requested_device = device
         requested, note = plan_providers(device, ort.get_available_providers())
-        self._session = _create_session(self.path, requested)
+        self._session = create_session(self.path, requested)
         self.providers: list[str] = list(self._session.get_providers())
         self.fallback_note: str | None = note or fallback_note_for(requested, self.providers)
         metadata = self._session.get_modelmeta().custom_metadata_map
         name = self.path.name
-        self.card: ModelCard = card_from_metadata(dict(metadata), name)
+        self.card: ModelCard = card if card is not None else card_from_metadata(dict(metadata), name)
         self._dtypes = _check_values("inputs", self._session.get_inputs(), self.card.inputs, name)
         _check_values("outputs", self._session.get_outputs(), self.card.outputs, name)
         self._io_device = _binding_device(self.providers[0], io_binding)
@@ -219,6 +224,14 @@ class OnnxDenoiser:
             raise ModelError(f"{self.card.name} is an {self.card.kind} model, not a regression model")
         return self._run({self.card.inputs[0]: lr_up}, lr_up.shape)
 
+    def upscale(self, lr: np.ndarray) -> np.ndarray:
+        """One-pass: the NCHW image at ``scale`` times the size of ``lr`` (the LR image, in the card's value_range)."""
+        if self.card.kind != "onepass":
+            raise ModelError(f"{self.card.name} is a {self.card.kind} model, not a one-pass upscaler")
+        n, c, h, w = lr.shape
+        s = self.card.scale
+        return self._run({self.card.inputs[0]: lr}, (n, c, h * s, w * s))
+
     def _run(self, feeds: dict[str, np.ndarray], expected: tuple[int, ...]) -> np.ndarray:
         cast = {k: np.ascontiguousarray(v, dtype=self._dtypes[k]) for k, v in feeds.items()}
         try:
@@ -257,24 +270,24 @@ def _binding_device(provider: str, wanted: bool | None) -> str | None:
     return device if wanted else None
 
 
-_CACHE: OrderedDict[tuple[str, int, str], OnnxDenoiser] = OrderedDict()
+_CACHE: OrderedDict[tuple[str, int, str, str], OnnxDenoiser] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4
 
 
-def get_denoiser(path: str | Path, device: str = "auto") -> OnnxDenoiser:
-    """A cached OnnxDenoiser per (resolved path, modification time, device)."""
+def get_denoiser(path: str | Path, device: str = "auto", card: ModelCard | None = None) -> OnnxDenoiser:
+    """A cached OnnxDenoiser per (resolved path, modification time, device); ``card``: see OnnxDenoiser."""
     resolved = Path(path).expanduser().resolve()
     try:
         mtime = resolved.stat().st_mtime_ns
     except OSError:
         raise ModelError(f"model file not found: {path}") from None
-    key = (str(resolved), mtime, device)
+    key = (str(resolved), mtime, device, card.to_json() if card is not None else "")
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-        denoiser = OnnxDenoiser(resolved, device)
+        denoiser = OnnxDenoiser(resolved, device, card)
         _CACHE[key] = denoiser
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)

@@ -11,6 +11,8 @@ it between nodes, inside ``Loop`` bodies too.
 The test run (``probe_once``) opens the model with ``OnnxDenoiser`` (safety, card, signature),
 feeds it a smooth image and unit noise, and refuses an output that is not finite or lies
 outside the range the card's ``value_range`` allows for its kind of prediction (``output_bound``).
+A file without a card is tried as a one-pass upscaler: the test run finds its interface
+(``onepass_probe.find_interface``) and the child reports the card that says what it found.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import onnxruntime as ort
 
 from sr3_desktop.core.diffusion.sampler import network_input
 from sr3_desktop.core.errors import ModelError, SR3Error
-from sr3_desktop.core.model_files.card import ModelCard
-from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCard
+from sr3_desktop.core.model_files.denoiser import PROVIDERS, OnnxDenoiser, create_session
+from sr3_desktop.core.model_files.onepass_probe import find_interface, onepass_card
+from sr3_desktop.core.model_files.safety import check_onnx_file
 
 PROBE_TIMEOUT_S = 60.0
 """Time limit of one validation run, session creation included. The bundled models need about a
@@ -77,8 +81,14 @@ def output_bound(card: ModelCard, y_t: np.ndarray, gamma: float) -> float:
 
 
 def probe_once(path: str | os.PathLike[str], run_options: ort.RunOptions | None = None) -> ModelCard:
-    """The test run, in this process and without a time limit (``probe`` adds the limit)."""
+    """The test run, in this process and without a time limit (``probe`` adds the limit): the file's card,
+    or for a file without one, the card of the one-pass upscaler that the test run found."""
     source = Path(path)
+    check_onnx_file(source)
+    session = create_session(source, [PROVIDERS["cpu"]])
+    if CARD_METADATA_KEY not in session.get_modelmeta().custom_metadata_map:
+        return onepass_card(source, find_interface(session, source.name, run_options))
+    del session
     model = OnnxDenoiser(source, "cpu")
     model.run_options = run_options
     card = model.card
@@ -102,13 +112,12 @@ FROZEN_PROBE_FLAG = "--sr3-model-probe"
 """A frozen app (PyInstaller) runs the child as ``APP --sr3-model-probe FILE`` (scripts/app_entry.py)."""
 
 
-def probe(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+def probe(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEOUT_S) -> ModelCard:
     """The test run under a time limit: a child process, or a watched thread in an embedded interpreter
-    without ``sys.executable``."""
+    without ``sys.executable``. Returns the card (for a card-less one-pass file, the one the run made)."""
     if not sys.executable:
-        probe_in_thread(path, timeout_s)
-    else:
-        probe_in_child(path, timeout_s)
+        return probe_in_thread(path, timeout_s)
+    return probe_in_child(path, timeout_s)
 
 
 def child_command(path: Path) -> list[str]:
@@ -123,7 +132,7 @@ def _overran(name: str, timeout_s: float) -> ModelError:
                       "(a model that runs without end, or is far too slow for this computer)")
 
 
-def probe_in_child(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+def probe_in_child(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEOUT_S) -> ModelCard:
     """Run ``probe_once`` in a fresh interpreter; kill it when ``timeout_s`` passes."""
     source = Path(path)
     env = dict(os.environ)
@@ -142,14 +151,14 @@ def probe_in_child(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEOU
     except ValueError:
         report = {}
     if done.returncode == 0 and report.get("ok") is True:
-        return
+        return ModelCard.from_dict(report.get("card"))
     if isinstance(report.get("error"), str):
         raise ModelError(report["error"])
     tail = " ".join(done.stderr.strip().splitlines()[-3:])[-300:] or "no message"
     raise ModelError(f"{source.name} was refused: its test run crashed (exit code {done.returncode}: {tail})")
 
 
-def probe_in_thread(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEOUT_S) -> None:
+def probe_in_thread(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEOUT_S) -> ModelCard:
     """Run ``probe_once`` on a daemon thread; past ``timeout_s`` set its terminate flag and refuse.
 
     The caller is back after at most ``timeout_s + TERMINATE_GRACE_S``. A run stuck inside a single
@@ -157,10 +166,11 @@ def probe_in_thread(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEO
     options = ort.RunOptions()
     options.log_severity_level = 4  # the stop is reported by our message, not onnxruntime's log
     failure: list[BaseException] = []
+    cards: list[ModelCard] = []
 
     def run() -> None:
         try:
-            probe_once(path, options)
+            cards.append(probe_once(path, options))
         except BaseException as err:  # handed to the caller's thread
             failure.append(err)
 
@@ -173,20 +183,21 @@ def probe_in_thread(path: str | os.PathLike[str], timeout_s: float = PROBE_TIMEO
         raise _overran(Path(path).name, timeout_s)
     if failure:
         raise failure[0]
+    return cards[0]
 
 
 def child_main(argv: list[str]) -> int:
-    """``python -m sr3_desktop.core.model_files.probe FILE``: one JSON line on stdout, {"ok": true} or
-    {"error": ...}."""
+    """``python -m sr3_desktop.core.model_files.probe FILE``: one JSON line on stdout, {"ok": true,
+    "card": {...}} or {"error": ...}."""
     if len(argv) != 1:
         sys.stderr.write("usage: python -m sr3_desktop.core.model_files.probe MODEL.onnx\n")
         return 2
     try:
-        probe_once(argv[0])
+        card = probe_once(argv[0])
     except SR3Error as err:
         print(json.dumps({"error": str(err)}))
         return 0
-    print(json.dumps({"ok": True}))
+    print(json.dumps({"ok": True, "card": card.to_dict()}))
     return 0
 
 

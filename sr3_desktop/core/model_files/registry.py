@@ -2,7 +2,9 @@
 
 Imported models live in ``<user data dir>/models`` (platformdirs; ``SR3_DESKTOP_DATA_DIR``
 overrides the base folder). A model is known by its card's name. Importing validates the file
-(safety, card, graph signature, a tiny test run) and then copies it in atomically.
+(safety, card, graph signature, a tiny test run) and then copies it in atomically. A one-pass
+upscaler without a card (``core.model_files.onepass_probe``) gets the card its test run makes: an import writes the
+copy with that card; ``--model PATH`` on the card-less file runs the test again on each run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, write_atomically
-from sr3_desktop.core.model_files.card import ModelCard, read_card
+from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCard, embed_card, read_card
 from sr3_desktop.core.model_files.probe import probe
 from sr3_desktop.core.model_files.safety import check_onnx_file
 
@@ -73,6 +75,8 @@ class ModelEntry:
     """The validated model card."""
     bundled: bool
     """Shipped with the app (True) or imported by the user (False)."""
+    probed: bool = False
+    """A one-pass file without a card: ``card`` is what its test run found just now (not stored in the file)."""
 
     @property
     def kind(self) -> str:
@@ -161,6 +165,10 @@ def resolve_model(name_or_path: str | os.PathLike[str], kind: str | None = None)
         path = given
         if not path.is_file():
             raise ModelError(f"model file not found: {text}")
+        if not has_card(path):  # a one-pass upscaler from elsewhere: its test run makes its card
+            card = validate_model(path)
+            entry = ModelEntry(card.name, path.resolve(), card, bundled=False, probed=True)
+            return _of_kind(entry, kind)
         card = read_card(path)
         entry = ModelEntry(card.name, path.resolve(), card, bundled=False)
     else:
@@ -171,11 +179,27 @@ def resolve_model(name_or_path: str | os.PathLike[str], kind: str | None = None)
             listed = ", ".join(names) if names else "none are installed"
             raise SR3Error(f"no model named {text!r}; available{f' {kind}' if kind else ''} models: {listed}")
         entry = matches[0]
-    if kind is not None and entry.kind != kind:
-        raise ModelError(f"{entry.name} ({entry.path.name}) is a {entry.kind} model, but a {kind} model is needed here")
+    _of_kind(entry, kind)
     if given is not None and not in_model_folders(given):
         validate_model(given)  # a file named on the command line is untrusted: the same checks as an import
     return entry
+
+
+def _of_kind(entry: ModelEntry, kind: str | None) -> ModelEntry:
+    if kind is not None and entry.kind != kind:
+        raise ModelError(f"{entry.name} ({entry.path.name}) is a {entry.kind} model, but a {kind} model is needed here")
+    return entry
+
+
+def has_card(path: str | os.PathLike[str]) -> bool:
+    """Whether the .onnx file carries a model card (read without external data or a session)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX at all: read_card and the safety check say why
+        return True
+    return any(p.key == CARD_METADATA_KEY for p in proto.metadata_props)
 
 
 def in_model_folders(path: str | os.PathLike[str]) -> bool:
@@ -188,11 +212,14 @@ def in_model_folders(path: str | os.PathLike[str]) -> bool:
 def validate_model(path: str | os.PathLike[str]) -> ModelCard:
     """Everything short of installing: safety (the operator allowlist included), card, graph signature,
     and a tiny test run in a child process under a time limit (``model_probe``), whose output must be
-    finite and within the range its card allows."""
+    finite and within the range its card allows. A file without a card is test-run every time, as a
+    one-pass upscaler, and the card that run made is returned."""
     source = Path(path).expanduser()
     if not source.is_file():
         raise ModelError(f"model file not found: {path}")
     check_onnx_file(source)
+    if not has_card(source):
+        return probe(source)
     card = read_card(source)
     identity = _identity(source)
     if identity not in _validated():  # the test run passed for exactly these bytes before: not again
@@ -231,6 +258,21 @@ def _uses_external_data(path: Path) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
 
 
+def _same_source(installed: ModelCard, card: ModelCard) -> bool:
+    """A one-pass copy made from the very file being imported (the copy's bytes differ by its card)."""
+    digest = card.probe.get("source_sha256")
+    return bool(digest) and installed.probe.get("source_sha256") == digest
+
+
+def _with_card(source: Path, card: ModelCard) -> bytes:
+    """The bytes of ``source`` with ``card`` in its metadata (the graph and weights untouched)."""
+    import onnx
+
+    proto = onnx.load(str(source), load_external_data=False)
+    embed_card(proto, card)
+    return bytes(proto.SerializeToString())
+
+
 def _digest(path: Path) -> str:
     sha = hashlib.sha256()
     with path.open("rb") as handle:
@@ -245,7 +287,8 @@ def _safe_file_name(name: str) -> str:
 
 
 def import_model(path: str | os.PathLike[str]) -> ModelEntry:
-    """Validate ``path`` and copy it into the imported-models folder (atomically)."""
+    """Validate ``path`` and copy it into the imported-models folder (atomically); a one-pass file without a
+    card is copied with the card its test run made."""
     source = Path(path).expanduser().resolve()
     card = validate_model(source)
     if _uses_external_data(source):
@@ -254,7 +297,7 @@ def import_model(path: str | os.PathLike[str]) -> ModelEntry:
     target = folder / _safe_file_name(card.name)
     for existing in scan_models().entries:
         if existing.name.casefold() == card.name.casefold():
-            if _digest(existing.path) == _digest(source):
+            if _digest(existing.path) == _digest(source) or _same_source(existing.card, card):
                 return existing  # importing the same file twice is fine
             raise ModelError(
                 f"a different model named {card.name!r} is already installed ({existing.path}); "
@@ -264,7 +307,10 @@ def import_model(path: str | os.PathLike[str]) -> ModelEntry:
         raise ModelError(f"{target} already exists and holds another model; remove it first")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        copy_atomically(source, target, overwrite=False)
+        if card.kind == "onepass" and not has_card(source):
+            write_atomically(target, _with_card(source, card), overwrite=False)
+        else:
+            copy_atomically(source, target, overwrite=False)
     except OSError as err:
         raise ModelError(f"could not copy the model into {folder}: {err.strerror or err}") from None
     return ModelEntry(card.name, target, card, bundled=False)

@@ -58,6 +58,9 @@ ALLOWED_OPERATORS = frozenset({
     "Dropout",                       # kept as an inference-mode identity by some exporters
     "BatchNormalization",            # a U-Net variant with BatchNorm (inference form)
     "DequantizeLinear",              # int8 weight storage for a smaller bundle
+    # One-pass upscalers from elsewhere (core/model_files/onepass_probe.py; Real-ESRGAN's RRDBNet needs nothing new:
+    # Conv, LeakyRelu, Add, Mul, Resize, Concat):
+    "PRelu",                         # SRVGGNetCompact (realesr-general-x4v3, realesr-animevideov3), EDSR-style nets
 })
 """The only operators a model may use. Control flow (``Loop``, ``Scan``, ``If``), sequences, random
 and string operators and everything else are refused: a U-Net never needs them, and a ``Loop`` with an

@@ -153,8 +153,8 @@ def plan_work(lr_size: tuple[int, int], options: RefineOptions, sr3: ModelRef | 
               scale: int, budget: int = CPU_BUDGET_PIXELS) -> tuple[Work, ...]:
     """The network work of refining a (width, height) input, planned as ``pipeline.refine`` runs it."""
     height, width = lr_size[1] * scale, lr_size[0] * scale
-    if options.method == "bicubic":
-        return ()
+    if options.method in ("bicubic", "onepass"):
+        return ()  # bicubic costs no network time; a one-pass model's speed is not modelled (one pass, no estimate)
     if options.method == "regression":
         assert regression is not None
         return (_pass(regression, regression.card.size_multiple, height, width, options, budget, 1),)
@@ -293,7 +293,7 @@ def ensure_speeds(models: Sequence[OnnxDenoiser],
     returns those calibrated."""
     calibrated = []
     for model in models:
-        if known_speed(model.path, model.requested_device) is None:
+        if model.card.kind != "onepass" and known_speed(model.path, model.requested_device) is None:
             if announce is not None:
                 announce(model)
             calibrate(model)

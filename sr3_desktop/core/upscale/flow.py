@@ -262,7 +262,7 @@ class ItemResult:
 
 def native_scale(method: str, models: Models) -> int | None:
     """The scale the method's model runs at (the bicubic method: ``models.scale``, else a model's)."""
-    model = {"sr3": models.sr3, "regression": models.regression}.get(method)
+    model = models.of(method)
     if model is not None:
         return model.card.scale
     if method == "bicubic":
@@ -285,7 +285,8 @@ def refine_image(lr: np.ndarray, options: RefineOptions, models: Models, progres
     native = native_scale(options.method, models)
     target = (size or OutputSize()).resolve(lr.shape[1], lr.shape[0], native) if native else None
     result: RefineResult | None = None
-    steps = refine(lr, options, models.sr3, models.regression, models.scale, should_stop=watcher.aborted)
+    steps = refine(lr, options, models.sr3, models.regression, models.scale, onepass=models.onepass,
+                   should_stop=watcher.aborted)
     try:
         for step in steps:
             if watcher.aborted():
@@ -302,7 +303,7 @@ def refine_image(lr: np.ndarray, options: RefineOptions, models: Models, progres
 
 
 def _record_speed(lr: np.ndarray, options: RefineOptions, models: Models, scale: int, result: RefineResult) -> None:
-    budget = (models.sr3 if options.method == "sr3" else models.regression) or models.sessions[0]
+    budget = models.of(options.method) or models.sessions[0]
     try:
         work = estimate.plan_work((lr.shape[1], lr.shape[0]), options, models.sr3, models.regression, scale,
                                   budget.budget_pixels)

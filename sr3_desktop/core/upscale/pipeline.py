@@ -4,7 +4,8 @@ Every method yields RefineSteps; the last one carries the RefineResult. A consum
 longer iterating. The output is built block by block into an ``OutputCanvas``: a float32 array
 while it is small (up to ``canvas.IN_MEMORY_PIXELS``), a scratch file on disk when it is large, so
 memory is bounded by the tile and the band, not by the image. Bicubic is resized band by band,
-regression runs tile by tile (``model_space``), SR3 runs its chain (``sr3_chain``).
+regression runs tile by tile (``model_space``), a one-pass upscaler from elsewhere runs tile by tile
+on the LR image (``onepass_runner``), SR3 runs its chain (``sr3_chain``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sr3_desktop.core.upscale.model_space import (
     into_image,
     run_regression,
 )
+from sr3_desktop.core.upscale.onepass_runner import run_onepass
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands
 from sr3_desktop.core.upscale.refine_types import MAX_SAMPLES, METHODS, RefineOptions, RefineResult, RefineStep
 from sr3_desktop.core.upscale.sr3_chain import refine_sr3
@@ -61,11 +63,12 @@ def _check_lr(lr: np.ndarray) -> np.ndarray:
 
 
 def _model_scale(options: RefineOptions, sr3: OnnxDenoiser | None, regression: OnnxDenoiser | None,
-                 scale: int | None) -> int:
-    model = {"sr3": sr3, "regression": regression, "bicubic": sr3 or regression}[options.method]
+                 onepass: OnnxDenoiser | None, scale: int | None) -> int:
+    model = {"sr3": sr3, "regression": regression, "onepass": onepass,
+             "bicubic": sr3 or regression or onepass}[options.method]
     if options.method != "bicubic" and model is None:
         raise SR3Error(f"the {options.method} method needs a {options.method} model, and none was given")
-    for needed, m in (("sr3", sr3), ("regression", regression)):
+    for needed, m in (("sr3", sr3), ("regression", regression), ("onepass", onepass)):
         if m is not None and m.card.kind != needed:
             raise ModelError(f"{m.card.name} is a {m.card.kind} model, but it was given as the {needed} model")
     card_scale = model.card.scale if model is not None else None
@@ -86,17 +89,19 @@ def refine(
     regression: OnnxDenoiser | None = None,
     scale: int | None = None,
     *,
+    onepass: OnnxDenoiser | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Generator[RefineStep, None, None]:
     """Upscale ``lr`` (HWC [0, 1]); the generator yields RefineSteps, the last one with the result.
 
+    ``onepass`` is the model of the "onepass" method (a one-pass upscaler from elsewhere).
     Options, models and the output size are checked here, before any work, so mistakes raise
     at the call. ``should_stop`` is checked between tile batches: when it returns True the
     generator ends without a result, so a cancel costs at most one batch of tiles. Closing
     the generator (a consumer that stops iterating) costs nothing further.
     """
     _check_options(options)
-    scale = _model_scale(options, sr3, regression, scale)
+    scale = _model_scale(options, sr3, regression, onepass, scale)
     shape = np.shape(lr)
     if len(shape) == 3:  # before any copy of the input
         check_output_size(shape[1] * scale, shape[0] * scale)
@@ -108,23 +113,24 @@ def refine(
         if sr3.card.condition == "regression" and regression is None:
             raise ModelError(f"{sr3.card.name} refines the output of the regression model "
                              f"{sr3.card.condition_model!r}, and no regression model was given")
-    return _steps(lr, options, sr3, regression, scale, should_stop)
+    return _steps(lr, options, sr3, onepass if options.method == "onepass" else regression, scale, should_stop)
 
 
-def _steps(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser | None, regression: OnnxDenoiser | None,
+def _steps(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser | None, one_pass: OnnxDenoiser | None,
            scale: int, should_stop: Callable[[], bool] | None) -> Generator[RefineStep, None, None]:
+    """``one_pass`` is the regression model (for the regression method and the SR3 chain) or the one-pass model."""
     started = time.perf_counter()
     try:
         if options.method == "bicubic":
             result = RefineResult(_bicubic(lr, scale), None, "bicubic", None, 0, time.perf_counter() - started,
                                   _deterministic_notes(options))
             yield RefineStep(1, 1, lambda: result.image, lambda: result.image, result)
-        elif options.method == "regression":
-            assert regression is not None
-            yield _regression_step(lr, options, regression, scale, started, should_stop)
+        elif options.method in ("regression", "onepass"):
+            assert one_pass is not None
+            yield _one_pass_step(lr, options, one_pass, scale, started, should_stop)
         else:
             assert sr3 is not None
-            yield from refine_sr3(lr, options, sr3, regression, scale, started, should_stop)
+            yield from refine_sr3(lr, options, sr3, one_pass, scale, started, should_stop)
     except TilingCancelled:
         return
 
@@ -139,12 +145,16 @@ def _bicubic(lr: np.ndarray, scale: int) -> OutputCanvas:
     return canvas
 
 
-def _regression_step(lr: np.ndarray, options: RefineOptions, model: OnnxDenoiser, scale: int, started: float,
-                     should_stop: Callable[[], bool] | None) -> RefineStep:
+def _one_pass_step(lr: np.ndarray, options: RefineOptions, model: OnnxDenoiser, scale: int, started: float,
+                   should_stop: Callable[[], bool] | None) -> RefineStep:
+    """A regression model (on the bicubic condition, in model space) or a one-pass model (on the LR image)."""
     space = ModelSpace(lr, scale, model.card.size_multiple, options.tile, model.budget_pixels)
     canvas = space.canvas()
-    run_regression(space, model, should_stop, into_image(canvas, model))
-    result = RefineResult(canvas, None, "regression", None, 1, time.perf_counter() - started,
+    if options.method == "onepass":
+        run_onepass(lr, model, options.tile, should_stop, canvas)
+    else:
+        run_regression(space, model, should_stop, into_image(canvas, model))
+    result = RefineResult(canvas, None, options.method, None, 1, time.perf_counter() - started,
                           _deterministic_notes(options))
     return RefineStep(1, 1, lambda: result.image, lambda: result.image, result)
 
@@ -161,10 +171,12 @@ def run(
     sr3: OnnxDenoiser | None,
     regression: OnnxDenoiser | None = None,
     scale: int | None = None,
+    *,
+    onepass: OnnxDenoiser | None = None,
 ) -> RefineResult:
     """Drain ``refine`` and return its result."""
     result: RefineResult | None = None
-    for step in refine(lr, options, sr3, regression, scale):
+    for step in refine(lr, options, sr3, regression, scale, onepass=onepass):
         result = step.result or result
     if result is None:  # only if refine() stopped early, which run() never asks for
         raise SR3Error("refinement stopped before it finished")

@@ -8,15 +8,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from sr3_desktop.core.model_files.card import InferencePreset
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas
 
-Method = Literal["sr3", "regression", "bicubic"]
-METHODS = ("sr3", "regression", "bicubic")
+Method = Literal["bicubic", "regression", "onepass", "sr3"]
+"""How an image is upscaled; the one declaration of the methods (the CLI's choices, the app's panes)."""
+METHODS: tuple[str, ...] = get_args(Method)
+"""In the order the app's compare shows them: the cheapest first, SR3 last."""
+METHOD_LABELS: dict[str, str] = {"bicubic": "Bicubic", "regression": "Regression", "onepass": "One-pass model",
+                                 "sr3": "SR3"}
+"""What a user reads; a one-pass pane is titled with its model's name instead (``method_label``)."""
+MODEL_METHODS: tuple[str, ...] = ("regression", "onepass", "sr3")
+"""The methods that run a network (their model's card kind is the method's name)."""
+
+
+def method_label(method: str, model_name: str | None = None) -> str:
+    """The label of a method: the one-pass model's own name when it is known."""
+    return model_name if method == "onepass" and model_name else METHOD_LABELS[method]
+
+
 MAX_SAMPLES = 64
 
 

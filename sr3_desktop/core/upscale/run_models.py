@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.model_files.card import InferencePreset, ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser
+from sr3_desktop.core.model_files.onepass_probe import describe_found
 from sr3_desktop.core.model_files.registry import ModelEntry, default_model, list_models, resolve_model
-from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.refine_types import Method, RefineOptions
 
 DEFAULT_BICUBIC_SCALE = 4
 """The bicubic method's scale when no model is installed to take it from."""
@@ -80,27 +81,53 @@ class Models:
     regression: OnnxDenoiser | None = None
     scale: int | None = None
     notes: tuple[str, ...] = ()
-    """What the user should know about the choice (a stand-in regression model, ...)."""
+    """What the user should know about the choice (a stand-in regression model, a test-run one-pass file, ...)."""
+    onepass: OnnxDenoiser | None = None
+    """The one-pass upscaler of the "onepass" method."""
 
     @property
     def sessions(self) -> list[OnnxDenoiser]:
-        return [m for m in (self.sr3, self.regression) if m is not None]
+        return [m for m in (self.sr3, self.regression, self.onepass) if m is not None]
+
+    def of(self, method: str) -> OnnxDenoiser | None:
+        """The session that runs ``method`` (None for bicubic)."""
+        return {"sr3": self.sr3, "regression": self.regression, "onepass": self.onepass}.get(method)
 
 
 def load_models(method: str, model: str | None, options: RefineOptions, device: str = "auto") -> Models:
     """The models a run needs: ``model`` (an installed name or an .onnx path) or the default one of
-    the method's kind, plus the regression model that ``regression_for`` picks for an SR3 run."""
+    the method's kind, plus the regression model that ``regression_for`` picks for an SR3 run.
+
+    ``--method regression`` with a one-pass model (a file without a card, or an imported one) runs it
+    as the one-pass method, with a note; so does ``--method onepass``. Run the returned models with
+    ``run_method`` (the method this choice really runs)."""
     if method == "bicubic":
         if model:
             return Models(scale=resolve_model(model).card.scale)
         entry = default_model("sr3") or default_model("regression")
         return Models(scale=entry.card.scale if entry else DEFAULT_BICUBIC_SCALE)
-    if method == "regression":
-        return Models(regression=get_denoiser(_entry(model, "regression").path, device))
+    if method in ("regression", "onepass"):
+        entry = resolve_model(model) if model else _entry(None, method)
+        if entry.kind not in ("regression", "onepass"):
+            _entry(model, method)  # the usual "is a ... model, but a ... model is needed here"
+        session = get_denoiser(entry.path, device, entry.card if entry.probed else None)
+        if entry.kind == "regression":
+            return Models(regression=session)
+        notes = (describe_found(entry.card) + "; the test runs again on every run, and `python -m sr3_desktop models "
+                 f"import {entry.path}` stores that card with a copy",) if entry.probed else ()
+        if method == "regression":
+            notes = (*notes, f"{entry.name} is a one-pass upscaler: running it as one (the LR image in, "
+                     f"{entry.card.scale}x out), not as a regression model")
+        return Models(onepass=session, notes=notes)
     sr3 = get_denoiser(_entry(model, "sr3").path, device)
     choice = regression_for(sr3.card, options)
     regression = get_denoiser(choice.entry.path, device) if choice.entry is not None else None
     return Models(sr3=sr3, regression=regression, notes=choice.notes)
+
+
+def run_method(method: Method, models: Models) -> Method:
+    """The method a run really makes: "onepass" when ``--method regression`` loaded a one-pass model."""
+    return "onepass" if method == "regression" and models.onepass is not None else method
 
 
 def _entry(name: str | None, kind: str) -> ModelEntry:

@@ -198,7 +198,8 @@ class Controller(AppEvents):
         scale = card.scale if card else None
         has_regression = model.regression_entry(scale) is not None
         self.view.clear_results(opened_placeholders(model.settings.auto_compare, has_regression,
-                                                    no_regression_text(model, scale)))
+                                                    no_regression_text(model, scale),
+                                                    model.onepass_entry() is not None))
         scale, native = model.scale, model.model_scale()
         self.tasks.submit("bicubic", model.generation, lambda: instant_bicubic(image, scale, native))
 

@@ -21,8 +21,7 @@ from sr3_desktop.core.upscale import estimate
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.dialogs import CANCEL
-
-COMPARE_METHODS = ("bicubic", "regression", "sr3")
+from sr3_desktop.qt.view_data import RESULT_METHODS
 
 
 class Runs(Protocol):
@@ -36,7 +35,8 @@ class Runs(Protocol):
 
 
 def run_methods(compare: bool) -> tuple[str, ...]:
-    return COMPARE_METHODS if compare else ("sr3",)
+    """The methods a run computes: every result pane with compare on, else SR3 alone."""
+    return RESULT_METHODS if compare else ("sr3",)
 
 
 class LongRunPrompt:
@@ -54,9 +54,9 @@ class LongRunPrompt:
         assert model.image is not None
         parts = []
         for method in methods:
-            owner = {"sr3": plan.sr3, "regression": plan.regression}.get(method)
-            if owner is None:
-                continue  # bicubic costs no network time; no regression model, no regression pane
+            owner = plan.entry(method)
+            if owner is None or method == "onepass":
+                continue  # bicubic costs no network time; no model, no pane; a one-pass speed is not modelled
             options = replace(plan.options, method=method)  # type: ignore[arg-type]
             parts.append(estimate.estimate(model.image.size, options, plan.sr3, plan.regression, owner.card.scale,
                                            model.settings.device))
@@ -153,7 +153,7 @@ class LongRunPrompt:
         regression = model.regression_entry()
         if regression is not None:
             alone = replace(plan, regression=regression)
-            others["regression"] = (alone, ("bicubic", "regression"))
+            others["regression"] = (alone, tuple(m for m in RESULT_METHODS if m != "sr3"))
             choices.append(("regression", f"Regression only ({self.estimate_of(alone, ('regression',)).text()})"))
         width, height = model.image.size
         steps = plan.options.steps or card.preset(chosen).steps

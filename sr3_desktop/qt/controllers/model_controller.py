@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sr3_desktop.core.model_files import registry as models
 from sr3_desktop.core.model_files.registry import ModelEntry
+from sr3_desktop.core.upscale.refine_types import method_label
 from sr3_desktop.qt.controllers.context import AppContext
 
 
@@ -49,6 +50,8 @@ class ModelController:
         sr3, regression = model.sr3_entry(), model.regression_entry()
         view.show_models(model.model_entries, sr3.name if sr3 else "", regression.name if regression else "")
         view.show_presets(sr3.card if sr3 else None, model.settings.preset)
+        onepass = model.onepass_entry()
+        view.show_method_title("onepass", method_label("onepass", onepass.name if onepass else None))
         self._check_scale()  # the image may have arrived before the model list
         if sr3 is None:
             view.show_status("No SR3 model installed: import one with Models ▸ Import model…")
@@ -58,8 +61,8 @@ class ModelController:
         settings = self.ctx.model.settings
         if entry.card.kind == "sr3":
             settings.sr3_model = entry.name
-        else:
-            settings.regression_model = entry.name
+        elif entry.card.kind == "regression":
+            settings.regression_model = entry.name  # a one-pass model needs no choice: it has its own pane
         self.ctx.persist()
         self.ctx.view.show_status(f"Imported {entry.name} ({entry.card.kind}, ×{entry.card.scale}).")
         self.refresh()

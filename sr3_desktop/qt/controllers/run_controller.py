@@ -16,10 +16,10 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import check_output_size
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.registry import ModelEntry
-from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep, method_label
 from sr3_desktop.core.upscale.run_models import preset_of, regression_for
 from sr3_desktop.qt.app_state import AppModel
-from sr3_desktop.qt.controllers.consent import LongRunPrompt
+from sr3_desktop.qt.controllers.consent import LongRunPrompt, run_methods
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.metrics_controller import MetricsController
 from sr3_desktop.qt.controllers.model_controller import ModelController
@@ -27,13 +27,14 @@ from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.controllers.run_slot import RunSlot
 from sr3_desktop.qt.refine_worker import RefineJob, RefineWorker
 from sr3_desktop.qt.settings import CUSTOM_PRESET, MAX_SEED
-from sr3_desktop.qt.view_data import METHOD_LABELS, RESULT_METHODS
+from sr3_desktop.qt.view_data import RESULT_METHODS
 from sr3_desktop.qt.views.progress_bar import ProgressClock
 
 LARGE_PREVIEW_PIXELS = 1_000_000
 LARGE_PREVIEW_INTERVAL_S = 0.1
-COMPARE_OFF = "Turned off: enable “Also run bicubic and regression” in Settings"
+COMPARE_OFF = "Turned off: enable “Also run the other methods” in Settings"
 NO_REGRESSION = "No regression model installed"
+NO_ONEPASS = "No one-pass model: Models ▸ Import model… takes a Real-ESRGAN-style .onnx file of this scale"
 PRESS_RUN = "Press Run (Ctrl+Enter) to refine"
 SR3_SKIPPED = "Not run: you chose the regression model instead of a long SR3 run"
 
@@ -46,10 +47,13 @@ def no_regression_text(model: AppModel, scale: int | None) -> str:
     return f"No regression model fits {scale}x (installed: {', '.join(f'{s}x' for s in scales)})"
 
 
-def opened_placeholders(compare: bool, has_regression: bool, missing: str = NO_REGRESSION) -> dict[str, str]:
-    """The result panes of a just-opened image (bicubic is on its way)."""
+def opened_placeholders(compare: bool, has_regression: bool, missing: str = NO_REGRESSION,
+                        has_onepass: bool = False) -> dict[str, str]:
+    """The result panes of a just-opened image (bicubic is on its way); ``missing``: the regression pane's
+    text without a regression model of the SR3 model's scale (``no_regression_text``)."""
     regression = ("Press Run (Ctrl+Enter) to compute" if has_regression else missing) if compare else COMPARE_OFF
-    return {"bicubic": "Computing…", "regression": regression, "sr3": PRESS_RUN}
+    onepass = ("Press Run (Ctrl+Enter) to compute" if has_onepass else NO_ONEPASS) if compare else COMPARE_OFF
+    return {"bicubic": "Computing…", "regression": regression, "onepass": onepass, "sr3": PRESS_RUN}
 
 
 class RunController(QObject):
@@ -97,9 +101,10 @@ class RunController(QObject):
             options = replace(options, preset=preset, steps=None)
         # the core's rule for the regression model an SR3 chain uses
         choice = regression_for(sr3.card, options, model.model_entries, model.settings.regression_model or None)
-        # the compare pane's: of the SR3 model's scale (an 8x SR3 beside a 4x regression would mislead)
+        # the compare panes': of the SR3 model's scale (an 8x SR3 beside a 4x regression would mislead)
         regression = choice.entry or (model.regression_entry(sr3.card.scale) if compare else None)
-        return RunPlan(sr3, regression, options, choice.notes, model.output_size_choice())
+        onepass = model.onepass_entry() if compare else None
+        return RunPlan(sr3, regression, options, choice.notes, model.output_size_choice(), onepass)
 
     def refine_options(self, card: ModelCard, seed: int) -> RefineOptions:
         s = self.ctx.model.settings
@@ -131,8 +136,7 @@ class RunController(QObject):
         plan = self.plan(compare, model.image.size)
         if plan is None:
             return
-        methods = ("bicubic", "regression", "sr3") if compare else ("sr3",)
-        self.prompt.before_run(plan, methods)
+        self.prompt.before_run(plan, run_methods(compare))
 
     def start(self, plan: RunPlan, methods: tuple[str, ...]) -> None:
         """Start the worker on the open image with ``plan`` for ``methods``."""
@@ -151,7 +155,7 @@ class RunController(QObject):
         model.results.clear()
         model.metrics.clear()
         model.last_step = None
-        view.clear_results(self._run_placeholders(methods, plan.regression is not None, self._missing_regression))
+        view.clear_results(self._run_placeholders(methods, plan, self._missing_regression))
         view.show_metrics([], model.reference is not None)
         view.show_uncertainty(None, plan.options.samples)
         job = RefineJob(generation, model.image.rgb, plan.options, plan.sessions(model.settings.device),
@@ -181,14 +185,14 @@ class RunController(QObject):
             self._show_preview(step)
 
     @staticmethod
-    def _run_placeholders(methods: tuple[str, ...], has_regression: bool, missing: str) -> dict[str, str]:
-        """The panes this run will fill. Without compare, the bicubic pane keeps the instant upsample."""
-        regression = "Computing…" if has_regression else missing
-        if "sr3" not in methods:
-            return {"bicubic": "Computing…", "regression": regression, "sr3": SR3_SKIPPED}
+    def _run_placeholders(methods: tuple[str, ...], plan: RunPlan, missing: str) -> dict[str, str]:
+        """The panes this run will fill. Without compare, the bicubic pane keeps the instant upsample.
+        ``missing``: the regression pane's text when the plan has no regression model."""
         if "regression" not in methods:
-            return {"regression": COMPARE_OFF, "sr3": "Starting…"}
-        return {"bicubic": "Computing…", "regression": regression, "sr3": "Starting…"}
+            return {"regression": COMPARE_OFF, "onepass": COMPARE_OFF, "sr3": "Starting…"}
+        absent = {"regression": missing, "onepass": NO_ONEPASS}
+        panes = {m: "Computing…" if plan.entry(m) is not None else absent[m] for m in ("regression", "onepass")}
+        return {"bicubic": "Computing…", **panes, "sr3": "Starting…" if "sr3" in methods else SR3_SKIPPED}
 
     # --- worker signals (each checks the generation) ---------------------------------------------
     def _engine_ready(self, generation: int, providers: list[str], note: str | None) -> None:
@@ -199,8 +203,10 @@ class RunController(QObject):
             return
         self._method = method
         self._clock = ProgressClock()
+        onepass = self.ctx.model.onepass_entry()
+        label = method_label(method, onepass.name if onepass else None)
         # the busy bar's text too: until the chain's first step (after any regression estimate) it is all there is
-        text = self._sr3_busy if method == "sr3" else f"Computing {METHOD_LABELS[method]}…"
+        text = self._sr3_busy if method == "sr3" else f"Computing {label}…"
         self.ctx.view.show_busy(text)
         self.ctx.view.show_status(text)
 

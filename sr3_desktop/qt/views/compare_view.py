@@ -1,4 +1,4 @@
-"""The image area: one pane (the live preview / result), 2-4 synchronised panes, or a wipe slider."""
+"""The image area: one pane (the live preview / result), 2-5 synchronised panes, or a wipe slider."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.qt import icons
+from sr3_desktop.qt.view_data import METHOD_LABELS, RESULT_METHODS
 from sr3_desktop.qt.views.image_panes import ImagePane, ViewSync, WipePane
 
-METHODS = ("input", "bicubic", "regression", "sr3")
-RESULTS = METHODS[1:]
-TITLES = {"input": "Input (nearest)", "bicubic": "Bicubic", "regression": "Regression", "sr3": "SR3"}
+METHODS = ("input", *RESULT_METHODS)
+RESULTS = RESULT_METHODS
+TITLES = {**METHOD_LABELS, "input": "Input (nearest)"}
 MODES = ("single", "side", "wipe")
 MODE_LABELS = {"single": "Single", "side": "Side by side", "wipe": "Wipe"}
 MODE_SHORT = {"single": "Single", "side": "Panes", "wipe": "Wipe"}
@@ -33,7 +34,7 @@ PREVIEW_SHORT = {"pred_y0": "ŷ₀", "y_t": "yₜ"}
 
 
 class CompareView(QWidget):
-    """Panes for input, bicubic, regression and SR3 sharing one zoom and pan."""
+    """Panes for input and every method (bicubic, regression, the one-pass model, SR3) sharing one zoom and pan."""
 
     mode_changed = Signal(str)
     preview_kind_changed = Signal(str)
@@ -106,7 +107,7 @@ class CompareView(QWidget):
             action.setCheckable(True)
             action.toggled.connect(lambda on, m=method: self._toggle_pane(m, on))
             self.pane_actions[method] = action
-        self.panes_box = self._tool_button("Show", "side", "Choose 2 to 4 panes to show side by side")
+        self.panes_box = self._tool_button("Show", "side", f"Choose 2 to {len(METHODS)} panes to show side by side")
         self.panes_box.setMenu(self.panes_menu)
         self.panes_box.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         row.addWidget(self.panes_box)
@@ -187,10 +188,10 @@ class CompareView(QWidget):
             action.blockSignals(False)
 
     def set_visible_panes(self, methods: list[str]) -> None:
-        """Show 2 to 4 of input / bicubic / regression / sr3 side by side."""
+        """Show 2 or more of input / bicubic / regression / onepass / sr3 side by side."""
         chosen = [m for m in METHODS if m in methods]
-        if not 2 <= len(chosen) <= 4:
-            raise ValueError("choose 2 to 4 panes")
+        if len(chosen) < 2:
+            raise ValueError(f"choose 2 to {len(METHODS)} panes")
         self.visible_methods = chosen
         self._check_panes(chosen)
         self._relayout()
@@ -221,7 +222,7 @@ class CompareView(QWidget):
         while self.grid.count():
             self.grid.takeAt(0)
         shown = self.shown_methods()
-        columns = 2 if len(shown) == 4 else len(shown)
+        columns = (len(shown) + 1) // 2 if len(shown) >= 4 else len(shown)  # 4: 2 x 2, 5 and 6: 3 x 2
         for index, method in enumerate(shown):
             self.grid.addWidget(self.panes[method], index // columns, index % columns)
         for method, pane in self.panes.items():
@@ -257,6 +258,17 @@ class CompareView(QWidget):
     def set_image(self, method: str, array: np.ndarray | None, caption: str = "") -> None:
         self.panes[method].set_image(array, nearest=method == "input")
         self.panes[method].set_caption(caption)
+        if self.mode == "wipe" and method in self.wipe_pair:
+            self._update_wipe()
+
+    def set_title(self, method: str, title: str) -> None:
+        """Rename a method's pane, its entry in the Show menu and in the wipe's choices."""
+        pane = self.panes[method]
+        pane.title = title
+        pane.update()
+        self.pane_actions[method].setText(title)
+        for combo in (self.wipe_left, self.wipe_right):
+            combo.setItemText(METHODS.index(method), title)
         if self.mode == "wipe" and method in self.wipe_pair:
             self._update_wipe()
 

@@ -29,7 +29,8 @@ def ask_reference(parent: QWidget) -> str:
 
 
 def ask_model(parent: QWidget) -> str:
-    path, _ = QFileDialog.getOpenFileName(parent, "Import an exported model", "", "ONNX models (*.onnx)")
+    title = "Import a model (exported, or a one-pass upscaler such as Real-ESRGAN)"
+    path, _ = QFileDialog.getOpenFileName(parent, title, "", "ONNX models (*.onnx)")
     return path
 
 

@@ -101,6 +101,12 @@ class MetricsPanel(QWidget):
         layout.addWidget(self.uncertainty, 1)
         self.clear()
 
+    def set_title(self, method: str, title: str) -> None:
+        """Rename a method's column (the one-pass model's: its name)."""
+        header = self.table.horizontalHeaderItem(RESULT_METHODS.index(method))
+        if header is not None:
+            header.setText(title)
+
     def clear(self) -> None:
         self.clear_scores()
         self.set_uncertainty(None, 1)

@@ -89,6 +89,10 @@ class View(Protocol):
     def show_models(self, entries: list[ModelEntry], sr3: str, regression: str) -> None:
         ...
 
+    def show_method_title(self, method: str, title: str) -> None:
+        """Name a method's compare pane and metrics column (the one-pass pane: after its model)."""
+        ...
+
     def show_presets(self, card: ModelCard | None, preset: str) -> None:
         ...
 

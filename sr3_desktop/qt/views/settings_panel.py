@@ -112,9 +112,9 @@ class SettingsPanel(QWidget):
         self.output_format = self._combo("")
         for kind in OUTPUT_FORMATS:
             self.output_format.addItem(kind.label, kind.name)
-        self.auto_compare = _tipped(QCheckBox("Also run bicubic and regression"),
-                                    "Runs the bundled regression model and bicubic upscaling with every run, "
-                                    "for the compare view and the metrics")
+        self.auto_compare = _tipped(QCheckBox("Also run the other methods"),
+                                    "Runs bicubic, the regression model and an imported one-pass model (if any) "
+                                    "with every run, for the compare view and the metrics")
         self.auto_compare.toggled.connect(self._emit_changed)
         self.estimate = _tipped(_hint(), "From this computer's measured speed with the chosen model and device")
         form.addRow("Output folder", _row(self.output_dir, browse))
