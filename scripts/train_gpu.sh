@@ -23,6 +23,8 @@
 # Environment (defaults in brackets):
 #   PYTHON [python]            the interpreter (the GPU machine has no virtualenv)
 #   DEVICE [auto]              auto | cuda | cpu, for training; ORT_DEVICE [auto] for evaluation
+#   FRESH [0]                  1: the recipes' own U-Nets (recipes/*.toml) trained from scratch, not the bundled
+#                              models continued (for a new architecture, whose bundled ancestor does not exist)
 #   WIDE [0]                   1: a wider U-Net (BASE_CHANNELS [64], RES_BLOCKS [2]) trained from scratch,
 #                              since no bundled weights fit it
 #   BATCH, CROP                batch size and HR crop [CUDA: 64 and 128; CPU: the recipe's 16 and 64]
@@ -102,7 +104,10 @@ else
 fi
 if [ -n "${THREADS:-}" ]; then TRAIN+=(--threads "$THREADS"); fi
 if [ -n "${LR:-}" ]; then TRAIN+=(--lr "$LR"); fi
-if [ "${WIDE:-0}" = 1 ]; then
+if [ "${FRESH:-0}" = 1 ]; then
+  REG_INIT=() SR3_INIT=()
+  log "FRESH=1: the recipes' U-Nets, trained from scratch"
+elif [ "${WIDE:-0}" = 1 ]; then
   TRAIN+=(--base-channels "${BASE_CHANNELS:-64}" --num-res-blocks "${RES_BLOCKS:-2}")
   REG_INIT=() SR3_INIT=()
   log "WIDE=1: a ${BASE_CHANNELS:-64}-channel U-Net with ${RES_BLOCKS:-2} res blocks, trained from scratch"
