@@ -97,10 +97,13 @@ def score(outputs: Sequence[np.ndarray], crops: Sequence[EvalCrop], scale: int) 
 
 def run_method(crops: Iterable[EvalCrop], options: RefineOptions, sr3: OnnxDenoiser | None,
                regression: OnnxDenoiser | None, scale: int) -> tuple[list[np.ndarray], float]:
-    """Outputs for every crop and the mean seconds per crop."""
+    """Outputs for every crop and the mean seconds per crop; for the "onepass" method ``regression`` is the
+    one-pass model."""
     outputs, start = [], time.perf_counter()
+    onepass = regression if options.method == "onepass" else None
+    regression = None if onepass is not None else regression
     for crop in crops:
-        outputs.append(run_pipeline(crop.lr, options, sr3, regression, scale=scale).image)
+        outputs.append(run_pipeline(crop.lr, options, sr3, regression, scale=scale, onepass=onepass).image)
     return outputs, (time.perf_counter() - start) / max(1, len(outputs))
 
 

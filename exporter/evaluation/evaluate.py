@@ -24,6 +24,7 @@ from sr3_desktop.core.metrics import fine_band
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.run_models import load_models
 
 
 def default_targets(results: dict[str, dict[str, float]], default: str) -> dict[str, dict[str, float | bool]]:
@@ -76,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder of HR photos (searched recursively)")
     parser.add_argument("--regression", type=Path, help="regression .onnx: scored alongside, and the condition or "
                         "start estimate of SR3 models that use one")
+    parser.add_argument("--onepass", type=Path, metavar="PEER.onnx",
+                        help="a one-pass ONNX upscaler (e.g. Real-ESRGAN; a card-less file is test-run as the app "
+                             "does) scored alongside on clean and JPEG inputs, and a column of the PNGs")
     parser.add_argument("--preset", action="append",
                         help="SR3 preset to evaluate; repeat for several (default: every preset in the card)")
     parser.add_argument("--steps", type=int, help="override the preset's step count")
@@ -96,9 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | None, presets: list[str] | None,
+             onepass: OnnxDenoiser | None = None,
              ) -> list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]]:
+    """(label, options, SR3 model, regression or one-pass model) of every method scored."""
     methods: list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]] = [
         ("bicubic", RefineOptions(method="bicubic"), None, None)]
+    if onepass is not None:  # the peer people already use, e.g. Real-ESRGAN, measured in the same run
+        methods.append((onepass.card.name, RefineOptions(method="onepass"), None, onepass))
     if card.kind == "regression":
         return [*methods, ("regression", RefineOptions(method="regression"), None, model)]
     if regression is not None:
@@ -111,6 +119,8 @@ def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | No
 def run_cli(args: argparse.Namespace) -> int:
     model = OnnxDenoiser(args.model, args.device)
     regression = OnnxDenoiser(args.regression, args.device) if args.regression else None
+    onepass = load_models("onepass", str(args.onepass), RefineOptions(method="onepass"), args.device).onepass \
+        if args.onepass else None
     card = model.card
     crops = load_crops(args.data, args.crop, card.scale, args.crops_per_image, args.max_images, args.seed, args.role)
     photos = len({c.name.split("#")[0] for c in crops})
@@ -128,8 +138,9 @@ def run_cli(args: argparse.Namespace) -> int:
     for set_name, set_crops in sets.items():
         results: dict[str, dict[str, float]] = {}
         columns[set_name] = {}
-        for label, options, sr3, reg in _methods(card, model, regression, args.preset):
-            if set_name != "clean" and label not in ("bicubic", "regression", default):
+        for label, options, sr3, reg in _methods(card, model, regression, args.preset, onepass):
+            peer = onepass is not None and reg is onepass
+            if set_name != "clean" and label not in ("bicubic", "regression", default) and not peer:
                 continue
             if label.startswith("sr3-"):
                 options = RefineOptions(method="sr3", preset=options.preset, steps=args.steps, strength=args.strength)

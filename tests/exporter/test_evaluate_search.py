@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +287,42 @@ def test_the_comparison_figure_shows_each_photos_most_detailed_crop() -> None:
              EvalCrop("b#1", flat, lr), EvalCrop("c#0", flat, lr)]
     assert evaluate.detailed_rows(crops, count=2) == [1, 2]  # a's and b's textured crops, not the flat ones
     assert evaluate.detailed_rows(crops, count=3) == [1, 2, 4]  # then c's only crop
+
+
+def test_evaluate_scores_a_one_pass_peer_in_the_same_run(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A card-less one-pass upscaler (nearest 4x plus a zero-weight conv, exported by torch) is test-run as the
+    app does and scored beside the model on clean and JPEG inputs, with a column of its own in the PNGs.
+    Mutations caught: the peer run through the regression slot (its LR would be fed at the output size), its
+    row left out of the JPEG set, or its outputs not the nearest upscale (the PSNR below)."""
+    import torch
+    from torch import nn
+
+    class Nearest(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            nn.init.zeros_(self.conv.weight)
+            nn.init.zeros_(self.conv.bias)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            up = torch.nn.functional.interpolate(x, scale_factor=4.0, mode="nearest")
+            return up + self.conv(up)
+
+    peer = tmp_path / "Nearest-x4.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+        torch.onnx.export(Nearest().eval(), (torch.rand(1, 3, 16, 16),), str(peer), input_names=["lr"],
+                          output_names=["hr"], opset_version=17, dynamo=False,
+                          dynamic_axes={"lr": {0: "n", 2: "h", 3: "w"}, "hr": {0: "n", 2: "h", 3: "w"}})
+    _, regression, photos = tiny
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(regression), "--onepass", str(peer), "--data", str(photos), "--crop", "32",
+                 "--crops-per-image", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (name,) = set(report["results"]) - {"bicubic", "regression"}
+    assert name in report["results_jpeg75"]
+    crops = load_crops(photos, 32, 4, 1, role="report")
+    nearest = [np.repeat(np.repeat(c.lr, 4, axis=0), 4, axis=1) for c in crops]
+    expected = np.mean([metrics.psnr_y(n, c.hr, shave=4) for n, c in zip(nearest, crops, strict=True)])
+    assert report["results"][name]["psnr_y"] == pytest.approx(expected, abs=1e-3)
+    assert Image.open(out.with_suffix(".png")).size == (5 * 36, 2 * 36)  # LR | bicubic | peer | regression | HR
