@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -72,6 +73,15 @@ def copy_atomically(source: str | os.PathLike[str], target: str | os.PathLike[st
     with atomic_file(target, overwrite=overwrite) as handle, open(source, "rb") as src:
         shutil.copyfileobj(src, handle, 1 << 20)
     return Path(target)
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (model files are tens of MB)."""
+    sha = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def _publish(temp: Path, target: Path, overwrite: bool) -> None:

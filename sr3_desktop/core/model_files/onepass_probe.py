@@ -18,7 +18,6 @@ the common one. The same run at an odd size tells whether the graph takes any si
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import onnxruntime as ort
 
 from sr3_desktop.core.errors import ModelError
+from sr3_desktop.core.imageio.atomic import sha256_of
 from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ONEPASS_RANGES, ModelCard
 
 PROBE_SIZE = (16, 24)
@@ -166,12 +166,6 @@ def _size_multiple(run: Callable[[np.ndarray, tuple[float, float]], np.ndarray],
     return 1 if tuple(shape) == (1, 3, scale * height, scale * width) else SAFE_MULTIPLE
 
 
-def sha256_of(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def onepass_card(path: Path, interface: Interface) -> ModelCard:

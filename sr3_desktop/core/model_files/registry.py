@@ -9,7 +9,6 @@ copy with that card; ``--model PATH`` on the card-less file runs the test again 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sr3_desktop.core.errors import ModelError, SR3Error
-from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, write_atomically
+from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, sha256_of, write_atomically
 from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCard, embed_card, read_card
 from sr3_desktop.core.model_files.probe import probe
 from sr3_desktop.core.model_files.safety import check_onnx_file
@@ -231,7 +230,7 @@ def validate_model(path: str | os.PathLike[str]) -> ModelCard:
 def _identity(path: Path) -> dict[str, Any]:
     resolved = path.resolve()
     stat = resolved.stat()
-    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _digest(resolved)}
+    return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_of(resolved)}
 
 
 def _validated() -> list[dict[str, Any]]:
@@ -273,12 +272,6 @@ def _with_card(source: Path, card: ModelCard) -> bytes:
     return bytes(proto.SerializeToString())
 
 
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def _safe_file_name(name: str) -> str:
@@ -297,7 +290,7 @@ def import_model(path: str | os.PathLike[str]) -> ModelEntry:
     target = folder / _safe_file_name(card.name)
     for existing in scan_models().entries:
         if existing.name.casefold() == card.name.casefold():
-            if _digest(existing.path) == _digest(source) or _same_source(existing.card, card):
+            if sha256_of(existing.path) == sha256_of(source) or _same_source(existing.card, card):
                 return existing  # importing the same file twice is fine
             raise ModelError(
                 f"a different model named {card.name!r} is already installed ({existing.path}); "
