@@ -17,8 +17,9 @@
 # 55 % the SR3 model (recipes/sr3-photo-4x.toml, conditioned on the regression model just trained), and the
 # rest exports, verifies, searches the presets (quick settings) and evaluates. Training stops by itself
 # (train --max-minutes); each stage's share is recomputed from the time really left, so the whole script
-# ends near MINUTES. By default both models continue the bundled ones (train --init-from), which keeps
-# their U-Net, so the result can replace resources/models/ in the repository.
+# ends near MINUTES. By default both models continue the committed ones (train --init-from, which keeps
+# their U-Net): models/next/ (the low-resolution U-Nets of recipes/*.toml, in training) when present, else
+# the bundled resources/models/.
 #
 # Environment (defaults in brackets):
 #   PYTHON [python]            the interpreter (the GPU machine has no virtualenv)
@@ -86,7 +87,8 @@ if [ "$DEVICE" = cpu ]; then CUDA=0
 else CUDA=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))")
 fi
 if [ "$DEVICE" = cuda ] && [ "$CUDA" != 1 ]; then echo "DEVICE=cuda but torch sees no CUDA device" >&2; exit 2; fi
-if [ -f resources/models/regression-photo-4x.onnx ]; then MODELS=resources/models
+if [ -f models/next/regression-photo-4x.onnx ]; then MODELS=models/next  # the recipes' low-resolution U-Nets
+elif [ -f resources/models/regression-photo-4x.onnx ]; then MODELS=resources/models
 elif [ -f sr3_desktop/resources/models/regression-photo-4x.onnx ]; then MODELS=sr3_desktop/resources/models
 else MODELS=""
 fi
@@ -113,7 +115,7 @@ elif [ "${WIDE:-0}" = 1 ]; then
   log "WIDE=1: a ${BASE_CHANNELS:-64}-channel U-Net with ${RES_BLOCKS:-2} res blocks, trained from scratch"
 elif [ -n "$MODELS" ]; then
   REG_INIT=(--init-from "$MODELS/regression-photo-4x.onnx") SR3_INIT=(--init-from "$MODELS/sr3-photo-4x.onnx")
-  log "continuing the bundled models in $MODELS"
+  log "continuing the committed models in $MODELS"
 else
   REG_INIT=() SR3_INIT=()
   log "warning: no bundled models found (resources/models/); training from scratch"
