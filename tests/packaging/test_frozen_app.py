@@ -70,6 +70,7 @@ def test_frozen_window_opens_offscreen(frozen_app: Path, tmp_path: Path) -> None
 @pytest.mark.slow
 def test_frozen_app_runs_the_time_limited_model_test_in_a_child(frozen_app: Path) -> None:
     """models.validate_model starts `APP --sr3-model-probe FILE` when frozen: it must answer, not open a window."""
+    from sr3_desktop.core.model_files.card import read_card
     from sr3_desktop.core.model_files.probe import FROZEN_PROBE_FLAG
     from sr3_desktop.core.model_files.registry import bundled_models_dir
 
@@ -77,4 +78,5 @@ def test_frozen_app_runs_the_time_limited_model_test_in_a_child(frozen_app: Path
     result = subprocess.run([str(frozen_app), FROZEN_PROBE_FLAG, str(model)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"ok": True}
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] is True and report["card"]["name"] == read_card(model).name  # the card the child read
