@@ -129,7 +129,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0: no clipping)."""
     precision: Precision = "auto"
-    """auto: bf16 autocast on CPUs with bf16 support and on CUDA with bf16, else fp16 AMP / fp32."""
+    """auto: bf16 autocast on CPUs with AMX and on CUDA with bf16, else fp16 AMP (CUDA) / fp32."""
     seed: int = 0
     """Seed of the weights, the crops and the noise."""
     # --- bookkeeping -------------------------------------------------------------------------
