@@ -302,7 +302,8 @@ def describe_card(card: ModelCard) -> list[str]:
             sampler = p.sampler + (f" eta={p.eta:g}" if p.sampler == "ddim" else "")
             marker = " (default)" if name == card.default_preset else ""
             lines.append(f"  preset {name}{marker}: {p.steps} steps, {sampler}, from {start}, "
-                         f"back-projection {p.back_projection}")
+                         f"back-projection {p.back_projection}"
+                         + (f", texture cap {p.texture_cap:g}" if p.texture_cap else ""))
     if card.description:
         lines.append(f"  {card.description}")
     if card.training:

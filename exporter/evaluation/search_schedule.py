@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from exporter.evaluation.eval_crops import PEOPLE_METRICS, EvalCrop, load_crops, run_method, score
@@ -39,6 +40,7 @@ from sr3_desktop.core.model_files.card import InferencePreset, ModelCard, embed_
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.refine_types import RefineOptions
 from sr3_desktop.core.upscale.sr3_chain import back_project
+from sr3_desktop.core.upscale.texture_cap import cap_texture
 
 PRESET_BUDGETS = {"fast": 1, "balanced": 2}
 """SR3 network evaluations of the short presets (a regression pass comes on top where one is used)."""
@@ -93,12 +95,14 @@ class Candidate:
     eta: float
     back_projection: int = 0
     spacing: str = "sigma_geometric"
+    texture_cap: float = 0.0
     scores: dict[str, float] = field(default_factory=dict, compare=False)
 
     def label(self) -> str:
         sampler = self.sampler if self.sampler == "ddpm" else f"{self.sampler}(eta={self.eta:g})"
         sigmas = f"sigma {self.sigma_start:g}" + (f"->{self.sigma_end:g}" if self.steps > 1 else "")
-        return f"{self.start} {sigmas} {sampler} {self.spacing} {self.steps} steps bp={self.back_projection}"
+        cap = f" cap={self.texture_cap:g}" if self.texture_cap else ""
+        return f"{self.start} {sigmas} {sampler} {self.spacing} {self.steps} steps bp={self.back_projection}{cap}"
 
 
 def short_candidates(budget: int, starts: Sequence[str], sigmas: Sequence[float], ratios: Sequence[float],
@@ -130,23 +134,31 @@ def to_preset(cand: Candidate, card: ModelCard, description: str = "") -> Infere
     return InferencePreset(
         steps=len(levels), noise_levels=tuple(float(g) for g in levels), sampler=cand.sampler,  # type: ignore[arg-type]
         eta=cand.eta, start=cand.start, strength=strength, back_projection=cand.back_projection,  # type: ignore[arg-type]
+        texture_cap=cand.texture_cap,
         schedule=schedule, description=description,
         scores={k: round(v, 5) for k, v in cand.scores.items()},
     )
 
 
 def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDenoiser,
-                       regression: OnnxDenoiser | None, bp_options: Sequence[int], seed: int) -> list[Candidate]:
-    """Sample once, then score every back-projection count on the same samples."""
+                       regression: OnnxDenoiser | None, bp_options: Sequence[int], seed: int,
+                       anchors: Sequence[np.ndarray] | None = None, caps: Sequence[float] = (0.0,),
+                       ) -> list[Candidate]:
+    """Sample once, then score every texture cap and back-projection count on the same samples (the chain
+    caps, then back-projects; ``anchors``: each crop's condition as an image, needed for a cap > 0)."""
     options = RefineOptions(method="sr3", preset="candidate", custom_preset=to_preset(cand, sr3.card), seed=seed,
                             back_projection=0)
     outputs, seconds = run_method(crops, options, sr3, regression, sr3.card.scale)
     scale = sr3.card.scale
     scored = []
-    for bp in bp_options:
-        projected = [back_project(o, c.lr, scale, bp) for o, c in zip(outputs, crops, strict=True)]
-        scored.append(replace(cand, back_projection=bp, scores={**score(projected, crops, scale),
-                                                                 "seconds_per_crop": seconds}))
+    for cap, bp in itertools.product(caps, bp_options):
+        if cap > 0.0 and anchors is None:
+            raise ValueError("a texture cap needs the crops' anchors")
+        capped = outputs if cap == 0.0 else [cap_texture(o, a, cap)
+                                             for o, a in zip(outputs, anchors or [], strict=True)]
+        projected = [back_project(o, c.lr, scale, bp) for o, c in zip(capped, crops, strict=True)]
+        scored.append(replace(cand, back_projection=bp, texture_cap=cap,
+                              scores={**score(projected, crops, scale), "seconds_per_crop": seconds}))
     return scored
 
 
@@ -176,6 +188,8 @@ def describe(cand: Candidate, card: ModelCard) -> str:
     base = "regression" if cand.start == "regression" else "bicubic"
     sigmas = f"sigma {cand.sigma_start:g}" + (f" down to {cand.sigma_end:g}" if cand.steps > 1 else "")
     bp = f", then {cand.back_projection} back-projection iterations" if cand.back_projection else ""
+    if cand.texture_cap:
+        bp = f", its added detail capped at {cand.texture_cap:g}x the {base}'s on flat areas" + bp
     word = "step" if cand.steps == 1 else "steps"
     return f"{cand.steps} SR3 {sampler} {word} refining the {base} output noised to {sigmas}{bp}."
 
@@ -199,6 +213,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start sigmas sqrt((1 - gamma) / gamma) to try (default 0.05,...,0.6)")
     parser.add_argument("--end-ratios", default="0.5,0.25", help="sigma_end / sigma_start of 2-step chains")
     parser.add_argument("--back-projection", default="0,1,2,3", help="back-projection counts to try (default 0,1,2,3)")
+    parser.add_argument("--texture-caps", default="0",
+                        help="texture caps to try on the short chains (0: off, e.g. 0,2.5,3; see upscale.texture_cap)")
     parser.add_argument("--crop", type=int, default=256, help="HR crop size (default 256)")
     parser.add_argument("--crops-per-image", type=int, default=3, help="search crops per image (default 3)")
     parser.add_argument("--max-images", type=int, help="images to use (default all)")
@@ -229,10 +245,10 @@ def run(args: argparse.Namespace) -> int:
     scale = sr3.card.scale
     crops = load_crops(args.data, args.crop, scale, args.crops_per_image, args.max_images, args.seed, "search")
     started = time.perf_counter()
-    reference = {}
+    reference, anchors = {}, {}
     for method in ("bicubic", "regression") if regression is not None else ("bicubic",):
         outputs, _ = run_method(crops, RefineOptions(method=method), None, regression, scale)
-        reference[method] = score(outputs, crops, scale)
+        reference[method], anchors[method] = score(outputs, crops, scale), outputs
         ref = reference[method]
         print(f"{method:<10} PSNR-Y {ref['psnr_y']:.2f} GMSD {ref['gmsd']:.4f} grain {ref['grain']:.2f} "
               f"spectral gap {ref['spectral_gap']:.3f}", flush=True)
@@ -240,11 +256,13 @@ def run(args: argparse.Namespace) -> int:
     starts = ["regression"] if card.condition == "regression" else ["regression", "bicubic"]
     starts = starts if regression is not None else ["bicubic"]
     bps = [int(b) for b in args.back_projection.split(",")]
+    condition = "regression" if card.condition == "regression" and regression is not None else "bicubic"
     misses: dict[Candidate, dict[str, float]] = {}
     every: list[Candidate] = []
     for name, budget in PRESET_BUDGETS.items():
         for cand in short_candidates(budget, starts, _floats(args.sigmas), _floats(args.end_ratios)):
-            for scored in evaluate_candidate(cand, crops, sr3, regression, bps, args.seed):
+            for scored in evaluate_candidate(cand, crops, sr3, regression, bps, args.seed, anchors[condition],
+                                             _floats(args.texture_caps) or [0.0]):
                 misses[scored] = targets.misses(scored.scores, reference[baseline])
                 every.append(scored)
                 _print(name, scored, misses[scored])

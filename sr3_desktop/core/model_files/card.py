@@ -7,6 +7,7 @@ card, and then checks the session's real inputs and outputs against it.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ class InferencePreset:
     """Fraction of the training chain that is run; the start estimate is noised to that level."""
     back_projection: int = 0
     """Iterations of y += up(LR - down(y)) after sampling; 0 turns it off."""
+    texture_cap: float = 0.0
+    """Added detail at most this many times its anchor's local fine-band energy (``upscale.texture_cap``),
+    before back-projection; 0 turns it off."""
     schedule: dict[str, Any] = field(default_factory=lambda: {"type": "train_subsequence"})
     """How ``noise_levels`` was made, so the app can rebuild it for other steps or strength."""
     description: str = ""
@@ -96,6 +100,8 @@ class InferencePreset:
             raise ModelCardError(f"strength must be in (0, 1], got {self.strength}")
         if self.back_projection < 0:
             raise ModelCardError("back_projection must be >= 0")
+        if not (math.isfinite(self.texture_cap) and self.texture_cap >= 0.0):
+            raise ModelCardError(f"texture_cap must be a finite number >= 0, got {self.texture_cap}")
 
     @property
     def network_evaluations(self) -> int:
@@ -346,6 +352,7 @@ def _preset_from_dict(name: str, data: Any) -> InferencePreset:
         start=data.get("start", "noise"),
         strength=float(data.get("strength", 1.0)),
         back_projection=int(data.get("back_projection", 0)),
+        texture_cap=float(data.get("texture_cap", 0.0)),
         schedule=dict(data.get("schedule") or {"type": "train_subsequence"}),
         description=str(data.get("description", "")),
         scores={str(k): float(v) for k, v in (data.get("scores") or {}).items()},

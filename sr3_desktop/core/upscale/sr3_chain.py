@@ -28,6 +28,7 @@ from sr3_desktop.core.upscale.bands import array_reader, resize_region
 from sr3_desktop.core.upscale.model_space import ModelSpace, check_finite, into_plane, run_regression
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands, resize_bands
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.texture_cap import cap_texture, cap_texture_canvas
 from sr3_desktop.core.upscale.tiling import run_tiled
 
 
@@ -144,7 +145,8 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
             evaluations += 1
             step = k * sampler.num_steps + i + 1
             if i + 1 == sampler.num_steps:
-                images.append(_final_image(space, pred, residual, condition, back_projection, sr3))
+                finish = (preset.texture_cap, back_projection)
+                images.append(_final_image(space, pred, residual, condition, finish, sr3))
             if step == total:
                 result = _combine(space, images, preset_name, evaluations, started, notes)
                 yield RefineStep(step, total, partial(_image_of, result), partial(_image_of, result), result)
@@ -188,18 +190,23 @@ def _step(space: ModelSpace, sampler: Sampler, output: np.ndarray, i: int, y: np
     return spare, y, output
 
 
-def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition: np.ndarray, back_projection: int,
-                 model: OnnxDenoiser) -> OutputCanvas:
-    """pred_y0 of the last step as an image, back-projected; on disk as float32 for a large image."""
+def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition: np.ndarray,
+                 finish: tuple[float, int], model: OnnxDenoiser) -> OutputCanvas:
+    """pred_y0 of the last step as an image, its texture capped against the condition (the regression
+    estimate or bicubic), then back-projected (``finish`` = (texture_cap, back-projection iterations));
+    on disk as float32 for a large image."""
+    cap, back_projection = finish
     if not space.on_disk:
-        image = back_project(space.to_image(pred, residual, condition), space.lr, space.scale, back_projection)
+        image = space.to_image(pred, residual, condition)
         check_finite(image, model)
-        return OutputCanvas.of(image)
+        image = cap_texture(image, space.to_image(condition, False, condition), cap)
+        return OutputCanvas.of(back_project(image, space.lr, space.scale, back_projection))
     canvas = space.canvas(np.float32)
     for top, bottom in bands(space.height, space.width):
         block = space.to_image(pred, residual, condition, top, bottom)
         check_finite(block, model)
         canvas.write(top, block)
+    cap_texture_canvas(canvas, lambda top, bottom: space.to_image(condition, False, condition, top, bottom), cap)
     back_project_canvas(canvas, space.lr, space.scale, back_projection)
     return canvas
 

@@ -110,6 +110,8 @@ def card_html(card: ModelCard) -> str:
             default = " (default)" if name == card.default_preset else ""
             detail = (f"{preset.steps} steps, {preset.sampler.upper()}, starts from {preset.start}"
                       f" at strength {preset.strength:.2f}")
+            if preset.texture_cap:
+                detail += f", texture capped at {preset.texture_cap:g}× on flat areas"
             if preset.back_projection:
                 detail += f", {preset.back_projection}× back-projection"
             text = f" — {esc(preset.description)}" if preset.description else ""

@@ -1,0 +1,66 @@
+"""A strength that follows local structure: SR3's texture capped where its anchor is flat.
+
+SR3 adds fine detail over its anchor (the regression estimate, or the bicubic it is conditioned on).
+Where the anchor is flat (sky, petals, bokeh), a one-step chain's invented band shows as a mottle. The
+cap scales the added detail, pixel by pixel, so that its local fine-band energy is at most ``cap``
+times the anchor's own (a gain of min(1, cap * sqrt(E_anchor / E_added)) on luma, applied to RGB):
+textured areas keep all of SR3's detail, flat ones keep their flatness. ``cap`` 0 turns it off.
+
+Energies are the metrics' fine band (image minus its Gaussian blur at sigma 1), squared and blurred
+at ``ENERGY_SIGMA``; a band of rows needs ``HALO`` rows of context either side to match the whole image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from sr3_desktop.core import metrics
+from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands
+
+ENERGY_SIGMA = 2.0
+"""Reach of the local energy in output pixels (about 2x the 4x scale's LR pixel)."""
+HALO = math.ceil(3.0 * metrics.FINE_BAND_SIGMA) + math.ceil(3.0 * ENERGY_SIGMA) + 2
+"""Rows either side of a band that the energies read (the two Gaussians' radii, rounded up)."""
+_EPS = 1e-12
+AnchorReader = Callable[[int, int], np.ndarray]
+"""read(top, bottom) -> the anchor's rows as HWC float32 in [0, 1]."""
+
+
+def _local_energy(image: np.ndarray) -> np.ndarray:
+    band = metrics.fine_band(metrics.rgb_to_y(image).astype(np.float64))
+    return metrics.gaussian_blur(band**2, ENERGY_SIGMA)
+
+
+def cap_texture(image: np.ndarray, anchor: np.ndarray, cap: float) -> np.ndarray:
+    """``anchor + gain * (image - anchor)`` with the gain of the module docstring; HWC [0, 1] arrays."""
+    if cap <= 0.0:
+        return image
+    if image.shape != anchor.shape or image.ndim != 3 or min(image.shape[:2]) < 2:
+        raise ValueError(f"cap_texture needs two HWC images of one size, got {image.shape} and {anchor.shape}")
+    added = image.astype(np.float64) - anchor
+    energy_anchor = _local_energy(anchor)
+    energy_added = _local_energy(added + 0.5)  # fine_band ignores the offset; rgb_to_y needs [0, 1]-ish
+    gain = np.minimum(1.0, cap * np.sqrt(energy_anchor / np.maximum(energy_added, _EPS)))
+    return np.clip(anchor + gain[..., None] * added, 0.0, 1.0).astype(np.float32)
+
+
+def cap_texture_canvas(canvas: OutputCanvas, read_anchor: AnchorReader, cap: float) -> None:
+    """``cap_texture`` in place on a canvas, band by band with ``HALO`` rows of context (identical to the
+    whole image away from the halo's reflected edge, which is the image's own edge)."""
+    if cap <= 0.0:
+        return
+    height, width = canvas.height, canvas.width
+    finished: list[tuple[int, np.ndarray]] = []
+    for top, bottom in bands(height, width):
+        lo, hi = max(0, top - HALO), min(height, bottom + HALO)
+        capped = cap_texture(canvas.read(lo, hi), read_anchor(lo, hi), cap)
+        finished.append((top, capped[top - lo : bottom - lo]))
+        # a band is written once no later band reads it: the next one reads from bottom - HALO on
+        while finished and finished[0][0] + finished[0][1].shape[0] <= bottom - HALO:
+            canvas.write(*finished.pop(0))
+    for top, rows in finished:
+        canvas.write(top, rows)
+

@@ -1,0 +1,107 @@
+"""The texture cap (a strength that follows local structure, issue 19): flat areas stay flat, textured
+areas keep SR3's detail, a band of rows on disk gives the whole image's answer, and the chain applies
+the preset's cap before back-projection against the condition it was fed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_fixtures import local_sr3, make_card, regression, save
+
+from sr3_desktop.core import metrics
+from sr3_desktop.core.diffusion.schedule import gamma_of_sigma
+from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, InferencePreset, ModelCardError, card_from_metadata
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale import output_canvas
+from sr3_desktop.core.upscale.output_canvas import OutputCanvas
+from sr3_desktop.core.upscale.pipeline import run
+from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.sr3_chain import back_project
+from sr3_desktop.core.upscale.texture_cap import cap_texture, cap_texture_canvas
+
+RNG = np.random.default_rng(19)
+
+
+def half_textured(height: int = 64, width: int = 64) -> np.ndarray:
+    """Left half flat grey, right half a strong random texture (the anchor)."""
+    anchor = np.full((height, width, 3), 0.5, dtype=np.float32)
+    anchor[:, width // 2 :] += RNG.uniform(-0.3, 0.3, (height, width - width // 2, 1)).astype(np.float32)
+    return anchor
+
+
+def band_energy(image: np.ndarray, cols: slice) -> float:
+    return float(np.mean(metrics.fine_band(metrics.rgb_to_y(image).astype(np.float64))[8:-8, cols] ** 2))
+
+
+def test_flat_areas_lose_the_added_grain_and_textured_areas_keep_it() -> None:
+    """Mutations caught: max instead of min in the gain (flat grain stays), the gain on the whole image
+    (the texture is damped), the anchor's energy left out (everything capped to 0)."""
+    anchor = half_textured()
+    grain = RNG.normal(0.0, 0.03, anchor.shape).astype(np.float32)
+    image = np.clip(anchor + grain, 0.0, 1.0)
+    capped = cap_texture(image, anchor, 2.0)
+    flat, textured = slice(4, 24), slice(40, 60)  # columns
+    assert band_energy(capped - anchor + 0.5, flat) < 1e-3 * band_energy(image - anchor + 0.5, flat)
+    np.testing.assert_allclose(capped[:, textured], image[:, textured], rtol=0, atol=1e-6)  # gain 1 there
+    assert cap_texture(image, anchor, 0.0) is image  # 0: off
+
+
+def test_the_cap_scales_the_added_energy_to_cap_times_the_anchor() -> None:
+    """Anchor and added detail of known, uniform energies: the added amplitude ends at cap x the anchor's
+    (mutation: cap**2 or sqrt left out gives 4x or 2x off)."""
+    anchor = np.clip(0.5 + RNG.normal(0, 0.01, (96, 96, 1)).repeat(3, axis=2), 0, 1).astype(np.float32)
+    added = RNG.normal(0, 0.1, (96, 96, 1)).repeat(3, axis=2).astype(np.float32)
+    capped = cap_texture(np.clip(anchor + added, 0, 1), anchor, 1.5)
+    ratio = np.sqrt(band_energy(capped - anchor + 0.5, slice(8, -8)) / band_energy(anchor, slice(8, -8)))
+    assert 1.3 < ratio < 1.7
+
+
+def test_band_by_band_on_disk_equals_the_whole_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bands of 7 rows (under the halo): a band written before the next one has read its context, or a
+    halo too short, changes rows at the band edges (both mutations fail this)."""
+    ramp = np.linspace(0.002, 0.05, 40, dtype=np.float32)[None, :, None]  # gains between 0 and 1 everywhere
+    anchor = (0.5 + ramp * RNG.standard_normal((70, 40, 1))).repeat(3, axis=2).astype(np.float32)
+    image = np.clip(anchor + RNG.normal(0, 0.05, anchor.shape), 0, 1).astype(np.float32)
+    expected = cap_texture(image, anchor, 2.0)
+    monkeypatch.setattr(output_canvas, "IN_MEMORY_PIXELS", 500)
+    monkeypatch.setattr(output_canvas, "BAND_PIXELS", 7 * 40)
+    canvas = OutputCanvas(image.shape, dtype=np.float32, on_disk=True)
+    canvas.write(0, image)
+    cap_texture_canvas(canvas, lambda top, bottom: anchor[top:bottom], 2.0)
+    assert canvas.on_disk
+    np.testing.assert_allclose(canvas.read(0, 70), expected, rtol=0, atol=1e-6)
+
+
+def test_the_chain_caps_against_its_regression_condition(tmp_path: Path) -> None:
+    """A random-conv SR3 conditioned on a regression model: with the preset's cap the result is the uncapped
+    result capped against the regression output (mutations: the cap not applied in the chain, applied
+    after back-projection, or against bicubic)."""
+    reg = OnnxDenoiser(save(regression(name="reg-fixture", amount=0.4), tmp_path / "reg.onnx"), "cpu")
+    sr3 = OnnxDenoiser(save(local_sr3(seed=4, condition="regression", condition_model="reg-fixture",
+                                      prediction="x0", target="residual"), tmp_path / "sr3.onnx"), "cpu")
+    lr = RNG.uniform(0, 1, (16, 12, 3)).astype(np.float32)
+    lr[:, :6] = 0.4  # a flat half, where the cap bites
+    base = InferencePreset(steps=1, noise_levels=(gamma_of_sigma(0.3),), sampler="ddpm", start="regression",  # type: ignore[arg-type]
+                           strength=0.05, back_projection=0, schedule={"type": "explicit"})
+    options = RefineOptions(method="sr3", preset="probe", custom_preset=base, seed=3)
+    uncapped = run(lr, options, sr3, reg).image
+    anchor = run(lr, RefineOptions(method="regression"), None, reg).image
+    capped = run(lr, replace(options, custom_preset=replace(base, texture_cap=1.0, back_projection=1)), sr3, reg).image
+    expected = back_project(cap_texture(uncapped, anchor, 1.0), lr, 4, 1)
+    np.testing.assert_allclose(capped, expected, rtol=0, atol=2e-6)
+    assert np.abs(capped - uncapped).max() > 0.01  # the cap did something here
+
+
+def test_the_card_keeps_the_cap_and_refuses_a_negative_one() -> None:
+    """Mutation caught: the reader dropping ``texture_cap`` (a written cap read back as 0)."""
+    card = make_card("sr3")
+    presets = {**card.inference_presets, "fast": replace(card.inference_presets["fast"], texture_cap=2.5)}
+    read = card_from_metadata({CARD_METADATA_KEY: card.with_updates(inference_presets=presets).to_json()})
+    assert read.inference_presets["fast"].texture_cap == 2.5
+    assert read.inference_presets["balanced"].texture_cap == 0.0
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ModelCardError, match="texture_cap"):
+            InferencePreset(steps=1, noise_levels=(0.9,), texture_cap=bad)
