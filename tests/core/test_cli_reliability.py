@@ -105,6 +105,9 @@ from pathlib import Path
 from sr3_desktop import cli
 
 out_dir, point, nth, argv = Path(sys.argv[1]).resolve(), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+# Python's default handling even when the runner ignores SIGINT (a shell's background job without job
+# control does, and Python keeps an inherited SIG_IGN): what a user's terminal gives.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
 seen = 0
 
