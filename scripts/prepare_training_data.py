@@ -5,22 +5,21 @@ train/: 13 of the 15 photos in ../shared/datasets/photos-train, and every photo 
         (Lanczos), so crops see both fine texture and larger structures.
 val/:   the 2 held-out photos at full size (long side 2048 px: enough 256 px cells for disjoint report and
         search crops), plus the colour photos shipped in scikit-image.
-train/CREDITS.md: where the training photos come from, with their licences (``exporter train`` copies it
-        into the card's ``training.credits``): the shared set's credits table and the fetched photos'
-        sources and licences, counted from recipes/photo-manifest.tsv.
+train/CREDITS.md: recipes/photo-credits.txt, where the training photos come from, with their licences
+        (``exporter train`` copies it into the card's ``training.credits``).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 HELD_OUT = ("bridge.jpg", "umang.jpg")
-MANIFEST = Path("recipes/photo-manifest.tsv")
-SHARED_README = Path("../shared/datasets/README.md")
+CREDITS = Path("recipes/photo-credits.txt")
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field")  # hubble: dark sky shows grain
 
 
@@ -50,31 +49,8 @@ def main() -> None:
         Image.fromarray(np.asarray(getattr(photos, name)())).convert("RGB").save(val / f"skimage_{name}.png")
     left, _, _ = photos.stereo_motorcycle()
     Image.fromarray(left).save(val / "skimage_motorcycle.png")
-    (train / "CREDITS.md").write_text(credits(folders), encoding="utf-8")
+    shutil.copyfile(CREDITS, train / "CREDITS.md")
     print(f"train: {len(list(train.glob('*.png')))} images, val: {len(list(val.glob('*.png')))} images")
-
-
-def credits(folders: list[Path]) -> str:
-    """The training photos' credits: the shared set's table (held-out photos named) and, for the fetched
-    photos in use, their count per source package and licence from the manifest."""
-    lines = [f"Training photos: {', '.join(str(f) for f in folders)} (held out for validation: "
-             f"{', '.join(HELD_OUT)})."]
-    if SHARED_README.is_file():
-        text = SHARED_README.read_text(encoding="utf-8")
-        lines += ["", "lomiri-wallpapers-16.04 (Debian), from ../shared/datasets/README.md:",
-                  *[line for line in text.splitlines() if line.startswith("| ") and "---" not in line]]
-    used = {p.name for folder in folders for p in folder.glob("*.jpg")}
-    counts: dict[tuple[str, str], int] = {}
-    if MANIFEST.is_file():
-        for row in MANIFEST.read_text(encoding="utf-8").splitlines()[1:]:
-            name, source, licence, _ = row.split("\t")
-            if name in used:
-                package = ":".join(source.split(":")[:2])
-                counts[package, licence] = counts.get((package, licence), 0) + 1
-    if counts:
-        lines += ["", f"Fetched by scripts/fetch_photos.py (each file's source and sha256: {MANIFEST}):"]
-        lines += [f"- {n} from {package}: {licence}" for (package, licence), n in sorted(counts.items())]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -150,12 +150,12 @@ def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDeno
                             back_projection=0)
     outputs, seconds = run_method(crops, options, sr3, regression, sr3.card.scale)
     scale = sr3.card.scale
+    if anchors is None and any(caps):
+        raise ValueError("a texture cap needs the crops' anchors")
     scored = []
     for cap, bp in itertools.product(caps, bp_options):
-        if cap > 0.0 and anchors is None:
-            raise ValueError("a texture cap needs the crops' anchors")
         capped = outputs if cap == 0.0 else [cap_texture(o, a, cap)
-                                             for o, a in zip(outputs, anchors or [], strict=True)]
+                                             for o, a in zip(outputs, anchors or (), strict=True)]
         projected = [back_project(o, c.lr, scale, bp) for o, c in zip(capped, crops, strict=True)]
         scored.append(replace(cand, back_projection=bp, texture_cap=cap,
                               scores={**score(projected, crops, scale), "seconds_per_crop": seconds}))

@@ -42,7 +42,7 @@ def cap_texture(image: np.ndarray, anchor: np.ndarray, cap: float) -> np.ndarray
         raise ValueError(f"cap_texture needs two HWC images of one size, got {image.shape} and {anchor.shape}")
     added = image.astype(np.float64) - anchor
     energy_anchor = _local_energy(anchor)
-    energy_added = _local_energy(added + 0.5)  # fine_band ignores the offset; rgb_to_y needs [0, 1]-ish
+    energy_added = _local_energy(added)  # luma and the fine band are linear: the difference's own energy
     gain = np.minimum(1.0, cap * np.sqrt(energy_anchor / np.maximum(energy_added, _EPS)))
     return np.clip(anchor + gain[..., None] * added, 0.0, 1.0).astype(np.float32)
 
