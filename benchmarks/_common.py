@@ -31,7 +31,7 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 
 def _bundled_dir() -> Path:
     """The app's bundled models folder (``SR3_DESKTOP_BUNDLED_DIR`` points it elsewhere, e.g. at candidate models)."""
-    from sr3_desktop.core.model_files.registry import bundled_models_dir
+    from sr3_desktop.core.model_files.folders import bundled_models_dir
 
     return bundled_models_dir()
 

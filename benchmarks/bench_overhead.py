@@ -11,6 +11,9 @@ drift on a shared machine hits numerator and denominator alike.
 As a cross-check, steps x bare ``session.run`` on the recorded tile batches is timed too.
 Targets: CLI <= 1.10, GUI <= 1.15. The regression model is the one the app loads with the SR3 model
 (``_common.sr3_models``: the model it is conditioned on, or the one the preset starts from).
+Each run goes once first as a warm-up, printed and not counted: what a machine or a process pays once
+(the model's safety verdict, the speed calibration, Qt's start) is not overhead per image; the whole
+command's start-up, imports included, is ``bench_vs_realesrgan``'s command figure.
 Quick mode (``--quick`` / BENCH_QUICK=1): 32² -> 128², 64 px tiles, one round.
 """
 
@@ -192,6 +195,10 @@ def main() -> None:
             "command": lambda: cli_command(path, image, Path(tmp) / "out.png"),
             "gui": lambda: gui_worker(path, regression_path, lr),
         }
+        for name, run in runs.items():  # once-per-machine or once-per-process costs, shown, not counted
+            ratio, wall, inside = in_run_ratio(models, run)
+            print(f"  first   {name:8s}: wall {wall:6.2f} s, in session.run {inside:6.2f} s, ratio {ratio:.3f} "
+                  "(warm-up: the safety verdict, the speed calibration, Qt's start; not counted)", flush=True)
         for r in range(ROUNDS):
             for name, run in runs.items():
                 ratio, wall, inside = in_run_ratio(models, run)

@@ -24,7 +24,8 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio import SAVE_FORMATS, cleanup_stale_temp_files, output_format
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import DEVICES, OnnxDenoiser
-from sr3_desktop.core.model_files.registry import data_dir, import_model, scan_models, user_models_dir
+from sr3_desktop.core.model_files.folders import data_dir, user_models_dir
+from sr3_desktop.core.model_files.registry import import_model, scan_models
 from sr3_desktop.core.upscale import estimate, flow
 from sr3_desktop.core.upscale.output_size import SCALE_CHOICES, OutputSize
 from sr3_desktop.core.upscale.refine_types import METHODS, RefineOptions, RefineStep

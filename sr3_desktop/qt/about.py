@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt, qVersion
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QTextBrowser, QVBoxLayout, QWidget
 
 from sr3_desktop import __version__
-from sr3_desktop.core.model_files.registry import resources_dir
+from sr3_desktop.core.model_files.folders import resources_dir
 from sr3_desktop.qt import icons
 
 

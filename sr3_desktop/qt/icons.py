@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtGui import QAction, QIcon, QPalette
 from PySide6.QtWidgets import QAbstractButton, QApplication, QMenu
 
-from sr3_desktop.core.model_files.registry import resources_dir
+from sr3_desktop.core.model_files.folders import resources_dir
 
 # Names of Material Design Icons (mdi6) that the installed qtawesome ships.
 NAMES = {

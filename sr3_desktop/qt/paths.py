@@ -7,9 +7,10 @@ from pathlib import Path
 
 import platformdirs
 
+from sr3_desktop.core.model_files.folders import DATA_DIR_ENV
+
 APP_NAME = "sr3-desktop"
 ORGANISATION = "SR3 Desktop"
-DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
 
 
 def data_dir_override() -> Path | None:

@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from sr3_desktop import cli
+from sr3_desktop.core.model_files import folders
 from sr3_desktop.core.model_files import registry as models
 from sr3_desktop.core.model_files.card import read_card
 
-BUNDLED = Path(models.BUNDLED_DIR)
+BUNDLED = Path(folders.BUNDLED_DIR)
 
 
 @pytest.mark.parametrize(("file", "kind"), [("sr3-photo-4x.onnx", "sr3"), ("regression-photo-4x.onnx", "regression")])

@@ -16,7 +16,7 @@ import pytest
 
 from sr3_desktop.core import metrics
 from sr3_desktop.core.imageio.resample import downscale
-from sr3_desktop.core.model_files import registry as models
+from sr3_desktop.core.model_files import folders
 from sr3_desktop.core.model_files.denoiser import get_denoiser
 from sr3_desktop.core.upscale.pipeline import run
 from sr3_desktop.core.upscale.refine_types import RefineOptions
@@ -54,7 +54,7 @@ def _crop(name: str) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def outputs() -> Outputs:
     """{method: [(output, hr), ...]} for bicubic, regression and the default SR3 preset."""
-    bundled = models.BUNDLED_DIR  # the shipped files, whatever SR3_DESKTOP_BUNDLED_DIR says
+    bundled = folders.BUNDLED_DIR  # the shipped files, whatever SR3_DESKTOP_BUNDLED_DIR says
     sr3 = get_denoiser(bundled / "sr3-photo-4x.onnx", "cpu")
     regression = get_denoiser(bundled / "regression-photo-4x.onnx", "cpu")
     found: Outputs = {"bicubic": [], "regression": [], "sr3": []}

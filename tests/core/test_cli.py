@@ -17,6 +17,7 @@ from sample_inputs import write_sample_inputs
 import sr3_desktop.__main__ as entry
 from sr3_desktop import cli
 from sr3_desktop.core.imageio import atomic
+from sr3_desktop.core.model_files import folders
 from sr3_desktop.core.model_files import registry as models
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.upscale import flow
@@ -324,7 +325,7 @@ def test_a_model_file_is_probed_once_until_it_changes(env: Path, monkeypatch: py
 
 def test_models_in_the_model_folders_are_not_probed(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = counted_probe(monkeypatch)
-    folder = models.user_models_dir()
+    folder = folders.user_models_dir()
     folder.mkdir(parents=True)
     installed = save(local_sr3(name="installed-local"), folder / "installed-local.onnx")
     code, _, err = call("upscale", str(env / "in" / "a.png"), "-o", str(env / "i.png"), "--model", str(installed),

@@ -35,7 +35,7 @@ import io, json, os, sys
 from pathlib import Path
 
 from sr3_desktop import cli
-from sr3_desktop.core.model_files import registry as models
+from sr3_desktop.core.model_files import folders
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -59,7 +59,7 @@ class RssAtImage(io.TextIOBase):
 
 
 empty, at, argv = sys.argv[1], [int(n) for n in sys.argv[2].split(",")], sys.argv[3:]
-models.BUNDLED_DIR = Path(empty)  # only the model named on the command line
+folders.BUNDLED_DIR = Path(empty)  # only the model named on the command line
 out = RssAtImage(at)
 code = cli.main(argv, out, sys.stderr)
 print(json.dumps({"code": code, "written": out.count, "rss": out.rss}))

@@ -355,3 +355,30 @@ def test_a_normal_save_leaves_only_the_output(tmp_path: Path) -> None:
     for fmt in imageio.SAVE_FORMATS:
         save_image(tmp_path / f"out.{fmt}", noise())
     assert sorted(os.listdir(tmp_path)) == sorted(f"out.{fmt}" for fmt in imageio.SAVE_FORMATS)
+
+
+def zlib_levels(path: Path) -> set[int]:
+    """The FLEVEL field of each IDAT zlib stream's header (0: level 0-1, 1: 2-5, 2: 6, 3: 7-9)."""
+    data, pos, levels, first = path.read_bytes(), 8, set(), True
+    while pos < len(data):
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        if kind == b"IDAT" and first:  # a stream's header is in its first IDAT chunk
+            levels.add(data[pos + 9] >> 6)
+            first = False
+        pos += 12 + length
+    return levels
+
+
+def test_pngs_are_written_at_the_fast_zlib_level_in_memory_and_streamed(tmp_path: Path) -> None:
+    """Level 3 (FLEVEL 1) on the whole-image Pillow path and the band-by-band writer (an OutputCanvas on
+    disk); mutation caught: either path back at zlib's default 6 (FLEVEL 2)."""
+    from sr3_desktop.core.upscale.output_canvas import OutputCanvas
+
+    image = noise(64, 48)
+    whole = save_image(tmp_path / "whole.png", image)
+    canvas = OutputCanvas(image.shape, dtype=np.float32, on_disk=True)
+    canvas.write(0, image)
+    streamed = save_image(tmp_path / "streamed.png", canvas)
+    assert zlib_levels(whole) == {1} and zlib_levels(streamed) == {1}
+    for path in (whole, streamed):
+        assert np.array_equal(np.asarray(Image.open(path)), np.round(image * 255).astype(np.uint8))

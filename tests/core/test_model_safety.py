@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.model_files.card import read_card
-from sr3_desktop.core.model_files.registry import bundled_models_dir
+from sr3_desktop.core.model_files.folders import bundled_models_dir
 from sr3_desktop.core.model_files.safety import ALLOWED_OPERATORS, MAX_MODEL_BYTES, _all_graphs, check_onnx_file
 
 WEIGHT = np.arange(12, dtype=np.float32).reshape(3, 4)

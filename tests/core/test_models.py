@@ -10,13 +10,13 @@ from onnx_fixtures import local_sr3, make_card, oracle_sr3, regression, save
 
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.model_files.card import ModelCardError, embed_card
+from sr3_desktop.core.model_files.folders import user_models_dir
 from sr3_desktop.core.model_files.registry import (
     default_model,
     import_model,
     list_models,
     resolve_model,
     scan_models,
-    user_models_dir,
     validate_model,
 )
 

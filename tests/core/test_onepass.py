@@ -23,9 +23,10 @@ from sr3_desktop import cli
 from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.model_files.card import read_card
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, clear_cache
+from sr3_desktop.core.model_files.folders import user_models_dir
 from sr3_desktop.core.model_files.onepass_probe import probe_image
 from sr3_desktop.core.model_files.probe import probe_once
-from sr3_desktop.core.model_files.registry import import_model, list_models, user_models_dir
+from sr3_desktop.core.model_files.registry import import_model, list_models
 from sr3_desktop.core.upscale.onepass_runner import MARGIN_INPUT_PX
 from sr3_desktop.core.upscale.pipeline import run
 from sr3_desktop.core.upscale.refine_types import RefineOptions

@@ -37,6 +37,7 @@ from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.model_files import safety as model_safety
 from sr3_desktop.core.model_files.card import ModelCard, read_card
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.model_files.folders import bundled_models_dir, user_models_dir
 from sr3_desktop.core.model_files.probe import (
     FROZEN_PROBE_FLAG,
     TERMINATE_GRACE_S,
@@ -49,13 +50,7 @@ from sr3_desktop.core.model_files.probe import (
     probe_inputs,
     probe_once,
 )
-from sr3_desktop.core.model_files.registry import (
-    bundled_models_dir,
-    import_model,
-    resolve_model,
-    user_models_dir,
-    validate_model,
-)
+from sr3_desktop.core.model_files.registry import import_model, resolve_model, validate_model
 from sr3_desktop.core.model_files.safety import check_onnx_file
 
 REPO = Path(__file__).resolve().parents[2]

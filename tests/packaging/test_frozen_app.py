@@ -71,8 +71,8 @@ def test_frozen_window_opens_offscreen(frozen_app: Path, tmp_path: Path) -> None
 def test_frozen_app_runs_the_time_limited_model_test_in_a_child(frozen_app: Path) -> None:
     """models.validate_model starts `APP --sr3-model-probe FILE` when frozen: it must answer, not open a window."""
     from sr3_desktop.core.model_files.card import read_card
+    from sr3_desktop.core.model_files.folders import bundled_models_dir
     from sr3_desktop.core.model_files.probe import FROZEN_PROBE_FLAG
-    from sr3_desktop.core.model_files.registry import bundled_models_dir
 
     model = sorted(bundled_models_dir().glob("*.onnx"))[0]
     result = subprocess.run([str(frozen_app), FROZEN_PROBE_FLAG, str(model)], capture_output=True, text=True,

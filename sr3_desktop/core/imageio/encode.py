@@ -23,7 +23,7 @@ from PIL import Image
 from sr3_desktop.core.errors import ImageSaveError, SR3Error
 from sr3_desktop.core.imageio.arrays import to_uint8, to_uint16
 from sr3_desktop.core.imageio.atomic import atomic_file, describe_os_error
-from sr3_desktop.core.imageio.codecs import encode_png16, encode_tiff16, write_png, write_tiff
+from sr3_desktop.core.imageio.codecs import PNG_COMPRESS_LEVEL, encode_png16, encode_tiff16, write_png, write_tiff
 from sr3_desktop.core.imageio.decode import LoadedImage
 from sr3_desktop.core.imageio.formats import SAVE_FORMATS, output_format
 
@@ -197,6 +197,8 @@ def _pillow_options(layout: _Layout) -> dict[str, Any]:
         options.update(quality=JPEG_QUALITY, subsampling=0)
     elif layout.kind == "webp":
         options.update(quality=WEBP_QUALITY, method=4)
+    elif layout.kind == "png":
+        options["compress_level"] = PNG_COMPRESS_LEVEL
     elif layout.kind == "tiff" and layout.bits == 8:
         options.update(compression="tiff_adobe_deflate")
     return options

@@ -30,6 +30,7 @@ from sr3_desktop.core.literals import (
     SamplerName,
     Target,
 )
+from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
 
 CARD_METADATA_KEY = "sr3.model_card"
 SCHEMA_VERSION = 2
@@ -380,16 +381,14 @@ def card_from_metadata(metadata: dict[str, str], source: str = "this ONNX file")
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """Read the card of an .onnx file without loading external data or creating a session."""
-    import onnx  # local: keeps `import sr3_desktop.core` light
-
+    """Read the card of an .onnx file without loading external data, importing onnx or creating a session."""
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        metadata = read_metadata(path)
     except FileNotFoundError:
         raise ModelCardError(f"model file not found: {path}") from None
-    except Exception as err:  # onnx raises DecodeError and friends for garbage files
-        raise ModelCardError(f"{Path(path).name} is not a readable ONNX model ({type(err).__name__})") from None
-    return card_from_metadata({p.key: p.value for p in proto.metadata_props}, Path(path).name)
+    except (MetadataError, OSError) as err:
+        raise ModelCardError(f"{Path(path).name} is not a readable ONNX model ({err})") from None
+    return card_from_metadata(metadata, Path(path).name)
 
 
 def embed_card(model: Any, card: ModelCard) -> None:

@@ -18,48 +18,14 @@ from typing import Any
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, sha256_of, write_atomically
 from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCard, embed_card, read_card
+from sr3_desktop.core.model_files.folders import bundled_models_dir, data_dir, in_model_folders, user_models_dir
 from sr3_desktop.core.model_files.probe import probe
 from sr3_desktop.core.model_files.safety import check_onnx_file
 
-DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
-BUNDLED_DIR_ENV = "SR3_DESKTOP_BUNDLED_DIR"
-
-
-def resources_dir() -> Path:
-    """The bundled resources (models, icons, desktop file): one folder, ``resources/`` at the top of
-    the repository. A wheel and the PyInstaller app carry it as the package data folder
-    ``sr3_desktop/resources``; a source checkout and an editable install read the top-level one."""
-    package = Path(__file__).resolve().parents[2]
-    installed = package / "resources"
-    return installed if installed.is_dir() else package.parent / "resources"
-
-
-BUNDLED_DIR = resources_dir() / "models"
 PREFERRED_DEFAULTS = {"sr3": "sr3-photo-4x", "regression": "regression-photo-4x"}
 VALIDATED_FILE = "validated-models.json"
 """Model files outside the model folders that passed ``validate_model``, by path, size, mtime and sha256."""
 MAX_VALIDATED = 64
-
-
-def data_dir() -> Path:
-    """The app's data folder (SR3_DESKTOP_DATA_DIR, else the platform's user data folder)."""
-    override = os.environ.get(DATA_DIR_ENV, "").strip()
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("sr3-desktop", appauthor=False))
-
-
-def bundled_models_dir() -> Path:
-    """The shipped models (SR3_DESKTOP_BUNDLED_DIR overrides it, e.g. for packagers and tests)."""
-    override = os.environ.get(BUNDLED_DIR_ENV, "").strip()
-    return Path(override).expanduser() if override else BUNDLED_DIR
-
-
-def user_models_dir() -> Path:
-    """Where imported models are kept."""
-    return data_dir() / "models"
 
 
 @dataclass(frozen=True)
@@ -199,13 +165,6 @@ def has_card(path: str | os.PathLike[str]) -> bool:
     except Exception:  # not ONNX at all: read_card and the safety check say why
         return True
     return any(p.key == CARD_METADATA_KEY for p in proto.metadata_props)
-
-
-def in_model_folders(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is in the bundled or the imported-models folder (shipped, or validated at import)."""
-    resolved = Path(path).expanduser().resolve()
-    return any(resolved.is_relative_to(folder.expanduser().resolve()) for folder in (bundled_models_dir(),
-                                                                                    user_models_dir()))
 
 
 def validate_model(path: str | os.PathLike[str]) -> ModelCard:

@@ -7,19 +7,30 @@ of the exporter's U-Nets (``ALLOWED_OPERATORS``: no control flow, so no graph ca
 end), and must parse as ONNX. The file is parsed without touching external data. Signature
 checks against the model card happen later, in the denoiser; the time-limited test run of an
 imported or ``--model`` file is ``model_probe``'s.
+
+A single-file model in a model folder (bundled, or imported) that passed is remembered by its SHA-256
+and the rules it passed (``<data folder>/safe-models.json``), so the next start hashes it (tens of ms)
+instead of importing ``onnx`` and parsing it again (about a second, more than the bundled networks' own
+run). Files from anywhere else are checked in full every time, and leave nothing behind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from sr3_desktop.core.errors import ModelError
+from sr3_desktop.core.imageio.atomic import sha256_of, write_atomically
+from sr3_desktop.core.model_files.folders import data_dir, in_model_folders
+
+if TYPE_CHECKING:
+    import onnx
 
 MAX_MODEL_BYTES = 2 * 1024**3
 """2 GiB: the protobuf limit for a single-file model; larger files are refused unread."""
@@ -67,11 +78,65 @@ and string operators and everything else are refused: a U-Net never needs them, 
 enormous trip count would run forever."""
 
 
+CHECK_VERSION = 1
+"""Bump when a check changes, so that every remembered verdict is reached again."""
+
+
+SAFE_FILE = "safe-models.json"
+MAX_SAFE = 64
+"""Verdicts kept: the newest 64 files."""
+
+
+def _rules_digest() -> str:
+    """What a verdict depends on besides the bytes: the rules it was reached under."""
+    rules = json.dumps([CHECK_VERSION, sorted(ALLOWED_DOMAINS), sorted(OPERATOR_DOMAINS), sorted(ALLOWED_OPERATORS),
+                        MAX_MODEL_BYTES])
+    return hashlib.sha256(rules.encode()).hexdigest()
+
+
+def _known_safe() -> list[dict[str, object]]:
+    try:
+        data = json.loads((data_dir() / SAFE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+
+
+def _remember_safe(verdict: dict[str, object]) -> None:
+    kept = [entry for entry in _known_safe() if entry != verdict][-(MAX_SAFE - 1):]
+    try:
+        data_dir().mkdir(parents=True, exist_ok=True)
+        write_atomically(data_dir() / SAFE_FILE, json.dumps([*kept, verdict], indent=1).encode())
+    except OSError:
+        pass  # not remembered: the file is checked in full next time
+
+
 def check_onnx_file(path: str | os.PathLike[str]) -> None:
-    """Raise ``ModelError`` (with an actionable message) unless ``path`` is a safe ONNX model."""
+    """Raise ``ModelError`` (with an actionable message) unless ``path`` is a safe ONNX model.
+
+    A model-folder file whose exact bytes passed before under the same rules, with no external data,
+    passes at once."""
     model_path = Path(path)
     name = model_path.name or str(model_path)
     size = _checked_size(model_path, name)
+    if not in_model_folders(model_path):
+        _check_parsed(model_path, name, size)
+        return
+    try:
+        verdict: dict[str, object] = {"sha256": sha256_of(model_path), "size": size, "rules": _rules_digest()}
+    except OSError as exc:
+        raise ModelError(f"The model file {name} cannot be read: {exc.strerror or exc}.") from exc
+    if verdict in _known_safe():
+        return
+    if _check_parsed(model_path, name, size):
+        _remember_safe(verdict)
+
+
+def _check_parsed(model_path: Path, name: str, size: int) -> bool:
+    """The full check on the parsed file; returns whether its verdict may be remembered (no external data,
+    whose files can change without the model's bytes changing)."""
+    import onnx  # here, not at the top: about a second, which a remembered verdict never pays
+
     try:
         model = onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, UnicodeDecodeError, ...: all mean "not ONNX"
@@ -81,11 +146,12 @@ def check_onnx_file(path: str | os.PathLike[str]) -> None:
         raise ModelError(f"{name} is not a valid ONNX model: it has no graph (the file is truncated or damaged).")
     _check_domains(model, name)
     _check_operators(model, name)
-    _check_external_data(model, model_path, name)
+    external = _check_external_data(model, model_path, name)
     try:
         onnx.checker.check_model(str(model_path))  # by path, so external data resolves from its folder
     except Exception as exc:
         raise ModelError(f"{name} is not a valid ONNX model: {_brief(exc)}") from exc
+    return not external
 
 
 def _brief(exc: BaseException, limit: int = 200) -> str:
@@ -209,13 +275,19 @@ def _all_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
             yield from _attribute_tensors(node)
 
 
-def _check_external_data(model: onnx.ModelProto, model_path: Path, name: str) -> None:
+def _check_external_data(model: onnx.ModelProto, model_path: Path, name: str) -> bool:
+    """Check every external-data reference; returns whether there is any."""
+    import onnx
+
     folder = model_path.parent.resolve()
+    external = False
     for tensor in _all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        external = True
         entries = {entry.key: entry.value for entry in tensor.external_data}
         _check_location(entries.get("location", ""), folder, name, tensor.name, entries)
+    return external
 
 
 def _check_location(location: str, folder: Path, name: str, tensor: str, entries: dict[str, str]) -> None:

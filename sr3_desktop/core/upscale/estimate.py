@@ -31,7 +31,7 @@ from sr3_desktop.core.diffusion.sampler import Sampler
 from sr3_desktop.core.imageio import write_atomically
 from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import CPU_BUDGET_PIXELS, OnnxDenoiser, default_threads
-from sr3_desktop.core.model_files.registry import data_dir
+from sr3_desktop.core.model_files.folders import data_dir
 from sr3_desktop.core.upscale.model_space import max_auto_tile, plan_grid
 from sr3_desktop.core.upscale.refine_types import RefineOptions
 from sr3_desktop.core.upscale.sr3_chain import resolve_levels

@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 
 from sr3_desktop.core.imageio import to_uint16
-from sr3_desktop.core.model_files.registry import data_dir
+from sr3_desktop.core.model_files.folders import data_dir
 
 IN_MEMORY_PIXELS = 2048 * 2048
 """Outputs up to 4.2 MP are float32 arrays in memory; larger ones go to a scratch file."""

@@ -1,0 +1,50 @@
+"""The app's folders: the bundled models, the data folder (imported models, remembered verdicts and
+speeds, scratch space, logs) and whether a file lies in a model folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
+BUNDLED_DIR_ENV = "SR3_DESKTOP_BUNDLED_DIR"
+
+
+def resources_dir() -> Path:
+    """The bundled resources (models, icons, desktop file): one folder, ``resources/`` at the top of
+    the repository. A wheel and the PyInstaller app carry it as the package data folder
+    ``sr3_desktop/resources``; a source checkout and an editable install read the top-level one."""
+    package = Path(__file__).resolve().parents[2]
+    installed = package / "resources"
+    return installed if installed.is_dir() else package.parent / "resources"
+
+
+BUNDLED_DIR = resources_dir() / "models"
+
+
+def data_dir() -> Path:
+    """The app's data folder (SR3_DESKTOP_DATA_DIR, else the platform's user data folder)."""
+    override = os.environ.get(DATA_DIR_ENV, "").strip()
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sr3-desktop", appauthor=False))
+
+
+def bundled_models_dir() -> Path:
+    """The shipped models (SR3_DESKTOP_BUNDLED_DIR overrides it, e.g. for packagers and tests)."""
+    override = os.environ.get(BUNDLED_DIR_ENV, "").strip()
+    return Path(override).expanduser() if override else BUNDLED_DIR
+
+
+def user_models_dir() -> Path:
+    """Where imported models are kept."""
+    return data_dir() / "models"
+
+
+def in_model_folders(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is in the bundled or the imported-models folder (shipped, or validated at import)."""
+    resolved = Path(path).expanduser().resolve()
+    return any(resolved.is_relative_to(folder.expanduser().resolve()) for folder in (bundled_models_dir(),
+                                                                                    user_models_dir()))
