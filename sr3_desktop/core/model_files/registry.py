@@ -19,6 +19,7 @@ from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, sha256_of, write_atomically
 from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCard, embed_card, read_card
 from sr3_desktop.core.model_files.folders import bundled_models_dir, data_dir, in_model_folders, user_models_dir
+from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
 from sr3_desktop.core.model_files.probe import probe
 from sr3_desktop.core.model_files.safety import check_onnx_file
 
@@ -157,14 +158,11 @@ def _of_kind(entry: ModelEntry, kind: str | None) -> ModelEntry:
 
 
 def has_card(path: str | os.PathLike[str]) -> bool:
-    """Whether the .onnx file carries a model card (read without external data or a session)."""
-    import onnx
-
+    """Whether the .onnx file carries a model card (its metadata read off the wire format: no onnx import)."""
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # not ONNX at all: read_card and the safety check say why
+        return CARD_METADATA_KEY in read_metadata(path)
+    except (MetadataError, OSError):  # not ONNX at all: read_card and the safety check say why
         return True
-    return any(p.key == CARD_METADATA_KEY for p in proto.metadata_props)
 
 
 def validate_model(path: str | os.PathLike[str]) -> ModelCard:
