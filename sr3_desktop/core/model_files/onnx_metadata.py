@@ -9,6 +9,7 @@ file's full check is ``safety.check_onnx_file``'s, before any session is made.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _text(buf: mmap.mmap | bytes, start: int, end: int) -> str:
         raise MetadataError("a metadata string is not UTF-8") from exc
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The metadata map of the .onnx file at ``path`` (the last value of a repeated key wins, as in onnx).
 
     Raises FileNotFoundError / OSError, or MetadataError for bytes that are not an ONNX model."""
