@@ -103,13 +103,18 @@ def checkpoint_card(ckpt: dict[str, Any], config: TrainConfig, model: UNet, name
         condition=config.condition if sr3 else "bicubic",
         condition_model=str(ckpt.get("condition_model_name", "")) if sr3 else "",
         train_schedule=schedule,
-        description=(
-            f"{'SR3 denoiser' if sr3 else 'Regression U-Net'} for {config.scale}x, trained "
-            f"{ckpt['step']} steps on {training['train_images']} photos ({config.crop} px crops)."
-        ),
+        description=_description(sr3, config.scale, training, config.crop),
         training=training,
         architecture=architecture,
     )
+
+
+def _description(sr3: bool, scale: int, training: dict[str, Any], crop: int) -> str:
+    """One line for the details pane: the steps of the whole lineage, and of the last run when it continued one."""
+    total, last = int(training["total_steps"]), int(training["steps"])
+    steps = f"{total:,} steps" + (f" in all ({last:,} in its last run)" if total != last else "")
+    return (f"{'SR3 denoiser' if sr3 else 'Regression U-Net'} for {scale}x, trained {steps} on "
+            f"{training['train_images']} photos ({crop} px crops).")
 
 
 # --- graph -----------------------------------------------------------------------------------------

@@ -125,6 +125,9 @@ def test_lineage_accumulates_over_rounds(work: Path, tmp_path: Path) -> None:
     assert [e["model"] for e in training["lineage"]] == ["Source regression", "Round 1"]
     assert [e["steps"] for e in training["lineage"]] == [2, 2]
     assert training["total_steps"] == 6
+    # the details pane names the whole lineage's steps (mutation: the last run's steps alone, "trained 2 steps")
+    assert "trained 6 steps in all (2 in its last run)" in read_card(second).description
+    assert "trained 2 steps on" in read_card(work / "source-regression.onnx").description  # a fresh run
     ckpt = load_checkpoint(tmp_path / "r2")
     assert [e["model"] for e in ckpt["lineage"]] == ["Source regression", "Round 1"]
 
