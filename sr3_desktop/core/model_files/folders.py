@@ -1,10 +1,15 @@
 """The app's folders: the bundled models, the data folder (imported models, remembered verdicts and
-speeds, scratch space, logs) and whether a file lies in a model folder."""
+speeds, scratch space, logs), the lists of records kept there, and whether a file lies in a model folder."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from sr3_desktop.core.imageio.atomic import write_atomically
 
 DATA_DIR_ENV = "SR3_DESKTOP_DATA_DIR"
 BUNDLED_DIR_ENV = "SR3_DESKTOP_BUNDLED_DIR"
@@ -48,3 +53,23 @@ def in_model_folders(path: str | os.PathLike[str]) -> bool:
     resolved = Path(path).expanduser().resolve()
     return any(resolved.is_relative_to(folder.expanduser().resolve()) for folder in (bundled_models_dir(),
                                                                                     user_models_dir()))
+
+
+def read_records(name: str) -> list[dict[str, Any]]:
+    """The JSON list of records in ``<data folder>/name``; empty when it is missing or unreadable."""
+    try:
+        data = json.loads((data_dir() / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+
+
+def remember_record(name: str, record: dict[str, Any], keep: int, replaces: Callable[[dict[str, Any]], bool]) -> None:
+    """Add ``record`` to ``<data folder>/name`` atomically, dropping the records it ``replaces`` and all but the
+    newest ``keep``. A folder that cannot be written leaves it unremembered: a record only saves work."""
+    kept = [entry for entry in read_records(name) if not replaces(entry)][-(keep - 1):]
+    try:
+        data_dir().mkdir(parents=True, exist_ok=True)
+        write_atomically(data_dir() / name, json.dumps([*kept, record], indent=1).encode())
+    except OSError:
+        pass

@@ -78,7 +78,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     Raises FileNotFoundError / OSError, or MetadataError for bytes that are not an ONNX model."""
     with Path(path).open("rb") as handle:
-        if Path(path).stat().st_size == 0:
+        if os.fstat(handle.fileno()).st_size == 0:  # mmap refuses an empty file
             raise MetadataError("the file is empty")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             metadata: dict[str, str] = {}

@@ -9,7 +9,6 @@ copy with that card; ``--model PATH`` on the card-less file runs the test again 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,13 @@ from typing import Any
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.imageio.atomic import TEMP_PREFIX, copy_atomically, sha256_of, write_atomically
 from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCard, embed_card, read_card
-from sr3_desktop.core.model_files.folders import bundled_models_dir, data_dir, in_model_folders, user_models_dir
+from sr3_desktop.core.model_files.folders import (
+    bundled_models_dir,
+    in_model_folders,
+    read_records,
+    remember_record,
+    user_models_dir,
+)
 from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
 from sr3_desktop.core.model_files.probe import probe
 from sr3_desktop.core.model_files.safety import check_onnx_file
@@ -178,9 +183,9 @@ def validate_model(path: str | os.PathLike[str]) -> ModelCard:
         return probe(source)
     card = read_card(source)
     identity = _identity(source)
-    if identity not in _validated():  # the test run passed for exactly these bytes before: not again
+    if identity not in read_records(VALIDATED_FILE):  # the test run passed for exactly these bytes before: not again
         probe(source)
-        _remember_validated(identity)
+        remember_record(VALIDATED_FILE, identity, MAX_VALIDATED, lambda entry: entry.get("path") == identity["path"])
     return card
 
 
@@ -188,23 +193,6 @@ def _identity(path: Path) -> dict[str, Any]:
     resolved = path.resolve()
     stat = resolved.stat()
     return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_of(resolved)}
-
-
-def _validated() -> list[dict[str, Any]]:
-    try:
-        data = json.loads((data_dir() / VALIDATED_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
-
-
-def _remember_validated(identity: dict[str, Any]) -> None:
-    kept = [entry for entry in _validated() if entry.get("path") != identity["path"]][-(MAX_VALIDATED - 1):]
-    try:
-        data_dir().mkdir(parents=True, exist_ok=True)
-        write_atomically(data_dir() / VALIDATED_FILE, json.dumps([*kept, identity], indent=1).encode())
-    except OSError:
-        pass  # not remembered: the file is probed again next time
 
 
 def _uses_external_data(path: Path) -> bool:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.imageio.atomic import sha256_of, write_atomically
-from sr3_desktop.core.model_files.folders import data_dir, in_model_folders
+from sr3_desktop.core.imageio.atomic import sha256_of
+from sr3_desktop.core.model_files.folders import in_model_folders, read_records, remember_record
 
 if TYPE_CHECKING:
     import onnx
@@ -94,23 +94,6 @@ def _rules_digest() -> str:
     return hashlib.sha256(rules.encode()).hexdigest()
 
 
-def _known_safe() -> list[dict[str, object]]:
-    try:
-        data = json.loads((data_dir() / SAFE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
-
-
-def _remember_safe(verdict: dict[str, object]) -> None:
-    kept = [entry for entry in _known_safe() if entry != verdict][-(MAX_SAFE - 1):]
-    try:
-        data_dir().mkdir(parents=True, exist_ok=True)
-        write_atomically(data_dir() / SAFE_FILE, json.dumps([*kept, verdict], indent=1).encode())
-    except OSError:
-        pass  # not remembered: the file is checked in full next time
-
-
 def check_onnx_file(path: str | os.PathLike[str]) -> None:
     """Raise ``ModelError`` (with an actionable message) unless ``path`` is a safe ONNX model.
 
@@ -126,10 +109,10 @@ def check_onnx_file(path: str | os.PathLike[str]) -> None:
         verdict: dict[str, object] = {"sha256": sha256_of(model_path), "size": size, "rules": _rules_digest()}
     except OSError as exc:
         raise ModelError(f"The model file {name} cannot be read: {exc.strerror or exc}.") from exc
-    if verdict in _known_safe():
+    if verdict in read_records(SAFE_FILE):
         return
     if _check_parsed(model_path, name, size):
-        _remember_safe(verdict)
+        remember_record(SAFE_FILE, verdict, MAX_SAFE, verdict.__eq__)  # not remembered: checked in full next time
 
 
 def _check_parsed(model_path: Path, name: str, size: int) -> bool:
