@@ -1,6 +1,7 @@
 """OnnxDenoiser: the session's real inputs and outputs against the card, providers, caching."""
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from sr3_desktop.core.model_files.denoiser import (
     default_threads,
     fallback_note_for,
     get_denoiser,
+    get_denoisers,
     plan_providers,
 )
 
@@ -181,6 +183,48 @@ def test_sessions_are_cached_per_path_mtime_and_device(oracle_path: Path) -> Non
     clear_cache()
     with pytest.raises(ModelError):
         get_denoiser(oracle_path.with_name("missing.onnx"))
+
+
+def test_two_sessions_are_built_side_by_side_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """get_denoisers builds the missing sessions in threads at once, returns them in the paths' order and
+    caches them as get_denoiser does (mutations: a lock held while building, or building one after the
+    other, leave the barrier unmet; a swapped order gives the regression model first)."""
+    clear_cache()
+    sr3_path, regression_path = save(oracle_sr3(), tmp_path / "a.onnx"), save(regression(), tmp_path / "b.onnx")
+    both_building = threading.Barrier(2, timeout=20)
+    real_create = denoiser_module.create_session
+
+    def create_when_both_build(path: Path, providers: list[str]) -> object:
+        both_building.wait()  # raises BrokenBarrierError unless the two builds overlap
+        return real_create(path, providers)
+
+    monkeypatch.setattr(denoiser_module, "create_session", create_when_both_build)
+    sr3, reg = get_denoisers([sr3_path, regression_path], "cpu")
+    assert (sr3.kind, reg.kind) == ("sr3", "regression")
+    monkeypatch.setattr(denoiser_module, "create_session", real_create)
+    assert get_denoiser(sr3_path, "cpu") is sr3 and get_denoisers([regression_path, sr3_path], "cpu") == [reg, sr3]
+
+
+def test_one_session_per_model_when_threads_build_it_at_once(oracle_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Four threads that all build one model's session at once all get the build that reached the cache first
+    (mutation: storing each thread's own build hands out four different sessions)."""
+    clear_cache()
+    all_building = threading.Barrier(4, timeout=20)
+    real_create = denoiser_module.create_session
+
+    def create_when_all_build(path: Path, providers: list[str]) -> object:
+        all_building.wait()
+        return real_create(path, providers)
+
+    monkeypatch.setattr(denoiser_module, "create_session", create_when_all_build)
+    got: list[OnnxDenoiser] = []
+    threads = [threading.Thread(target=lambda: got.append(get_denoiser(oracle_path, "cpu"))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 4 and all(d is got[0] for d in got) and get_denoiser(oracle_path, "cpu") is got[0]
 
 
 def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,9 @@ remembered for the exact bytes of a model-folder file (so a start costs a hash, 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from pathlib import Path
 
 import onnx
@@ -11,7 +13,7 @@ import pytest
 from test_model_safety import tiny_model, with_external_weight, write
 
 from sr3_desktop.core.errors import ModelError
-from sr3_desktop.core.model_files import safety
+from sr3_desktop.core.model_files import folders, safety
 from sr3_desktop.core.model_files.card import ModelCardError, read_card
 from sr3_desktop.core.model_files.folders import bundled_models_dir
 from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
@@ -91,3 +93,26 @@ def test_files_elsewhere_or_with_external_data_are_never_remembered(
     (bundled / "weights" / "w.bin").write_bytes(bytes(48))
     check_onnx_file(write(bundled / "ext.onnx", with_external_weight(tiny_model(), "weights/w.bin")))
     assert remembered(data) == []
+
+
+def test_records_remembered_by_threads_at_once_are_all_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight threads remember a record each at the same moment (two sessions built side by side both
+    remember their file's verdict): all eight are kept (mutation: the read-modify-write without its lock
+    loses the records that another thread's write replaced)."""
+    start = threading.Barrier(8, timeout=20)
+    real_read = folders.read_records
+
+    def read_when_all_remember(name: str) -> list[dict[str, object]]:
+        found = real_read(name)
+        with contextlib.suppress(threading.BrokenBarrierError):  # with the lock, one thread reads at a time
+            start.wait(timeout=0.5)
+        return found
+
+    monkeypatch.setattr(folders, "read_records", read_when_all_remember)
+    threads = [threading.Thread(target=folders.remember_record, args=("records.json", {"n": n}, 64, lambda e: False))
+               for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(entry["n"] for entry in real_read("records.json")) == list(range(8))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,10 @@ def in_model_folders(path: str | os.PathLike[str]) -> bool:
                                                                                     user_models_dir()))
 
 
+_RECORDS_LOCK = threading.Lock()
+"""Serialises the read-modify-write of ``remember_record`` within the process."""
+
+
 def read_records(name: str) -> list[dict[str, Any]]:
     """The JSON list of records in ``<data folder>/name``; empty when it is missing or unreadable."""
     try:
@@ -66,10 +71,12 @@ def read_records(name: str) -> list[dict[str, Any]]:
 
 def remember_record(name: str, record: dict[str, Any], keep: int, replaces: Callable[[dict[str, Any]], bool]) -> None:
     """Add ``record`` to ``<data folder>/name`` atomically, dropping the records it ``replaces`` and all but the
-    newest ``keep``. A folder that cannot be written leaves it unremembered: a record only saves work."""
-    kept = [entry for entry in read_records(name) if not replaces(entry)][-(keep - 1):]
-    try:
-        data_dir().mkdir(parents=True, exist_ok=True)
-        write_atomically(data_dir() / name, json.dumps([*kept, record], indent=1).encode())
-    except OSError:
-        pass
+    newest ``keep``. A folder that cannot be written leaves it unremembered: a record only saves work.
+    Threads of one process take turns (two sessions built at once both remember their file's verdict)."""
+    with _RECORDS_LOCK:
+        kept = [entry for entry in read_records(name) if not replaces(entry)][-(keep - 1):]
+        try:
+            data_dir().mkdir(parents=True, exist_ok=True)
+            write_atomically(data_dir() / name, json.dumps([*kept, record], indent=1).encode())
+        except OSError:
+            pass

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.model_files.card import InferencePreset, ModelCard
-from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser
+from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser, get_denoisers
 from sr3_desktop.core.model_files.onepass_probe import describe_found
 from sr3_desktop.core.model_files.registry import ModelEntry, default_model, list_models, resolve_model
 from sr3_desktop.core.upscale.refine_types import Method, RefineOptions
@@ -119,9 +119,11 @@ def load_models(method: str, model: str | None, options: RefineOptions, device: 
             notes = (*notes, f"{entry.name} is a one-pass upscaler: running it as one (the LR image in, "
                      f"{entry.card.scale}x out), not as a regression model")
         return Models(onepass=session, notes=notes)
-    sr3 = get_denoiser(_entry(model, "sr3").path, device)
-    choice = regression_for(sr3.card, options)
-    regression = get_denoiser(choice.entry.path, device) if choice.entry is not None else None
+    entry = _entry(model, "sr3")
+    choice = regression_for(entry.card, options)  # the card as the registry read it: the same metadata
+    if choice.entry is None:
+        return Models(sr3=get_denoiser(entry.path, device), notes=choice.notes)
+    sr3, regression = get_denoisers([entry.path, choice.entry.path], device)
     return Models(sr3=sr3, regression=regression, notes=choice.notes)
 
 
