@@ -9,7 +9,8 @@ evaluation), the regression model alone, and ``quality`` (the paper's chain from
 Targets (issue 19): the default preset / RRDBNet <= 0.5, regression <= 0.2, quality <= 5, the other
 short presets <= 3. The same three are then timed as the whole command a user runs
 (``python -m sr3_desktop upscale IN.png -o OUT.png``, a child process, PNG in and out) net of the
-interpreter's own start-up (``python -c pass``), against the same in-process RRDBNet pass. The
+interpreter's own start-up (``python -c pass``), against the same in-process RRDBNet pass; the child
+caches its bytecode as an installed app does, and its first run is not counted. The
 regression model is the one the app loads with the SR3 model for that preset
 (``_common.sr3_models``). Quick mode (``--quick`` / BENCH_QUICK=1): 32² -> 128², and RRDBNet cut to 2
 of its 23 blocks (its export alone takes half a minute here).
@@ -18,6 +19,7 @@ of its 23 blocks (its export alone takes half a minute here).
 from __future__ import annotations
 
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -135,14 +137,20 @@ def sr3_preset(lr: np.ndarray, preset: str | None, method: str = "sr3") -> tuple
 
 
 def command_seconds(args: list[str], rounds: int) -> float:
-    """Median wall seconds of a child ``python`` with ``args``."""
+    """Median wall seconds of a child ``python`` with ``args``, after one untimed run.
+
+    The child may cache its bytecode, as an installed app does (pip compiles what it installs, and an
+    editable install writes its ``__pycache__`` on the first run): a machine that sets
+    PYTHONDONTWRITEBYTECODE would otherwise compile the app's modules on every run (about 45 ms here)."""
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     times = []
-    for _ in range(rounds):
+    for attempt in range(rounds + 1):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, *args], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=environment)
         if done.returncode:
             raise SystemExit(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-        times.append(time.perf_counter() - start)
+        if attempt:
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
