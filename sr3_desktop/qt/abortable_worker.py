@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal
 
-from sr3_desktop.core.model_files.denoiser import get_denoiser
+from sr3_desktop.core.model_files.denoiser import get_denoisers
 from sr3_desktop.core.upscale.run_models import Models
 
 
@@ -54,11 +54,14 @@ class AbortableWorker(QObject):
         return self._abort.is_set()
 
     def open_models(self, sessions: RunSessions, notes: tuple[str, ...] = ()) -> Models:
-        """The sessions of a run (cached by the core); ``engine_ready`` tells of the SR3 one first."""
-        sr3 = get_denoiser(sessions.sr3_model, sessions.device)
+        """The sessions of a run (cached by the core, the missing ones built side by side); ``engine_ready``
+        tells of the SR3 one."""
+        extra = [p for p in (sessions.regression_model, sessions.onepass_model) if p]
+        sr3, *others = get_denoisers([sessions.sr3_model, *extra], sessions.device)
         self.engine_ready.emit(self.generation, list(sr3.providers), sr3.fallback_note)
-        regression = get_denoiser(sessions.regression_model, sessions.device) if sessions.regression_model else None
-        onepass = get_denoiser(sessions.onepass_model, sessions.device) if sessions.onepass_model else None
+        opened = dict(zip(extra, others, strict=True))
+        regression = opened[sessions.regression_model] if sessions.regression_model else None
+        onepass = opened[sessions.onepass_model] if sessions.onepass_model else None
         return Models(sr3=sr3, regression=regression, notes=notes, onepass=onepass)
 
     def run(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sr3_desktop.core.errors import SR3Error
-from sr3_desktop.core.model_files.denoiser import DEVICE_LABELS, get_denoiser
+from sr3_desktop.core.model_files.denoiser import DEVICE_LABELS, get_denoisers
 from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.core.upscale import estimate
 from sr3_desktop.qt.controllers.context import AppContext
@@ -101,7 +101,7 @@ class LongRunPrompt:
             self.ctx.view.show_status("Measuring this computer's speed (a second or two, once)…")
 
         def measure() -> bool:
-            estimate.ensure_speeds([get_denoiser(path, device) for path in paths])
+            estimate.ensure_speeds(get_denoisers(paths, device))
             return run_after
 
         self.ctx.tasks.submit("calibrate", self.ctx.model.generation, measure)
