@@ -36,12 +36,12 @@ and 1.71. Over the 20 held-out report crops and 2 seeds the mean is 0.75 (docs/m
 smoothness (0.40-0.45 here): an SR3 model that adds nothing fails; far above is noise."""
 FAITHFUL_DB = 1.0
 """Default SR3 PSNR-Y >= regression's - 1.0 dB on each crop (the product's target: -0.7 over 20+ crops).
-Measured: -0.77 and -0.19 dB (the pair before: -0.75 and -0.19; before it: -0.63 and -0.23; the full-resolution pair: -0.30 and -0.52;
-before the regression anchor: -1.60 and -1.91)."""
+Measured: -0.77 and -0.19 dB (the pair before: -0.75 and -0.19; before it: -0.63 and -0.23; the
+full-resolution pair: -0.30 and -0.52; before the regression anchor: -1.60 and -1.91)."""
 FAITHFUL_GMSD = 1.15
 """Default SR3 GMSD <= 1.15 x regression's on each crop (target 1.05 x over 20+ crops). Measured: 1.12 and
-1.02 x (the pair before: 1.12 and 1.01 x; before it: 1.08 and 1.01 x; the full-resolution pair: 1.01 and 1.00 x; the earlier models:
-1.27 and 1.48 x)."""
+1.02 x (the pair before: 1.12 and 1.01 x; before it: 1.08 and 1.01 x; the full-resolution pair: 1.01 and
+1.00 x; the earlier models: 1.27 and 1.48 x)."""
 Outputs = dict[str, list[tuple[np.ndarray, np.ndarray]]]
 """{method: [(output, hr), ...]}"""
 
