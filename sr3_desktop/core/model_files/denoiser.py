@@ -300,12 +300,23 @@ def get_denoiser(path: str | Path, device: str = "auto", card: ModelCard | None 
 
 
 def get_denoisers(paths: Sequence[str | Path], device: str = "auto") -> list[OnnxDenoiser]:
-    """``get_denoiser`` of each path, in order, the sessions built side by side: onnxruntime optimises a
-    graph mostly outside the GIL, so an SR3 run's two sessions take 0.18-0.22 s instead of 0.21-0.32 s."""
-    if len(paths) < 2:
+    """``get_denoiser`` of each path, in order, the sessions not yet cached built side by side: onnxruntime
+    optimises a graph mostly outside the GIL, so an SR3 run's two sessions take 0.18-0.22 s instead of
+    0.21-0.32 s. Threads start only when two or more are missing (a run's cached sessions start none)."""
+    if sum(not _is_cached(p, device) for p in paths) < 2:
         return [get_denoiser(p, device) for p in paths]
     with ThreadPoolExecutor(len(paths), thread_name_prefix="sr3-session") as pool:
         return list(pool.map(lambda p: get_denoiser(p, device), paths))
+
+
+def _is_cached(path: str | Path, device: str) -> bool:
+    resolved = Path(path).expanduser().resolve()
+    try:
+        key = (str(resolved), resolved.stat().st_mtime_ns, device, "")
+    except OSError:
+        return False
+    with _CACHE_LOCK:
+        return key in _CACHE
 
 
 def clear_cache() -> None:
