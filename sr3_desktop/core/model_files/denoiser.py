@@ -280,12 +280,8 @@ _CACHE_SIZE = 4
 def get_denoiser(path: str | Path, device: str = "auto", card: ModelCard | None = None) -> OnnxDenoiser:
     """A cached OnnxDenoiser per (resolved path, modification time, device); ``card``: see OnnxDenoiser.
     A session is built outside the cache's lock, so that two can be built at once (``get_denoisers``)."""
-    resolved = Path(path).expanduser().resolve()
-    try:
-        mtime = resolved.stat().st_mtime_ns
-    except OSError:
-        raise ModelError(f"model file not found: {path}") from None
-    key = (str(resolved), mtime, device, card.to_json() if card is not None else "")
+    key = _cache_key(path, device, card)
+    resolved = Path(key[0])
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
@@ -309,12 +305,21 @@ def get_denoisers(paths: Sequence[str | Path], device: str = "auto") -> list[Onn
         return list(pool.map(lambda p: get_denoiser(p, device), paths))
 
 
-def _is_cached(path: str | Path, device: str) -> bool:
+def _cache_key(path: str | Path, device: str, card: ModelCard | None = None) -> tuple[str, int, str, str]:
+    """(resolved path, modification time, device, card): ``ModelError`` if the file is missing."""
     resolved = Path(path).expanduser().resolve()
     try:
-        key = (str(resolved), resolved.stat().st_mtime_ns, device, "")
+        mtime = resolved.stat().st_mtime_ns
     except OSError:
-        return False
+        raise ModelError(f"model file not found: {path}") from None
+    return str(resolved), mtime, device, card.to_json() if card is not None else ""
+
+
+def _is_cached(path: str | Path, device: str) -> bool:
+    try:
+        key = _cache_key(path, device)
+    except ModelError:
+        return False  # get_denoiser reports it
     with _CACHE_LOCK:
         return key in _CACHE
 
