@@ -70,6 +70,12 @@ class TrainConfig:
     """Weight of an L1 loss on the local energy of the predicted HR's finest band against the HR's, in 8 px
     cells (exporter/diffusion.py texture_l1): rewards texture where the photo has it, penalises grain on flat
     areas. On the focused samples, as gradient_loss."""
+    adversarial_loss: float = 0.0
+    """Weight of a conditional patch critic's non-saturating loss on the predicted HR (exporter/training/
+    adversarial.py): texture that looks like the photo's, not only as much of it. On the focused samples,
+    ramped in over the first warmup_steps of the critic's training."""
+    critic_lr: float = 1e-4
+    """Adam learning rate of that critic (betas 0.5, 0.999)."""
     focus_fraction: float = 0.0
     """Fraction of SR3 samples whose noise level is drawn log-uniformly in sigma = sqrt((1 - g) / g) over
     [focus_sigma_min, focus_sigma_max] (where the short default chain runs) instead of from p(gamma)."""
@@ -184,8 +190,14 @@ class TrainConfig:
             raise ConfigError("need 0 < focus_sigma_min < focus_sigma_max")
         if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model):
             raise ConfigError("condition = regression is for SR3 models and needs condition_model (a regression .onnx)")
-        if min(self.gradient_loss, self.spectrum_loss, self.texture_loss, self.max_minutes) < 0:
-            raise ConfigError("gradient_loss, spectrum_loss, texture_loss and max_minutes must be >= 0")
+        weights = (self.gradient_loss, self.spectrum_loss, self.texture_loss, self.adversarial_loss)
+        if min(*weights, self.max_minutes) < 0:
+            raise ConfigError("gradient_loss, spectrum_loss, texture_loss, adversarial_loss and max_minutes "
+                              "must be >= 0")
+        if self.adversarial_loss > 0 and self.kind != "sr3":
+            raise ConfigError("adversarial_loss is for SR3 models (it judges the denoiser's predicted HR)")
+        if self.critic_lr <= 0:
+            raise ConfigError(f"critic_lr must be > 0, got {self.critic_lr}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.unet.base_channels % 2:

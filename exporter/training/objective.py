@@ -7,6 +7,8 @@ The network is fed noise_level = sqrt(gamma), as in the paper and WaveGrad.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -156,10 +158,27 @@ def texture_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss + (fine_band_energy(half_p, 4) - fine_band_energy(half_t, 4)).abs().mean(dim=(1, 2, 3))
 
 
+class Sr3Terms(NamedTuple):
+    """One SR3 training step's loss, and the HR predicted from the output with the focused-sample mask
+    (what the adversarial term of ``exporter/training/adversarial.py`` judges)."""
+
+    loss: torch.Tensor
+    hr_prediction: torch.Tensor
+    focus: torch.Tensor
+
+
 def sr3_loss(
     model: nn.Module, config: TrainConfig, sampler: GammaSampler, lr_up: torch.Tensor, hr: torch.Tensor,
     generator: torch.Generator | None = None, noise_generator: torch.Generator | None = None,
 ) -> torch.Tensor:
+    """The loss of ``sr3_terms``."""
+    return sr3_terms(model, config, sampler, lr_up, hr, generator, noise_generator).loss
+
+
+def sr3_terms(
+    model: nn.Module, config: TrainConfig, sampler: GammaSampler, lr_up: torch.Tensor, hr: torch.Tensor,
+    generator: torch.Generator | None = None, noise_generator: torch.Generator | None = None,
+) -> Sr3Terms:
     """Paper Algorithm 1, one step: E || f(x, y_t, sqrt(gamma)) - target ||_p (plus the options above).
 
     ``lr_up`` is the condition: the bicubic upsample, or a regression output (``condition = "regression"``).
@@ -186,18 +205,17 @@ def sr3_loss(
     target = prediction_target(config.prediction, y0, eps, gamma)
     weights = loss_weight(config, gamma).float()
     loss = (weights * per_sample_loss(config.loss, output, target)).mean()
-    if config.gradient_loss > 0.0 or config.spectrum_loss > 0.0 or config.texture_loss > 0.0:
-        x0, _ = to_x0_eps(config.prediction, output.float(), y_t.float(), gamma)
-        hr_pred = x0 + lr_up.float() if config.target == "residual" else x0
-        mask = focus_mask(config, gamma)
-        share = mask.sum().clamp_min(1.0)
-        if config.gradient_loss > 0.0:
-            loss = loss + config.gradient_loss * (mask * gradient_l1(hr_pred, hr)).sum() / share
-        if config.spectrum_loss > 0.0:
-            loss = loss + config.spectrum_loss * (mask * spectrum_l1(hr_pred, hr)).sum() / share
-        if config.texture_loss > 0.0:
-            loss = loss + config.texture_loss * (mask * texture_l1(hr_pred, hr)).sum() / share
-    return loss
+    x0, _ = to_x0_eps(config.prediction, output.float(), y_t.float(), gamma)
+    hr_pred = x0 + lr_up.float() if config.target == "residual" else x0
+    mask = focus_mask(config, gamma)
+    share = mask.sum().clamp_min(1.0)
+    if config.gradient_loss > 0.0:
+        loss = loss + config.gradient_loss * (mask * gradient_l1(hr_pred, hr)).sum() / share
+    if config.spectrum_loss > 0.0:
+        loss = loss + config.spectrum_loss * (mask * spectrum_l1(hr_pred, hr)).sum() / share
+    if config.texture_loss > 0.0:
+        loss = loss + config.texture_loss * (mask * texture_l1(hr_pred, hr)).sum() / share
+    return Sr3Terms(loss, hr_pred, mask)
 
 
 class RegressionCondition(nn.Module):

@@ -20,9 +20,10 @@ from exporter.config import (
     TrainConfig,
 )
 from exporter.training import data as data_mod
+from exporter.training.adversarial import Adversary
 from exporter.training.checkpoint import BEST_NAME, CHECKPOINT_NAME, save_checkpoint
 from exporter.training.devices import autocast_dtype, init_distributed, pick_device
-from exporter.training.objective import GammaSampler, RegressionCondition, regression_loss, sr3_loss
+from exporter.training.objective import GammaSampler, RegressionCondition, regression_loss, sr3_terms
 from exporter.training.onnx_weights import load_unet
 from exporter.training.progress_log import JsonlLog, ProgressBar
 from exporter.training.tensorboard_events import TensorBoardWriter
@@ -70,6 +71,10 @@ class Trainer:
         """The best ``keep_best`` validation value so far (kept across --resume)."""
         self.tensorboard_dir: Path | None = None
         """--tensorboard: where the TensorBoard event file goes (None: none)."""
+        self.adversary = Adversary(config.critic_lr, self.device, config.seed) if config.adversarial_loss > 0 \
+            else None
+        self.critic_loss = float("nan")
+        """The critic's last loss (log 4 = 1.386 when it cannot tell the photo from the prediction)."""
         if checkpoint:
             self._restore(checkpoint)
         self.train_model: nn.Module = self.model
@@ -106,6 +111,8 @@ class Trainer:
         self.lineage = [dict(entry) for entry in ckpt.get("lineage", [])]
         best = ckpt.get("best_value")
         self.best_value = None if best is None else float(best)
+        if self.adversary is not None and "adversary" in ckpt:
+            self.adversary.load_state_dict(ckpt["adversary"])
 
     def start_from(self, model: nn.Module, card: ModelCard, path: Path) -> None:
         """--init-from: copy an exported model's weights into the model and its EMA, and record the lineage."""
@@ -146,10 +153,17 @@ class Trainer:
     ) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
+        terms = None
         with self.autocast():
             if self.config.kind == "sr3":
-                loss = sr3_loss(self.train_model, self.config, self.sampler, self.condition(lr_up), hr, generator,
-                                noise_generator)
+                condition = self.condition(lr_up)
+                terms = sr3_terms(self.train_model, self.config, self.sampler, condition, hr, generator,
+                                  noise_generator)
+                loss = terms.loss
+                if self.adversary is not None:
+                    ramp = min(1.0, (self.adversary.steps + 1) / max(self.config.warmup_steps, 1))
+                    loss = loss + ramp * self.config.adversarial_loss * self.adversary.generator_loss(
+                        terms.hr_prediction, condition, terms.focus)
             else:
                 loss = regression_loss(self.train_model, self.config, lr_up, hr)
         self.optimizer.zero_grad(set_to_none=True)
@@ -165,6 +179,8 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.adversary is not None and terms is not None:
+            self.critic_loss = self.adversary.update(hr, terms.hr_prediction, condition, terms.focus)
         self.update_ema(self.ema_decay_at(self.step))
         self.step += 1
         return float(loss.detach())
@@ -191,6 +207,7 @@ class Trainer:
             "command": self.command or self.previous_command,
             "lineage": self.lineage,
             "best_value": self.best_value,
+            **({"adversary": self.adversary.state_dict()} if self.adversary is not None else {}),
             "condition_model_name": self.condition_name,
             "device": str(self.device.type),
             "code_version": sr3_desktop.__version__,
@@ -325,6 +342,8 @@ class _Session:
             trainer.loss_log.append([float(step), mean_loss])
             row = {"loss": mean_loss, "lr": trainer.lr_at(step - 1),
                    "it_s": self.window_n / self.step_time if self.step_time else 0.0, "data_share": share}
+            if trainer.adversary is not None:
+                row["critic_loss"] = trainer.critic_loss
             self.log.write({"step": step, **row, "time": time.time()})
             if self.writer is not None:
                 self.writer.scalars(step, {f"train/{k}": v for k, v in row.items()})

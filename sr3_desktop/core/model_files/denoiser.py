@@ -22,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from sr3_desktop.core.errors import ModelError, SR3Error
+from sr3_desktop.core.model_files import session_cache
 from sr3_desktop.core.model_files.card import ModelCard, card_from_metadata
 from sr3_desktop.core.model_files.safety import check_onnx_file
 
@@ -110,12 +111,37 @@ def _session_options(providers: list[str]) -> ort.SessionOptions:
 
 
 def create_session(path: Path, providers: list[str]) -> ort.InferenceSession:
-    """An onnxruntime session with the app's options (threads, no spinning); ``ModelError`` if it fails."""
+    """An onnxruntime session with the app's options (threads, no spinning); ``ModelError`` if it fails.
+
+    A CPU session loads the graph that onnxruntime optimised for an earlier session of the same file,
+    when the cache holds it (``session_cache``), and otherwise saves it there for the next one."""
     # A provider whose libraries are missing logs a long error; we report our own note instead.
     quiet = not os.environ.get("SR3_ORT_VERBOSE")
     ort.set_default_logger_severity(4 if quiet else 2)
     try:
-        return ort.InferenceSession(str(path), sess_options=_session_options(providers), providers=providers)
+        options = _session_options(providers)
+        if not session_cache.enabled(path, providers):
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        target = session_cache.cache_path(path, str(options.graph_optimization_level))
+        if target.is_file():
+            try:
+                optimised = _session_options(providers)
+                optimised.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                return ort.InferenceSession(str(target), sess_options=optimised, providers=providers)
+            except Exception:  # a damaged or foreign cache file: rebuild it from the model
+                target.unlink(missing_ok=True)
+        scratch = session_cache.prepare(target)
+        if scratch is None:
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        saving = _session_options(providers)
+        saving.optimized_model_filepath = str(scratch)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=saving, providers=providers)
+            session_cache.store(scratch, target)
+            return session
+        except Exception:  # a full or read-only cache folder must cost only the saving; a bad graph
+            scratch.unlink(missing_ok=True)  # fails again below, with its own message
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for bad graphs
         raise ModelError(f"{path.name} could not be loaded by onnxruntime: {_short(err)}") from None
     finally:

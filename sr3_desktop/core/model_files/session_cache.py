@@ -1,0 +1,96 @@
+"""A per-user cache of onnxruntime's optimised graphs: a model's later sessions skip the graph optimiser.
+
+Building a session runs onnxruntime's graph optimisations (fusions, the CPU's blocked layouts) every
+time: about a third of a CPU session's start. The first session of a model saves the optimised graph
+(``SessionOptions.optimized_model_filepath``); later ones load it with the optimiser off. onnxruntime
+warns that such a graph may hold this CPU's own kernels, so the key holds everything it depends on:
+the model file (path, size, modification and change times, inode), the onnxruntime version and the CPU (its architecture
+and, on Linux, its feature flags). Only CPU sessions of the model folders' files are cached: an
+accelerator's graph may hold nodes of its provider, and a file elsewhere (a candidate on its test run)
+leaves nothing behind. A cache file that fails to load is removed and rebuilt; ``SR3_ORT_CACHE=0`` turns the
+cache off. It lives in the platform's user cache folder (under ``SR3_DESKTOP_DATA_DIR`` when set).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import threading
+from functools import cache
+from pathlib import Path
+
+import onnxruntime as ort
+
+from sr3_desktop.core.model_files.folders import DATA_DIR_ENV, in_model_folders
+
+CACHE_ENV = "SR3_ORT_CACHE"
+CPU_ONLY = ["CPUExecutionProvider"]
+
+
+def cache_dir() -> Path:
+    """Where the optimised graphs are kept."""
+    override = os.environ.get(DATA_DIR_ENV, "").strip()
+    if override:
+        return Path(override).expanduser() / "cache" / "onnxruntime"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sr3-desktop", appauthor=False)) / "onnxruntime"
+
+
+def enabled(path: Path, providers: list[str]) -> bool:
+    """Whether a session of ``path`` on ``providers`` uses the cache: CPU only, a file of the model folders
+    (bundled or imported: the models started again and again; never a candidate on its test run), and
+    not turned off by SR3_ORT_CACHE=0."""
+    if providers != CPU_ONLY or os.environ.get(CACHE_ENV, "1").strip() in ("0", "off", "no", "false"):
+        return False
+    return in_model_folders(path)
+
+
+@cache
+def _machine() -> str:
+    """The CPU the optimised kernels were chosen for: architecture, and on Linux the feature flags."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine()}|{platform.processor()}|{flags.strip()}"
+
+
+def cache_path(model: Path, level: str) -> Path:
+    """The cache file of ``model`` optimised at ``level``: named by the model's stem, a hash of its path
+    and a key of what the optimised graph depends on, so a changed model, onnxruntime or CPU never reads
+    a stale one."""
+    resolved = model.resolve()
+    stat = resolved.stat()
+    key = "|".join(map(str, (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, ort.__version__, level,
+                            _machine())))
+    place = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    return cache_dir() / f"{resolved.stem}-{place}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+
+
+def scratch_path(target: Path) -> Path:
+    """Where onnxruntime writes a new optimised graph before it is moved into place (one per thread)."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+
+
+def store(scratch: Path, target: Path) -> None:
+    """Move a written graph into place atomically, and drop the older graphs of the same model file."""
+    if not scratch.is_file():
+        return
+    os.replace(scratch, target)
+    same_file = target.name.rsplit("-", 1)[0]
+    for old in target.parent.glob("*.onnx"):
+        if old != target and old.name.rsplit("-", 1)[0] == same_file:
+            old.unlink(missing_ok=True)
+
+
+def prepare(target: Path) -> Path | None:
+    """The scratch path to have onnxruntime write to, or None when the cache folder cannot be made."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return scratch_path(target)
