@@ -2,7 +2,8 @@
 
 Panels, each against the training step: the training loss (its log.jsonl windows and a running mean),
 then every validation metric the run logged (PSNR of the model and of its condition, val loss, grain,
-spectral gap, GMSD, the training objective on the validation outputs). A texture collapse or a loss
+spectral gap, GMSD, the training objective on the validation outputs), and the critic's loss of a run
+with the adversarial term. A texture collapse or a loss
 step shows at a glance, and best.pt's step is marked.
 """
 
@@ -25,6 +26,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("grain (1 = the photo's)", ("grain",)),
     ("spectral gap", ("spectral_gap",)),
     ("GMSD", ("gmsd",)),
+    ("critic loss (1.386: cannot tell)", ("critic_loss",)),
 )
 
 
@@ -42,6 +44,8 @@ def read_log(run_dir: Path) -> tuple[list[tuple[int, float]], dict[str, list[tup
             continue  # a line cut by a crash
         if "loss" in row:
             losses.append((int(row["step"]), float(row["loss"])))
+        if "critic_loss" in row:  # a run with the adversarial term: its critic's training windows
+            series.setdefault("critic_loss", []).append((int(row["step"]), float(row["critic_loss"])))
         for name, value in (row.get("validation") or {}).items():
             series.setdefault(name, []).append((int(row["step"]), float(value)))
     return losses, series

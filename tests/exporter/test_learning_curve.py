@@ -130,6 +130,11 @@ def test_plot_draws_the_loss_and_every_logged_metric(tiny_run: Path, tmp_path: P
         assert image.size[1] >= 3 * 260
     assert main(["plot", str(tiny_run), "-o", str(tmp_path / "cli.png")]) == 0
     assert (tmp_path / "cli.png").is_file()
+    assert "critic loss (1.386: cannot tell)" not in titles  # a run without a critic has no such panel
+    (tmp_path / "critic").mkdir()
+    rows = [{"step": s, "loss": 0.2, "critic_loss": 1.3 - 0.01 * s} for s in (50, 100, 150)]
+    (tmp_path / "critic" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert plot(tmp_path / "critic", tmp_path / "critic.png") == ["training loss", "critic loss (1.386: cannot tell)"]
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "log.jsonl").write_text(json.dumps({"step": 1, "time": 0}) + "\n")
     with pytest.raises(SystemExit, match="no training or validation rows"):
