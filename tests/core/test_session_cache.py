@@ -22,6 +22,7 @@ def bundled(empty_model_folders: tuple[Path, Path]) -> Path:
     """A fresh bundled-models folder, and a fresh data folder (so a fresh cache), per test."""
     return empty_model_folders[0]
 
+
 LR_UP = np.random.default_rng(0).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
 
 

@@ -119,29 +119,9 @@ def create_session(path: Path, providers: list[str]) -> ort.InferenceSession:
     quiet = not os.environ.get("SR3_ORT_VERBOSE")
     ort.set_default_logger_severity(4 if quiet else 2)
     try:
-        options = _session_options(providers)
-        if not session_cache.enabled(path, providers):
-            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        target = session_cache.cache_path(path, str(options.graph_optimization_level))
-        if target.is_file():
-            try:
-                optimised = _session_options(providers)
-                optimised.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-                return ort.InferenceSession(str(target), sess_options=optimised, providers=providers)
-            except Exception:  # a damaged or foreign cache file: rebuild it from the model
-                target.unlink(missing_ok=True)
-        scratch = session_cache.prepare(target)
-        if scratch is None:
-            return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        saving = _session_options(providers)
-        saving.optimized_model_filepath = str(scratch)
-        try:
-            session = ort.InferenceSession(str(path), sess_options=saving, providers=providers)
-            session_cache.store(scratch, target)
-            return session
-        except Exception:  # a full or read-only cache folder must cost only the saving; a bad graph
-            scratch.unlink(missing_ok=True)  # fails again below, with its own message
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        if session_cache.enabled(path, providers):
+            return session_cache.cached_session(path, lambda: _session_options(providers))
+        return ort.InferenceSession(str(path), sess_options=_session_options(providers), providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for bad graphs
         raise ModelError(f"{path.name} could not be loaded by onnxruntime: {_short(err)}") from None
     finally:

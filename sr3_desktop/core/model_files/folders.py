@@ -38,6 +38,16 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir("sr3-desktop", appauthor=False))
 
 
+def cache_dir() -> Path:
+    """The app's cache folder (SR3_DESKTOP_DATA_DIR/cache, else the platform's user cache folder): files
+    that are rebuilt when missing, such as onnxruntime's optimised graphs."""
+    if os.environ.get(DATA_DIR_ENV, "").strip():
+        return data_dir() / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sr3-desktop", appauthor=False))
+
+
 def bundled_models_dir() -> Path:
     """The shipped models (SR3_DESKTOP_BUNDLED_DIR overrides it, e.g. for packagers and tests)."""
     override = os.environ.get(BUNDLED_DIR_ENV, "").strip()

@@ -4,11 +4,12 @@ Building a session runs onnxruntime's graph optimisations (fusions, the CPU's bl
 time: about a third of a CPU session's start. The first session of a model saves the optimised graph
 (``SessionOptions.optimized_model_filepath``); later ones load it with the optimiser off. onnxruntime
 warns that such a graph may hold this CPU's own kernels, so the key holds everything it depends on:
-the model file (path, size, modification and change times, inode), the onnxruntime version and the CPU (its architecture
-and, on Linux, its feature flags). Only CPU sessions of the model folders' files are cached: an
-accelerator's graph may hold nodes of its provider, and a file elsewhere (a candidate on its test run)
-leaves nothing behind. A cache file that fails to load is removed and rebuilt; ``SR3_ORT_CACHE=0`` turns the
-cache off. It lives in the platform's user cache folder (under ``SR3_DESKTOP_DATA_DIR`` when set).
+the model file (path, size, modification and change times, inode), the onnxruntime version and the CPU
+(its architecture and, on Linux, its feature flags). Only CPU sessions of the model folders' files are
+cached: an accelerator's graph may hold nodes of its provider, and a file elsewhere (a candidate on its
+test run) leaves nothing behind. A cache file that fails to load is removed and rebuilt;
+``SR3_ORT_CACHE=0`` turns the cache off. It lives in ``folders.cache_dir()``: the platform's user cache
+folder, or ``SR3_DESKTOP_DATA_DIR/cache`` when that is set.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import hashlib
 import os
 import platform
 import threading
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import onnxruntime as ort
 
-from sr3_desktop.core.model_files.folders import DATA_DIR_ENV, in_model_folders
+from sr3_desktop.core.model_files import folders
 
 CACHE_ENV = "SR3_ORT_CACHE"
 CPU_ONLY = ["CPUExecutionProvider"]
@@ -30,12 +32,7 @@ CPU_ONLY = ["CPUExecutionProvider"]
 
 def cache_dir() -> Path:
     """Where the optimised graphs are kept."""
-    override = os.environ.get(DATA_DIR_ENV, "").strip()
-    if override:
-        return Path(override).expanduser() / "cache" / "onnxruntime"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("sr3-desktop", appauthor=False)) / "onnxruntime"
+    return folders.cache_dir() / "onnxruntime"
 
 
 def enabled(path: Path, providers: list[str]) -> bool:
@@ -44,7 +41,36 @@ def enabled(path: Path, providers: list[str]) -> bool:
     not turned off by SR3_ORT_CACHE=0."""
     if providers != CPU_ONLY or os.environ.get(CACHE_ENV, "1").strip() in ("0", "off", "no", "false"):
         return False
-    return in_model_folders(path)
+    return folders.in_model_folders(path)
+
+
+def cached_session(path: Path, options: Callable[[], ort.SessionOptions]) -> ort.InferenceSession:
+    """A CPU session of ``path`` from its cached optimised graph, or built from the model with the graph
+    saved for the next one. ``options`` makes the app's session options (a fresh object per session)."""
+    providers = CPU_ONLY
+    plain = options()
+    target = cache_path(path, str(plain.graph_optimization_level))
+    if target.is_file():
+        optimised = options()
+        optimised.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        try:
+            return ort.InferenceSession(str(target), sess_options=optimised, providers=providers)
+        except Exception:  # a damaged or foreign cache file: rebuild it from the model
+            target.unlink(missing_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no cache folder: an ordinary session
+        return ort.InferenceSession(str(path), sess_options=plain, providers=providers)
+    scratch = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # one per thread
+    saving = options()
+    saving.optimized_model_filepath = str(scratch)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=saving, providers=providers)
+        _store(scratch, target)
+        return session
+    except Exception:  # a full or read-only cache folder must cost only the saving; a bad graph
+        scratch.unlink(missing_ok=True)  # fails again below, with its own message
+    return ort.InferenceSession(str(path), sess_options=plain, providers=providers)
 
 
 @cache
@@ -71,12 +97,7 @@ def cache_path(model: Path, level: str) -> Path:
     return cache_dir() / f"{resolved.stem}-{place}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
 
 
-def scratch_path(target: Path) -> Path:
-    """Where onnxruntime writes a new optimised graph before it is moved into place (one per thread)."""
-    return target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-
-
-def store(scratch: Path, target: Path) -> None:
+def _store(scratch: Path, target: Path) -> None:
     """Move a written graph into place atomically, and drop the older graphs of the same model file."""
     if not scratch.is_file():
         return
@@ -85,12 +106,3 @@ def store(scratch: Path, target: Path) -> None:
     for old in target.parent.glob("*.onnx"):
         if old != target and old.name.rsplit("-", 1)[0] == same_file:
             old.unlink(missing_ok=True)
-
-
-def prepare(target: Path) -> Path | None:
-    """The scratch path to have onnxruntime write to, or None when the cache folder cannot be made."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return scratch_path(target)
