@@ -14,6 +14,7 @@ COLUMNS = (("psnr_y", "PSNR-Y (dB)", "{:.2f}"), ("psnr_y_gain_over_bicubic", "vs
            ("gmsd", "GMSD ↓", "{:.4f}"), ("grain", "grain (1 = photo)", "{:.2f}"),
            ("spectral_gap", "spectral gap ↓", "{:.3f}"), ("detail_fidelity", "detail fidelity", "{:.3f}"),
            ("consistency", "consistency ×1e-5", "{:.2f}"), ("colour_shift", "colour shift", "{:.2f}"),
+           ("grid", "4 px grid ↓", "{:.2f}"),
            ("seconds_per_crop", "s / crop", "{:.2f}"))
 
 

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("--steps", type=int, metavar="N", help="number of refinement steps (overrides the preset)")
     up.add_argument("--strength", type=float, metavar="S", help="start strength in (0, 1]; < 1 refines a noised "
                     "bicubic or regression estimate")
+    up.add_argument("--detail", type=float, metavar="G", help="SR3's added detail amplified up to G times where the "
+                    "preset's texture cap leaves room (< 1 damps it; default: the preset's)")
     up.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     up.add_argument("--samples", type=int, default=1, metavar="K", help="average K seeds and also write "
                     "<stem>_uncertainty.png (per-pixel std)")
@@ -167,7 +169,8 @@ def output_size(args: argparse.Namespace) -> OutputSize:
 
 def refine_options(args: argparse.Namespace) -> RefineOptions:
     return RefineOptions(method=args.method, preset=args.preset, steps=args.steps, strength=args.strength,
-                         seed=args.seed, samples=args.samples, tile=args.tile, preview_every=1)
+                         texture_gain=args.detail, seed=args.seed, samples=args.samples, tile=args.tile,
+                         preview_every=1)
 
 
 def _note(err: TextIO, args: argparse.Namespace, text: str) -> None:
@@ -304,7 +307,9 @@ def describe_card(card: ModelCard) -> list[str]:
             marker = " (default)" if name == card.default_preset else ""
             lines.append(f"  preset {name}{marker}: {p.steps} steps, {sampler}, from {start}, "
                          f"back-projection {p.back_projection}"
-                         + (f", texture cap {p.texture_cap:g}" if p.texture_cap else ""))
+                         + (f", texture cap {p.texture_cap:g}" if p.texture_cap else "")
+                         + (f", texture gain {p.texture_gain:g}" if p.texture_gain != 1.0 else "")
+                         + (", deblocked" if p.deblock else ""))
     if card.description:
         lines.append(f"  {card.description}")
     if card.training:

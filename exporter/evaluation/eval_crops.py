@@ -27,7 +27,8 @@ from sr3_desktop.core.upscale.pipeline import run as run_pipeline
 from sr3_desktop.core.upscale.refine_types import RefineOptions
 
 Role = Literal["report", "search", "all"]
-PEOPLE_METRICS = ("psnr_y", "gmsd", "grain", "spectral_gap", "detail_fidelity", "consistency", "colour_shift")
+PEOPLE_METRICS = ("psnr_y", "gmsd", "grain", "spectral_gap", "detail_fidelity", "consistency", "colour_shift",
+                  "grid")
 """The numbers a preset is judged by (see core/metrics.py); sharpness is reported, never used to choose."""
 
 

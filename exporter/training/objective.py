@@ -158,6 +158,18 @@ def texture_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss + (fine_band_energy(half_p, 4) - fine_band_energy(half_t, 4)).abs().mean(dim=(1, 2, 3))
 
 
+def block_l1(prediction: torch.Tensor, target: torch.Tensor, cell: int) -> torch.Tensor:
+    """Per-sample L1 of the steps across the borders of ``cell`` px cells (between pixels cell*k - 1 and
+    cell*k, both axes) against the target's: the grid a depth-to-space output can leave."""
+    def steps(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.float()
+        across_x = x[..., :, cell::cell] - x[..., :, cell - 1 : -1 : cell]
+        return across_x, x[..., cell::cell, :] - x[..., cell - 1 : -1 : cell, :]
+
+    (px, py), (tx, ty) = steps(prediction), steps(target)
+    return (px - tx).abs().mean(dim=(1, 2, 3)) + (py - ty).abs().mean(dim=(1, 2, 3))
+
+
 class Sr3Terms(NamedTuple):
     """One SR3 training step's loss, and the HR predicted from the output with the focused-sample mask
     (what the adversarial term of ``exporter/training/adversarial.py`` judges)."""
@@ -215,6 +227,8 @@ def sr3_terms(
         loss = loss + config.spectrum_loss * (mask * spectrum_l1(hr_pred, hr)).sum() / share
     if config.texture_loss > 0.0:
         loss = loss + config.texture_loss * (mask * texture_l1(hr_pred, hr)).sum() / share
+    if config.block_loss > 0.0 and config.unet.unshuffle > 1:
+        loss = loss + config.block_loss * (mask * block_l1(hr_pred, hr, config.unet.unshuffle)).sum() / share
     return Sr3Terms(loss, hr_pred, mask)
 
 

@@ -10,7 +10,15 @@ from PIL import Image
 from torch import nn
 
 from exporter.config import TrainConfig
-from exporter.training.objective import GammaSampler, ddim_sample, gradient_l1, sr3_loss, texture_l1, to_x0_eps
+from exporter.training.objective import (
+    GammaSampler,
+    block_l1,
+    ddim_sample,
+    gradient_l1,
+    sr3_loss,
+    texture_l1,
+    to_x0_eps,
+)
 from sr3_desktop.core.diffusion.schedule import inference_levels
 from sr3_desktop.core.metrics import gmsd, grain, spectral_gap
 
@@ -56,6 +64,8 @@ def image_metrics(output: torch.Tensor, hr: torch.Tensor, config: TrainConfig) -
         objective = objective + config.gradient_loss * gradient_l1(output, hr)
     if config.texture_loss > 0.0:
         objective = objective + config.texture_loss * texture_l1(output, hr)
+    if config.block_loss > 0.0 and config.unet.unshuffle > 1:
+        objective = objective + config.block_loss * block_l1(output, hr, config.unet.unshuffle)
     return {
         "grain": float(np.mean([grain(o, h) for o, h in pairs])),
         "spectral_gap": float(np.mean([spectral_gap(o, h) for o, h in pairs])),

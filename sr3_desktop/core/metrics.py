@@ -238,6 +238,26 @@ def gmsd(output: np.ndarray, hr: np.ndarray) -> float:
     return float(np.std(gms))
 
 
+def _cell_phase_spread(plane: np.ndarray, cell: int) -> float:
+    """Spread (std over mean) of the fine band's energy over the cell x cell pixel phases: 0 when every phase
+    of the LR pixels' cells carries as much detail as any other."""
+    band = fine_band(plane) ** 2
+    height, width = (band.shape[0] // cell) * cell, (band.shape[1] // cell) * cell
+    phases = band[:height, :width].reshape(height // cell, cell, width // cell, cell).mean(axis=(0, 2))
+    mean = float(phases.mean())
+    return float(phases.std()) / mean if mean > 0.0 else 0.0
+
+
+def cell_grid(output: np.ndarray, hr: np.ndarray, cell: int) -> float:
+    """How unevenly the output's fine band falls over the phases of the LR pixels' ``cell`` px cells, relative
+    to the photo: 1 = as the photo. A U-Net whose output is depth-to-space'd can write its detail in a pattern
+    that repeats every cell (steps at the borders, or a texture laid out the same way inside every cell): a
+    grid at 100 %, which grain and the spectral gap would count as texture."""
+    y_out, y_ref = _check_pair(output, hr, 2 * cell + 1)
+    ref = _cell_phase_spread(y_ref, cell)
+    return _cell_phase_spread(y_out, cell) / ref if ref > 0.0 else 1.0
+
+
 def detail_fidelity(output: np.ndarray, hr: np.ndarray) -> float:
     """Pearson correlation of the output's fine band with the HR's: 1 = the photo's own detail.
 
@@ -255,7 +275,8 @@ def evaluate_pair(output: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
     """All metrics for one output; PSNR and SSIM shave ``scale`` border pixels.
 
     Keys: psnr_y, ssim_y, gmsd, grain, spectral_gap, detail_fidelity, consistency, sharpness,
-    colour_shift. Presets are chosen by the first six, never by sharpness (noise raises it too).
+    colour_shift, grid (``cell_grid`` over ``scale`` px cells). Presets are chosen by the first six and
+    grid, never by sharpness (noise raises it too).
     """
     return {
         "psnr_y": psnr_y(output, hr, shave=scale),
@@ -267,4 +288,5 @@ def evaluate_pair(output: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
         "consistency": consistency(output, lr, scale),
         "sharpness": sharpness(output, hr),
         "colour_shift": colour_shift(output, hr),
+        "grid": cell_grid(output, hr, scale),
     }

@@ -30,6 +30,8 @@ class AppSettings:
     custom_steps: int = 25
     strength: float = 0.0
     """Where the chain starts, as a fraction of the training chain; 0 = the preset's own strength."""
+    detail: float = 0.0
+    """SR3's added detail amplified up to this factor where the texture cap leaves room; 0 = the preset's."""
     seed: int = 0
     seed_locked: bool = False
     """Unlocked: every run draws a new seed (shown, so it can be locked to reproduce a result)."""

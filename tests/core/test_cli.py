@@ -134,6 +134,30 @@ def test_default_models_and_the_models_command(env: Path) -> None:
     assert code == 1 and "available sr3 models: fixture-oracle" in err
 
 
+def test_detail_amplifies_the_sr3_texture_and_refuses_nonsense(env: Path) -> None:
+    """--detail G reaches the chain (a bicubic-anchored model without a cap: G x the detail it adds over
+    bicubic, and the same image for G = 1); 0 is refused before any work. Mutations caught: the
+    flag not passed into RefineOptions, or the chain ignoring the override."""
+    a, model = str(env / "in" / "a.png"), str(env / "models" / "local.onnx")
+    runs = {}
+    for name, extra in {"plain": [], "one": ["--detail", "1"], "more": ["--detail", "2"]}.items():
+        code, _, err = call("upscale", a, "-o", str(env / f"{name}.png"), "--model", model, "--preset", "quality",
+                            *extra)  # (quality: no back-projection, which would take the gain's low band back out)
+        assert code == 0, err
+        runs[name] = np.asarray(Image.open(env / f"{name}.png"), dtype=np.float64)
+    np.testing.assert_array_equal(runs["plain"], runs["one"])
+    bicubic = call("upscale", a, "-o", str(env / "bic.png"), "--method", "bicubic")
+    assert bicubic[0] == 0
+    base = np.asarray(Image.open(env / "bic.png"), dtype=np.float64)
+    added, more = runs["plain"] - base, runs["more"] - base
+    unclipped = (np.abs(added) > 8) & (runs["plain"] > 0) & (runs["plain"] < 255) & (runs["more"] > 0) & (
+        runs["more"] < 255)
+    assert unclipped.sum() > 100
+    assert 1.8 < float(np.median(more[unclipped] / added[unclipped])) < 2.2  # twice the added detail
+    code, _, err = call("upscale", a, "-o", str(env / "zero.png"), "--model", model, "--detail", "0")
+    assert code == 1 and "--detail must be a number > 0" in err and not (env / "zero.png").exists()
+
+
 def test_usage_mistakes(env: Path) -> None:
     a, b = str(env / "in" / "a.png"), str(env / "in" / "sub" / "b.png")
     code, _, err = call("upscale", a, b, "-o", str(env / "x.png"), "--method", "bicubic")

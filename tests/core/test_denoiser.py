@@ -12,7 +12,7 @@ from onnx_fixtures import custom_graph, local_sr3, make_card, oracle_sr3, regres
 
 from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.model_files import denoiser as denoiser_module
-from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, ModelCardError
+from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, SCHEMA_VERSION, ModelCardError
 from sr3_desktop.core.model_files.denoiser import (
     OnnxDenoiser,
     clear_cache,
@@ -88,7 +88,7 @@ def test_missing_or_bad_cards(tmp_path: Path) -> None:
     model = oracle_sr3()
     for prop in model.metadata_props:
         if prop.key == CARD_METADATA_KEY:
-            prop.value = prop.value.replace('"schema_version": 2', '"schema_version": 99')
+            prop.value = prop.value.replace(f'"schema_version": {SCHEMA_VERSION}', '"schema_version": 99')
     with pytest.raises(ModelCardError, match="schema_version 99"):
         OnnxDenoiser(save(model, tmp_path / "future.onnx"))
 

@@ -102,13 +102,31 @@ def test_colour_shift_on_the_0_255_scale() -> None:
     assert metrics.colour_shift(swapped, hr) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_the_grid_metric_sees_4px_cell_patterns_and_not_texture() -> None:
+    """A photo-like texture with a grid of 4 px cells added (each cell at its own level, as a depth-to-space
+    output can leave), or with the same small pattern inside every cell, scores far above 1; the texture
+    itself scores 1, and cells of 3 px far less than the 4 px grid. Mutations caught: the phases taken over
+    another cell size (the 4 px grid scores near 1), or the spread not relative to the photo's."""
+    hr = np.clip(0.5 + 0.15 * metrics.gaussian_blur(RNG.standard_normal((96, 96)), 1.2), 0, 1)  # 4 px cells: 24
+    hr = np.repeat(hr[..., None], 3, axis=2)
+    cells = np.kron(RNG.normal(0, 0.02, (24, 24)), np.ones((4, 4)))[..., None]
+    assert metrics.cell_grid(np.clip(hr + cells, 0, 1), hr, 4) > 2.0
+    dots = np.tile(np.array([[0, 0, 0, 0], [0, 0.03, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]), (24, 24))[..., None]
+    assert metrics.cell_grid(np.clip(hr + dots, 0, 1), hr, 4) > 2.0
+    assert metrics.cell_grid(hr, hr, 4) == pytest.approx(1.0)
+    grid = metrics.cell_grid(np.clip(hr + cells, 0, 1), hr, 4)
+    cells_3 = np.kron(RNG.normal(0, 0.02, (32, 32)), np.ones((3, 3)))[..., None]
+    assert metrics.cell_grid(np.clip(hr + cells_3, 0, 1), hr, 4) < 0.5 * grid
+
+
 def test_evaluate_pair_collects_everything_with_scale_shaved() -> None:
     hr = RNG.random((48, 48, 3)).astype(np.float32)
     lr = resample.downscale(hr, 4)
     out = np.clip(resample.upscale(lr, 4), 0, 1)
     scores = metrics.evaluate_pair(out, hr, lr, 4)
     assert set(scores) == {"psnr_y", "ssim_y", "consistency", "sharpness", "colour_shift", "gmsd", "grain",
-                           "spectral_gap", "detail_fidelity"}
+                           "spectral_gap", "detail_fidelity", "grid"}
+    assert scores["grid"] == metrics.cell_grid(out, hr, 4)
     assert scores["psnr_y"] == metrics.psnr_y(out, hr, shave=4)
     assert scores["gmsd"] == metrics.gmsd(out, hr) and scores["grain"] == metrics.grain(out, hr)
     assert scores["spectral_gap"] == metrics.spectral_gap(out, hr)

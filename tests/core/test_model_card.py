@@ -12,6 +12,7 @@ from sr3_desktop.core.diffusion.schedule import ScheduleSpec
 from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.model_files.card import (
     CARD_METADATA_KEY,
+    SCHEMA_VERSION,
     ModelCard,
     ModelCardError,
     card_from_metadata,
@@ -31,7 +32,7 @@ def card_dict(**changes: Any) -> dict[str, Any]:
 def test_json_round_trip(kind: str) -> None:
     card = make_card(kind, prediction="v", target="residual", noise_conditioning="gamma")
     assert ModelCard.from_json(card.to_json()) == card
-    assert json.loads(card.to_json())["schema_version"] == 2
+    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION == 3
 
 
 def test_onnx_metadata_round_trip(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_missing_fields_are_named(missing: str) -> None:
         ModelCard.from_dict(data)
 
 
-@pytest.mark.parametrize("version", [3, 0, None, "one", True])
+@pytest.mark.parametrize("version", [4, 0, None, "one", True])
 def test_unknown_schema_versions_are_refused(version: Any) -> None:
     with pytest.raises(ModelCardError, match=r"schema_version .* not supported"):
         ModelCard.from_dict(card_dict(schema_version=version))
@@ -77,7 +78,7 @@ def test_a_schema_1_card_still_reads_and_derives_the_attention_reach_from_its_ar
                     architecture={"channel_mults": [1, 2, 2, 4], "attention_levels": [-1]})
     old.pop("attention_downsample")
     card = ModelCard.from_dict(old)
-    assert card.schema_version == 2 and card.attention_downsample is None
+    assert card.schema_version == SCHEMA_VERSION and card.attention_downsample is None
     assert attention_downsample(card) == 8 and max_auto_tile(card) == 64 * 8
     stated = ModelCard.from_dict(card_dict(size_multiple=16, attention_downsample=16))
     assert attention_downsample(stated) == 16 and max_auto_tile(stated) == 64 * 16
@@ -158,17 +159,24 @@ def test_read_card_errors_are_model_errors(tmp_path: Path) -> None:
     assert issubclass(ModelCardError, ModelError)
 
 
-def test_schema_1_cards_still_read_and_are_written_as_2() -> None:
-    """A schema-1 card (no new fields) reads with the new fields at their defaults, and writes as 2.
-    Catches: READABLE_SCHEMA_VERSIONS losing 1, or from_dict keeping version 1 on write."""
-    data = card_dict(schema_version=1)
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_cards_still_read_and_are_written_as_the_current_schema(version: int) -> None:
+    """A schema-1 card (no later fields) or schema-2 one (no preset texture_gain) reads with the new fields at
+    their defaults, and writes as the current version. Catches: READABLE_SCHEMA_VERSIONS losing 1 or 2, or
+    from_dict keeping the old version on write."""
+    data = card_dict(schema_version=version)
+    for preset in data["inference_presets"].values():
+        del preset["texture_gain"], preset["deblock"]
     for name in ("attention_downsample", "native_input_size", "fixed_tile_size", "source", "probe"):
-        del data[name]
+        if version == 1:
+            del data[name]
     card = ModelCard.from_dict(data)
-    assert (card.attention_downsample, card.native_input_size, card.fixed_tile_size, card.source, card.probe) == (
-        None, None, None, {}, {})
+    if version == 1:
+        assert (card.attention_downsample, card.native_input_size, card.fixed_tile_size, card.source,
+                card.probe) == (None, None, None, {}, {})
+    assert all(p.texture_gain == 1.0 and not p.deblock for p in card.inference_presets.values())
     written = json.loads(card.to_json())
-    assert written["schema_version"] == 2
+    assert written["schema_version"] == SCHEMA_VERSION
     assert ModelCard.from_dict(written) == card
 
 

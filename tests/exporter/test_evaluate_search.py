@@ -241,6 +241,51 @@ def test_search_schedule_chooses_presets_by_the_rules(tiny: tuple[Path, Path, Pa
     assert read_card(sr3).inference_presets != card.inference_presets  # --out left the input alone
 
 
+def _best(pool: list[dict]) -> dict:
+    met = [c for c in pool if not any(c["misses"].values())]
+    return max(met, key=lambda c: c["psnr_y"]) if met else min(pool, key=lambda c: (sum(c["misses"].values()),
+                                                                                     -c["psnr_y"]))
+
+
+def test_the_finish_flags_are_searched_and_the_pick_keeps_its_finish(tiny: tuple[Path, Path, Path],
+                                                                     tmp_path: Path) -> None:
+    """--texture-gains (with each cap) on the short chains, --quality-texture-caps / --quality-back-projection on
+    the full chain: each finish is scored on the same samples, and each preset is its budget's pick with that
+    finish; quality keeps the paper's start (pure noise, strength 1). Catches: a flag ignored (fewer
+    candidates), a gain that changes nothing, or the chosen cap, gain or back-projection not written into
+    the preset."""
+    sr3, regression, photos = tiny
+    model, report_path = tmp_path / "searched.onnx", tmp_path / "search.json"
+    assert main(["search-schedule", str(sr3), "--regression", str(regression), "--data", str(photos),
+                 "--quality-steps", "3", "--quality-texture-caps", "0,0.5", "--quality-back-projection", "0,2",
+                 "--sigmas", "0.3", "--back-projection", "0", "--texture-caps", "0,2", "--texture-gains", "1,1.5",
+                 "--deblock", "0,1",
+                 "--crop", "32", "--crops-per-image", "1", "--out", str(model), "--report", str(report_path)]) == 0
+    report, card = json.loads(report_path.read_text()), read_card(model)
+    labels = {c["label"]: c for c in report["candidates"]}
+    full = [c for c in report["candidates"] if c["label"].startswith("noise")]
+    assert len(full) == 2 * 2 * 2 * 2  # spacings x caps x back-projections x deblocking
+    one_step = [c for c in report["candidates"] if c["steps"] == 1]
+    assert len(one_step) == 2 * 2 * 2 * 2  # starts x caps x gains x deblocking
+    for c in one_step:
+        if " gain=1.5" in c["label"] and " cap=" not in c["label"] and "deblock" not in c["label"]:
+            plain = labels[c["label"].replace(" gain=1.5", "")]
+            assert abs(c["spectral_gap"] - plain["spectral_gap"]) > 1e-4
+    fast = card.preset("fast") if "fast" in card.inference_presets else None
+    if fast is not None:
+        label = Candidate(1, fast.start, fast.schedule["sigma_start"], fast.schedule["sigma_end"], fast.sampler,
+                          fast.eta, fast.back_projection, texture_cap=fast.texture_cap,
+                          texture_gain=fast.texture_gain, deblock=fast.deblock).label()
+        assert labels[label]["psnr_y"] == pytest.approx(_best(one_step)["psnr_y"], abs=1e-6)
+    quality = card.preset("quality")
+    assert (quality.start, quality.strength, quality.sampler, quality.steps) == ("noise", 1.0, "ddpm", 3)
+    label = Candidate(3, "noise", 0.0, 0.0, "ddpm", 1.0, quality.back_projection, quality.schedule["spacing"],
+                      quality.texture_cap, deblock=quality.deblock).label()
+    assert labels[label]["psnr_y"] == pytest.approx(_best(full)["psnr_y"], abs=1e-6)
+    assert quality.scores["psnr_y"] == pytest.approx(_best(full)["psnr_y"], abs=1e-5)
+    assert "back-projection" in quality.description and (not quality.texture_cap or "capped" in quality.description)
+
+
 def test_presets_worse_than_regression_everywhere_are_dropped(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
     from tests.core.onnx_fixtures import constant_output, make_card, regression, save
 

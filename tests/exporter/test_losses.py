@@ -12,6 +12,7 @@ from torch import nn
 from exporter.config import TrainConfig, get_preset
 from exporter.training.objective import (
     GammaSampler,
+    block_l1,
     focus_mask,
     focused_gammas,
     gradient_l1,
@@ -177,6 +178,47 @@ def test_gradient_term_punishes_noise_on_flat_areas_but_not_an_offset() -> None:
     bumpy = flat + 0.1 * torch.randn(flat.shape, generator=torch.Generator().manual_seed(0))
     expected = (bumpy.diff(dim=3).abs().mean() + bumpy.diff(dim=2).abs().mean()).item()
     assert float(gradient_l1(bumpy, flat)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_block_term_costs_a_grid_of_cells_and_not_texture_inside_them() -> None:
+    """A depth-to-space grid (each 4 px cell at its own level) costs its border steps; noise of the same size
+    that leaves the borders alone costs nothing; a grid of other cells costs far less. Mutations caught:
+    borders at the wrong phase (the grid costs nothing), or one axis only (half the cost)."""
+    hr = torch.zeros(2, 3, 32, 32)
+    levels = 0.1 * torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    grid = levels.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)
+    steps_x = (grid[..., :, 4::4] - grid[..., :, 3:-1:4]).abs().mean(dim=(1, 2, 3))
+    steps_y = (grid[..., 4::4, :] - grid[..., 3:-1:4, :]).abs().mean(dim=(1, 2, 3))
+    assert torch.allclose(block_l1(grid, hr, 4), steps_x + steps_y)
+    inside = torch.zeros_like(hr)
+    inside[..., 1:3, 1:3] = 0.3  # every cell's inner 2x2, the same in each cell: no border step
+    inside = inside[..., :4, :4].repeat(1, 1, 8, 8)
+    assert torch.equal(block_l1(inside, hr, 4), torch.zeros(2))
+    grid_3 = levels.repeat_interleave(3, dim=2).repeat_interleave(3, dim=3)[..., :32, :32]
+    grid_3 = torch.nn.functional.pad(grid_3, (0, 32 - grid_3.shape[3], 0, 32 - grid_3.shape[2]))
+    assert torch.all(block_l1(grid_3, hr, 4) < 0.6 * block_l1(grid, hr, 4))
+
+
+def test_the_block_term_is_added_on_the_focused_samples_of_an_unshuffled_unet() -> None:
+    """block_loss adds its weight times block_l1 of the predicted HR over the focused samples; a U-Net
+    without an unshuffle has no cells, so the term is off. Mutation caught: the term never added."""
+    gammas = [0.995, 0.9, 0.3, 0.05]
+    lr_up, hr = images(4, seed=2)
+    changes = {"prediction": "x0", "target": "residual", "focus_sigma_max": 0.6}
+    unshuffled = {"unet": {**get_preset("tiny").to_dict()["unet"], "unshuffle": 2}}
+
+    def loss(**more: object) -> float:
+        return float(sr3_loss(Recorder(), config(**changes, **more), FixedGammas(gammas), lr_up, hr,
+                              torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)))
+
+    eps = torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))
+    g = torch.tensor(gammas, dtype=torch.float64)
+    y_t = q_sample(hr - lr_up, g, eps)
+    x0, _ = to_x0_eps("x0", 0.5 * y_t - 0.25 * lr_up, y_t, g)
+    expected = (0.5 * block_l1(x0 + lr_up, hr, 2)[:2].mean()).item()
+    assert expected > 0.0
+    assert loss(block_loss=0.5, **unshuffled) - loss(**unshuffled) == pytest.approx(expected, rel=1e-4)
+    assert loss(block_loss=0.5) == loss()
 
 
 def test_aux_terms_act_only_on_focused_levels() -> None:

@@ -17,7 +17,7 @@ from exporter.export.verify import verify
 from exporter.training.onnx_weights import load_unet
 from exporter.unet import UNet, UNetConfig, count_parameters
 from sr3_desktop.core.imageio.resample import upscale
-from sr3_desktop.core.model_files.card import read_card
+from sr3_desktop.core.model_files.card import SCHEMA_VERSION, read_card
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.model_space import attention_downsample, from_model, to_model
 from sr3_desktop.core.upscale.pipeline import run
@@ -60,7 +60,7 @@ def test_the_export_records_the_unshuffle_and_passes_parity(exported: tuple[Path
     onnx_path, run_dir = exported
     card = read_card(onnx_path)
     assert card.size_multiple == 4 and card.attention_downsample == 4 and attention_downsample(card) == 4
-    assert card.architecture["unshuffle"] == 2 and card.schema_version == 2
+    assert card.architecture["unshuffle"] == 2 and card.schema_version == SCHEMA_VERSION
     report = verify(onnx_path, run_dir)
     assert report.ok, report.failures
 

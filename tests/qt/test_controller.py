@@ -111,13 +111,14 @@ def test_run_without_an_image_only_explains(controller: Controller) -> None:
 def test_refine_options_follow_the_settings(controller: Controller) -> None:
     card, settings = controller.model.sr3_entry().card, controller.model.settings
     settings.preset, settings.custom_steps = "custom", 12
-    settings.strength, settings.tile, settings.samples = 0.4, 128, 3
+    settings.strength, settings.detail, settings.tile, settings.samples = 0.4, 1.5, 128, 3
     options = controller.runs.refine_options(card, seed=11)
-    assert (options.preset, options.steps, options.strength, options.tile, options.samples, options.seed) == (
-        None, 12, 0.4, 128, 3, 11)
-    settings.preset, settings.strength, settings.tile = "quality", 0.0, 0
+    assert (options.preset, options.steps, options.strength, options.texture_gain, options.tile, options.samples,
+            options.seed) == (None, 12, 0.4, 1.5, 128, 3, 11)
+    settings.preset, settings.strength, settings.detail, settings.tile = "quality", 0.0, 0.0, 0
     options = controller.runs.refine_options(card, seed=1)
-    assert (options.preset, options.steps, options.strength, options.tile) == ("quality", None, None, None)
+    assert (options.preset, options.steps, options.strength, options.texture_gain, options.tile) == (
+        "quality", None, None, None, None)
 
 
 def test_the_view_is_only_ever_called_on_the_ui_thread(controller: Controller, qtbot: Any, sample_image: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,15 @@ def test_card_html_shows_presets_training_and_metrics() -> None:
     for text in ("qt-test-sr3", "SR3", "×4", "fast", "balanced", "(default)", "quality", "DDPM", "strength 1.00",
                  "synthetic gradients", "psnr_y", "bicubic: 24.1"):
         assert text in html, text
+
+
+def test_card_html_names_a_presets_texture_cap_and_gain() -> None:
+    """Mutation caught: the gain left out of the preset's line (a user could not tell why fast is crisper)."""
+    card = make_card("sr3")
+    fast = replace(card.inference_presets["fast"], texture_cap=4.0, texture_gain=1.25)
+    html = card_html(card.with_updates(inference_presets={**card.inference_presets, "fast": fast}))
+    assert "texture capped at 4× on flat areas" in html and "detail amplified up to 1.25×" in html
+    assert html.count("detail amplified") == 1  # presets at gain 1 say nothing
 
 
 def test_mouse_wheel_zooms_every_pane(qapp: Any) -> None:

@@ -226,6 +226,17 @@ def test_importing_a_model_lists_it_and_shows_its_card(make_window: Any, model_f
     assert presets == ["fast", "balanced", "quality", "custom"]
 
 
+def test_the_detail_box_names_the_presets_own_gain(window: Any) -> None:
+    """At 0 the Detail box shows the selected preset's gain ("Preset (1.25×)"), so a user sees what runs.
+    Mutation caught: the special text not following the preset."""
+    panel = window.settings_panel
+    card = window.controller.model.sr3_entry().card
+    for name in ("fast", "quality"):
+        panel.preset.setCurrentIndex(panel.preset.findData(name))
+        assert panel.detail.value() == 0.0
+        assert panel.detail.specialValueText() == f"Preset ({card.preset(name).texture_gain:.2f}×)"
+
+
 def test_settings_persist_across_windows(make_window: Any, installed_models: Any, settings_path: Path,
                                          tmp_path: Path) -> None:
     first = make_window()
@@ -233,6 +244,7 @@ def test_settings_persist_across_windows(make_window: Any, installed_models: Any
     panel.preset.setCurrentIndex(panel.preset.findData("custom"))
     panel.steps.setValue(37)
     panel.strength.setValue(0.45)
+    panel.detail.setValue(1.3)
     panel.seed.setValue(1234)
     panel.lock.setChecked(True)
     panel.samples.setValue(3)
@@ -246,7 +258,7 @@ def test_settings_persist_across_windows(make_window: Any, installed_models: Any
     second = make_window()
     panel = second.settings_panel
     assert panel.preset.currentData() == "custom" and panel.steps.value() == 37
-    assert panel.strength.value() == pytest.approx(0.45)
+    assert panel.strength.value() == pytest.approx(0.45) and panel.detail.value() == pytest.approx(1.3)
     assert (panel.seed.value(), panel.lock.isChecked(), panel.samples.value(), panel.tile.value()) == (
         1234, True, 3, 256)
     assert panel.output_dir.text() == str(tmp_path / "elsewhere")

@@ -33,11 +33,11 @@ from sr3_desktop.core.literals import (
 from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
 
 CARD_METADATA_KEY = "sr3.model_card"
-SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 """Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size, source and probe
-(the one-pass kind; and the "explicit" train schedule); a version-1 card reads as one with those at their
-defaults."""
+(the one-pass kind; and the "explicit" train schedule); version 3 the presets' texture_gain and deblock. An older card
+reads as one with those at their defaults."""
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
@@ -73,6 +73,12 @@ class InferencePreset:
     texture_cap: float = 0.0
     """Added detail at most this many times its anchor's local fine-band energy (``upscale.texture_cap``),
     before back-projection; 0 turns it off."""
+    texture_gain: float = 1.0
+    """Added detail amplified up to this factor where ``texture_cap`` leaves room (everywhere without a cap);
+    1 keeps it as sampled."""
+    deblock: bool = False
+    """Smooth the added detail across the borders of the U-Net's depth-to-space cells first
+    (``upscale.texture_cap.smooth_cell_borders``); a no-op for a model without an unshuffle."""
     schedule: dict[str, Any] = field(default_factory=lambda: {"type": "train_subsequence"})
     """How ``noise_levels`` was made, so the app can rebuild it for other steps or strength."""
     description: str = ""
@@ -103,6 +109,10 @@ class InferencePreset:
             raise ModelCardError("back_projection must be >= 0")
         if not (math.isfinite(self.texture_cap) and self.texture_cap >= 0.0):
             raise ModelCardError(f"texture_cap must be a finite number >= 0, got {self.texture_cap}")
+        if not (math.isfinite(self.texture_gain) and self.texture_gain > 0.0):
+            raise ModelCardError(f"texture_gain must be a finite number > 0, got {self.texture_gain}")
+        if not isinstance(self.deblock, bool):
+            raise ModelCardError(f"deblock must be true or false, got {self.deblock!r}")
 
     @property
     def network_evaluations(self) -> int:
@@ -263,7 +273,7 @@ class ModelCard:
         data["outputs"] = list(self.outputs)
         data["value_range"] = list(self.value_range)
         data["train_schedule"] = self.train_schedule.to_dict() if self.train_schedule else None
-        data["schema_version"] = SCHEMA_VERSION  # a version-1 card read here is written back as version 2
+        data["schema_version"] = SCHEMA_VERSION  # an older card read here is written back as the current version
         for preset in data["inference_presets"].values():
             preset["noise_levels"] = list(preset["noise_levels"])
         return data
@@ -315,7 +325,7 @@ class ModelCard:
                 fixed_tile_size=_optional_int(data.get("fixed_tile_size")),
                 source=dict(data.get("source") or {}),
                 probe=dict(data.get("probe") or {}),
-                schema_version=SCHEMA_VERSION,  # read 1 or 2, held (and written) as the current version
+                schema_version=SCHEMA_VERSION,  # read 1, 2 or 3, held (and written) as the current version
             )
         except ModelCardError:
             raise
@@ -354,6 +364,8 @@ def _preset_from_dict(name: str, data: Any) -> InferencePreset:
         strength=float(data.get("strength", 1.0)),
         back_projection=int(data.get("back_projection", 0)),
         texture_cap=float(data.get("texture_cap", 0.0)),
+        texture_gain=float(data.get("texture_gain", 1.0)),
+        deblock=data.get("deblock", False),
         schedule=dict(data.get("schedule") or {"type": "train_subsequence"}),
         description=str(data.get("description", "")),
         scores={str(k): float(v) for k, v in (data.get("scores") or {}).items()},

@@ -53,6 +53,13 @@ def from_model(array: np.ndarray) -> np.ndarray:
     return np.clip(hwc, 0.0, 1.0, out=hwc)
 
 
+def output_cell(card: ModelCard) -> int:
+    """The side of the cells a depth-to-space output is written in: the U-Net's ``unshuffle`` (its card's
+    architecture), else 1."""
+    unshuffle = card.architecture.get("unshuffle", 1)
+    return unshuffle if isinstance(unshuffle, int) and not isinstance(unshuffle, bool) and unshuffle > 1 else 1
+
+
 def attention_downsample(card: ModelCard) -> int:
     """The finest downsampling factor at which the network runs self-attention.
 

@@ -49,6 +49,8 @@ def _check_options(options: RefineOptions) -> None:
         raise SR3Error(f"--tile must be a positive number of pixels, got {options.tile}")
     if options.back_projection is not None and options.back_projection < 0:
         raise SR3Error("back_projection must be >= 0")
+    if options.texture_gain is not None and not (math.isfinite(options.texture_gain) and options.texture_gain > 0.0):
+        raise SR3Error(f"--detail must be a number > 0, got {options.texture_gain}")
 
 
 def _check_lr(lr: np.ndarray) -> np.ndarray:

@@ -54,6 +54,9 @@ class RefineOptions:
     """Yield a RefineStep every k steps (and always the last one)."""
     back_projection: int | None = None
     """Iterations of y += up(LR - down(y)); None -> the preset's setting."""
+    texture_gain: float | None = None
+    """Detail: SR3's added detail amplified up to this factor where the preset's texture cap leaves room
+    (< 1 damps it); None -> the preset's ``texture_gain``."""
     custom_preset: InferencePreset | None = None
     """An explicit recipe (the schedule search's candidates); when set, ``preset`` only names it."""
 

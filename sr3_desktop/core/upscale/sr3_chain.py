@@ -25,7 +25,7 @@ from sr3_desktop.core.imageio import resample
 from sr3_desktop.core.model_files.card import InferencePreset, ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.bands import array_reader, resize_region
-from sr3_desktop.core.upscale.model_space import ModelSpace, check_finite, into_plane, run_regression
+from sr3_desktop.core.upscale.model_space import ModelSpace, check_finite, into_plane, output_cell, run_regression
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands, resize_bands
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
 from sr3_desktop.core.upscale.texture_cap import cap_texture, cap_texture_canvas
@@ -90,6 +90,7 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
     preset_name = options.preset or ("custom" if options.custom_preset else card.default_preset)
     preset = options.custom_preset or card.preset(preset_name)
     levels = resolve_levels(card, preset, options.steps, options.strength)
+    gain = preset.texture_gain if options.texture_gain is None else options.texture_gain
     notes: list[str] = [note] if (note := native_size_note(card, lr.shape[0], lr.shape[1])) else []
     start = preset.start
     if options.strength is not None and options.strength < 1.0 and start == "noise":
@@ -145,7 +146,7 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
             evaluations += 1
             step = k * sampler.num_steps + i + 1
             if i + 1 == sampler.num_steps:
-                finish = (preset.texture_cap, back_projection)
+                finish = (preset.texture_cap, gain, output_cell(card) if preset.deblock else 1, back_projection)
                 images.append(_final_image(space, pred, residual, condition, finish, sr3))
             if step == total:
                 result = _combine(space, images, preset_name, evaluations, started, notes)
@@ -191,22 +192,23 @@ def _step(space: ModelSpace, sampler: Sampler, output: np.ndarray, i: int, y: np
 
 
 def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition: np.ndarray,
-                 finish: tuple[float, int], model: OnnxDenoiser) -> OutputCanvas:
-    """pred_y0 of the last step as an image, its texture capped against the condition (the regression
-    estimate or bicubic), then back-projected (``finish`` = (texture_cap, back-projection iterations));
-    on disk as float32 for a large image."""
-    cap, back_projection = finish
+                 finish: tuple[float, float, int, int], model: OnnxDenoiser) -> OutputCanvas:
+    """pred_y0 of the last step as an image, its texture capped (and gained) against the condition (the
+    regression estimate or bicubic), then back-projected (``finish`` = (texture_cap, texture_gain, the cell
+    side to deblock or 1, back-projection iterations)); on disk as float32 for a large image."""
+    cap, gain, cell, back_projection = finish
     if not space.on_disk:
         image = space.to_image(pred, residual, condition)
         check_finite(image, model)
-        image = cap_texture(image, space.to_image(condition, False, condition), cap)
+        image = cap_texture(image, space.to_image(condition, False, condition), cap, gain, cell)
         return OutputCanvas.of(back_project(image, space.lr, space.scale, back_projection))
     canvas = space.canvas(np.float32)
     for top, bottom in bands(space.height, space.width):
         block = space.to_image(pred, residual, condition, top, bottom)
         check_finite(block, model)
         canvas.write(top, block)
-    cap_texture_canvas(canvas, lambda top, bottom: space.to_image(condition, False, condition, top, bottom), cap)
+    cap_texture_canvas(canvas, lambda top, bottom: space.to_image(condition, False, condition, top, bottom), cap,
+                       gain, cell)
     back_project_canvas(canvas, space.lr, space.scale, back_projection)
     return canvas
 

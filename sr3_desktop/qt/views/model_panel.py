@@ -112,6 +112,10 @@ def card_html(card: ModelCard) -> str:
                       f" at strength {preset.strength:.2f}")
             if preset.texture_cap:
                 detail += f", texture capped at {preset.texture_cap:g}× on flat areas"
+            if preset.deblock:
+                detail += ", detail smoothed across the network's pixel cells"
+            if preset.texture_gain != 1.0:
+                detail += f", detail amplified up to {preset.texture_gain:g}×"
             if preset.back_projection:
                 detail += f", {preset.back_projection}× back-projection"
             text = f" — {esc(preset.description)}" if preset.description else ""

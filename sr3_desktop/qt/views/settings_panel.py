@@ -71,6 +71,15 @@ class SettingsPanel(QWidget):
         self.strength.setToolTip("Where the chain starts, as a fraction of the training chain: 1 starts from pure "
                                  "noise (the paper); lower values start from a noised estimate and keep more of it")
         self.strength.valueChanged.connect(self._emit_changed)
+        self.detail = QDoubleSpinBox()
+        self.detail.setRange(0.0, 3.0)
+        self.detail.setSingleStep(0.05)
+        self.detail.setDecimals(2)
+        self.detail.setSuffix("×")
+        self.detail.setSpecialValueText("Preset")
+        self.detail.setToolTip("How much of SR3's fine texture to keep: it is amplified up to this factor where the "
+                               "image has structure, never on flat areas (sky, skin); below 1 it is damped")
+        self.detail.valueChanged.connect(self._emit_changed)
         self.seed = self._spin(0, MAX_SEED, "Random seed: the same seed and settings give the same image")
         self.randomise = _icon_button("dice", "Draw a new random seed", self.randomise_seed)
         self.lock = _icon_button("unlock", "Lock the seed. Unlocked, every run draws a new one")
@@ -83,6 +92,7 @@ class SettingsPanel(QWidget):
         form.addRow("", self.preset_hint)
         form.addRow("Steps", self.steps)
         form.addRow("Strength", self.strength)
+        form.addRow("Detail", self.detail)
         form.addRow("Seed", _row(self.seed, self.randomise, self.lock))
         form.addRow("Samples (K)", self.samples)
 
@@ -180,6 +190,7 @@ class SettingsPanel(QWidget):
         self._select(self.preset, settings.preset or (self._card.default_preset if self._card else CUSTOM_PRESET))
         self._custom_steps = settings.custom_steps
         self.strength.setValue(settings.strength)
+        self.detail.setValue(settings.detail)
         self.seed.setValue(min(MAX_SEED, max(0, settings.seed)))
         self.lock.setChecked(settings.seed_locked)
         self.samples.setValue(settings.samples)
@@ -202,6 +213,7 @@ class SettingsPanel(QWidget):
         if preset == CUSTOM_PRESET:
             settings.custom_steps = self.steps.value()
         settings.strength = round(self.strength.value(), 4)
+        settings.detail = round(self.detail.value(), 4)
         settings.seed = self.seed.value()
         settings.seed_locked = self.lock.isChecked()
         settings.samples = self.samples.value()
@@ -243,6 +255,7 @@ class SettingsPanel(QWidget):
             preset = self._card.inference_presets[name]
             self.steps.setValue(preset.steps)
             self.strength.setSpecialValueText(f"Preset ({preset.strength:.2f})")
+            self.detail.setSpecialValueText(f"Preset ({preset.texture_gain:.2f}×)")
             start = {"noise": "pure noise", "bicubic": "a noised bicubic image",
                      "regression": "a noised regression estimate"}.get(preset.start, preset.start)
             text = preset.description or f"{preset.steps} steps from {start}."
