@@ -306,10 +306,7 @@ def describe_card(card: ModelCard) -> list[str]:
             sampler = p.sampler + (f" eta={p.eta:g}" if p.sampler == "ddim" else "")
             marker = " (default)" if name == card.default_preset else ""
             lines.append(f"  preset {name}{marker}: {p.steps} steps, {sampler}, from {start}, "
-                         f"back-projection {p.back_projection}"
-                         + (f", texture cap {p.texture_cap:g}" if p.texture_cap else "")
-                         + (f", texture gain {p.texture_gain:g}" if p.texture_gain != 1.0 else "")
-                         + (", deblocked" if p.deblock else ""))
+                         f"back-projection {p.back_projection}" + p.finish_summary())
     if card.description:
         lines.append(f"  {card.description}")
     if card.training:

@@ -29,7 +29,8 @@ from sr3_desktop.core.upscale.refine_types import RefineOptions
 Role = Literal["report", "search", "all"]
 PEOPLE_METRICS = ("psnr_y", "gmsd", "grain", "spectral_gap", "detail_fidelity", "consistency", "colour_shift",
                   "grid")
-"""The numbers a preset is judged by (see core/metrics.py); sharpness is reported, never used to choose."""
+"""The numbers a preset is judged and reported by (see core/metrics.py; grid is reported, not yet a target);
+sharpness is reported, never used to choose."""
 
 
 @dataclass(frozen=True)

@@ -183,10 +183,7 @@ def format_card(card: ModelCard) -> str:
             p = card.preset(name)
             eta = f" eta {p.eta:g}" if p.sampler == "ddim" else ""
             lines.append(f"    {name:9s} {p.steps:4d} steps, {p.sampler}{eta}, start {p.start} at strength "
-                         f"{p.strength:g}, back-projection {p.back_projection}"
-                         + (f", texture cap {p.texture_cap:g}" if p.texture_cap else "")
-                         + (f", texture gain {p.texture_gain:g}" if p.texture_gain != 1.0 else "")
-                         + (", deblocked" if p.deblock else ""))
+                         f"{p.strength:g}, back-projection {p.back_projection}" + p.finish_summary())
             if p.scores:
                 lines.append("              " + ", ".join(f"{k} {v:.4g}" for k, v in p.scores.items()))
     else:

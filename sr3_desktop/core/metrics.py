@@ -275,8 +275,8 @@ def evaluate_pair(output: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int
     """All metrics for one output; PSNR and SSIM shave ``scale`` border pixels.
 
     Keys: psnr_y, ssim_y, gmsd, grain, spectral_gap, detail_fidelity, consistency, sharpness,
-    colour_shift, grid (``cell_grid`` over ``scale`` px cells). Presets are chosen by the first six and
-    grid, never by sharpness (noise raises it too).
+    colour_shift, grid (``cell_grid`` over ``scale`` px cells). Presets are chosen by the first six, never by
+    sharpness (noise raises it too); grid is reported beside them.
     """
     return {
         "psnr_y": psnr_y(output, hr, shave=scale),

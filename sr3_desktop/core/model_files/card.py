@@ -114,6 +114,12 @@ class InferencePreset:
         if not isinstance(self.deblock, bool):
             raise ModelCardError(f"deblock must be true or false, got {self.deblock!r}")
 
+    def finish_summary(self) -> str:
+        """The texture cap, gain and deblocking of the last prediction, for listings ("" when none)."""
+        return ((f", texture cap {self.texture_cap:g}" if self.texture_cap else "")
+                + (f", texture gain {self.texture_gain:g}" if self.texture_gain != 1.0 else "")
+                + (", deblocked" if self.deblock else ""))
+
     @property
     def network_evaluations(self) -> int:
         """Denoiser calls, plus one regression call when the chain starts from regression."""
