@@ -74,6 +74,10 @@ class TrainConfig:
     """Weight of an L1 loss on the predicted HR's steps across the borders of the unshuffle's cells against the
     HR's (objective.block_l1): a U-Net whose output is depth-to-space'd can buy fine-band energy (which
     texture_loss rewards) with a grid of 4 px cells; this makes the grid cost. On the focused samples."""
+    phase_loss: float = 0.0
+    """Weight of an L1 loss on how the predicted HR's fine-band energy falls over the unshuffle x unshuffle
+    phases of the LR pixels' cells, against the HR's (objective.phase_energy_l1): the cell pattern inside the
+    cells that block_loss does not see, and that the grid metric reads. On the focused samples."""
     adversarial_loss: float = 0.0
     """Weight of a conditional patch critic's non-saturating loss on the predicted HR (exporter/training/
     adversarial.py): texture that looks like the photo's, not only as much of it. On the focused samples,
@@ -194,16 +198,20 @@ class TrainConfig:
             raise ConfigError("need 0 < focus_sigma_min < focus_sigma_max")
         if self.condition == "regression" and (self.kind != "sr3" or not self.condition_model):
             raise ConfigError("condition = regression is for SR3 models and needs condition_model (a regression .onnx)")
-        weights = (self.gradient_loss, self.spectrum_loss, self.texture_loss, self.block_loss, self.adversarial_loss)
+        weights = (self.gradient_loss, self.spectrum_loss, self.texture_loss, self.block_loss, self.phase_loss,
+                   self.adversarial_loss)
         if min(*weights, self.max_minutes) < 0:
-            raise ConfigError("gradient_loss, spectrum_loss, texture_loss, block_loss, adversarial_loss and "
-                              "max_minutes must be >= 0")
+            raise ConfigError("gradient_loss, spectrum_loss, texture_loss, block_loss, phase_loss, adversarial_loss "
+                              "and max_minutes must be >= 0")
         if self.adversarial_loss > 0 and self.kind != "sr3":
             raise ConfigError("adversarial_loss is for SR3 models (it judges the denoiser's predicted HR)")
         if self.critic_lr <= 0:
             raise ConfigError(f"critic_lr must be > 0, got {self.critic_lr}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.unet.full_res_head < 0 or (self.unet.full_res_head and self.unet.unshuffle < 2):
+            raise ConfigError("unet.full_res_head must be >= 0, and needs unet.unshuffle > 1 (it follows the "
+                              "depth-to-space)")
         if self.unet.base_channels % 2:
             raise ConfigError("unet.base_channels must be even (sinusoidal features use half sin, half cos)")
         try:

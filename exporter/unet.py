@@ -8,6 +8,13 @@ With ``unshuffle = s > 1`` the U-Net runs at 1/s of the output resolution: its i
 space-to-depth'd (pixel-unshuffle, s^2 x the channels) and its output depth-to-space'd back, inside
 the graph, so the model's inputs and outputs stay at the output size (the stem of Real-ESRGAN x2plus;
 Hoogeboom et al. 2023 for diffusion). At 4x that cuts a same-width U-Net's FLOPs 16 times.
+
+With ``full_res_head = c > 0`` (and an unshuffle), an output stage at the full resolution follows the
+depth-to-space: the last features are shuffled up to c channels, concatenated with the full-resolution inputs,
+and two 3x3 convolutions shared by every pixel add a correction (zero-initialised, so a model grown from one
+without the stage starts as that model). Every output pixel is then written by the same weights, whatever its
+phase in the s x s cell, where a bare depth-to-space writes each of the s^2 phases with its own channel: the
+4 px grid of docs/models.md (sub-pixel convolution's checkerboard; Aitken et al. 2017).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 SKIP_SCALE = 1.0 / math.sqrt(2.0)
+GROWN_PREFIXES = ("head_",)
+"""Weights a model grown from one without them may lack (``train --init-from``): the full-resolution stage."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class UNetConfig:
     unshuffle: int = 1
     """Pixel-unshuffle factor at the input (depth-to-space at the output): the U-Net runs at 1/unshuffle of
     the output resolution. 1: at the output resolution (the paper)."""
+    full_res_head: int = 0
+    """Channels of the output stage at the full resolution after the depth-to-space (0: none; needs unshuffle > 1)."""
 
     @property
     def size_multiple(self) -> int:
@@ -173,6 +184,12 @@ class UNet(nn.Module):
         self.out_norm = nn.GroupNorm(_groups(cur), cur)
         self.out_conv = nn.Conv2d(cur, config.image_channels * config.unshuffle**2, 3, padding=1)
         _zero(self.out_conv)
+        if config.full_res_head > 0 and config.unshuffle > 1:
+            c = config.full_res_head
+            self.head_features = nn.Conv2d(cur, c * config.unshuffle**2, 1)
+            self.head_conv = nn.Conv2d(c + config.image_channels * (2 if conditional else 1), c, 3, padding=1)
+            self.head_out = nn.Conv2d(c, config.image_channels, 3, padding=1)
+            _zero(self.head_out)
 
     def forward(
         self, lr_up: torch.Tensor, y_t: torch.Tensor | None = None, noise_level: torch.Tensor | None = None
@@ -205,8 +222,16 @@ class UNet(nn.Module):
                 h = attn(block(torch.cat([h, skips.pop() * SKIP_SCALE], dim=1), emb))
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        out = self.out_conv(F.silu(self.out_norm(h)))
-        return F.pixel_shuffle(out, self.config.unshuffle) if self.config.unshuffle > 1 else out
+        features = F.silu(self.out_norm(h))
+        out = self.out_conv(features)
+        if self.config.unshuffle == 1:
+            return out
+        out = F.pixel_shuffle(out, self.config.unshuffle)
+        if self.config.full_res_head > 0:
+            full = F.silu(F.pixel_shuffle(self.head_features(features), self.config.unshuffle))
+            inputs = [full, lr_up, y_t] if self.conditional and y_t is not None else [full, lr_up]
+            out = out + self.head_out(F.silu(self.head_conv(torch.cat(inputs, dim=1))))
+        return out
 
 
 def count_parameters(model: nn.Module) -> int:

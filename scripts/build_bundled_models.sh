@@ -15,7 +15,9 @@
 #   REG_RUN / SR3_RUN   run folders to export (REG_ONNX / SR3_ONNX instead: an exported file, e.g. the
 #                       committed models/next/regression-photo-4x.onnx when only SR3 was trained)
 #   ONEPASS             a one-pass peer (Real-ESRGAN x4plus ONNX: ../shared/peers/realesrgan.py --onnx) scored
-#                       in the same run; MODELS [resources/models] where the pair is written
+#                       in the same run; MODELS [resources/models] where the pair is written, EVAL
+#                       [docs/evaluation] where the reports go. A run folder's checkpoint.pt is exported;
+#                       SR3_RUN=RUN/best.pt exports the run's best validation checkpoint instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-/work/runs}
@@ -24,11 +26,8 @@ MODELS=${MODELS:-resources/models}
 SR3=$MODELS/sr3-photo-4x.onnx
 REG=$MODELS/regression-photo-4x.onnx
 VAL=$RUNS/data/val
-EVAL=docs/evaluation
+EVAL=${EVAL:-docs/evaluation}
 mkdir -p "$MODELS" "$EVAL"
-# The training data line of the card before (the photos are the same unless DATA says otherwise).
-DATA=${DATA:-$($PY -c "from sr3_desktop.core.model_files.card import read_card
-print(read_card('$REG').training.get('data', ''))")}
 produce() {  # produce NAME RUN ONNX OUT: export RUN, or copy ONNX, to OUT, then verify it
   if [ -n "$3" ]; then cp "$3" "$4"; $PY -m exporter verify "$4"
   else $PY -m exporter export "$2" -o "$4" --name "$1"; $PY -m exporter verify "$4" --ckpt "$2"
@@ -36,14 +35,17 @@ produce() {  # produce NAME RUN ONNX OUT: export RUN, or copy ONNX, to OUT, then
 }
 produce "Regression Photo 4x" "${REG_RUN:-$RUNS/reg}" "${REG_ONNX:-}" "$REG"
 produce "SR3 Photo 4x" "${SR3_RUN:-$RUNS/sr3}" "${SR3_ONNX:-}" "$SR3"
+# The training data line of the regression card (the photos are the same unless DATA says otherwise).
+DATA=${DATA:-$($PY -c "from sr3_desktop.core.model_files.card import read_card
+print(read_card('$REG').training.get('data', ''))")}
 $PY scripts/annotate_card.py "$REG" --data "$DATA" --credits recipes/photo-credits.txt \
   --description "The regression baseline of SR3, and the estimate SR3 refines: a U-Net at 1/4 of the output resolution that predicts the HR image (as a residual over bicubic) in one pass, half of the time on degraded (JPEG, blurred, noisy) inputs. Highest PSNR, smooth fine texture."
 $PY scripts/annotate_card.py "$SR3" --data "$DATA" --credits recipes/photo-credits.txt \
-  --description "SR3 denoiser for 4x photos, anchored on the regression model (predict-and-refine): it sees the regression output and diffuses the residual HR - regression, predicting x0. 'fast' and 'balanced' refine the regression output noised to a small sigma in 1 or 2 steps, their added detail capped on flat areas; 'quality' runs the paper's full chain from pure noise."
+  --description "SR3 denoiser for 4x photos, anchored on the regression model (predict-and-refine): it sees the regression output and diffuses the residual HR - regression, predicting x0. Its U-Net runs at 1/4 of the output resolution; an output stage at the full resolution writes every pixel with the same weights (no 4 px cell grid). 'fast' and 'balanced' refine the regression output noised to a small sigma in 1 or 2 steps, their added detail capped on flat areas; 'quality' runs the paper's full chain from pure noise."
 # Presets are chosen on the search crops, scored on the disjoint report crops.
 $PY -m exporter search-schedule "$SR3" --regression "$REG" --data "$VAL" --sigmas 0.3,0.4,0.5 --end-ratios 0.5 \
-  --back-projection 0,1 --texture-caps 0,4,5,6 --quality-steps 50 --quality-texture-caps 0,4,6 \
-  --quality-back-projection 0,1 --report "$EVAL/schedule-search.json"
+  --back-projection 0,1,2 --texture-caps 0,3,4,5,6 --texture-gains 1,1.15,1.25,1.35,1.5 --quality-steps 50 \
+  --quality-texture-caps 0,8 --quality-back-projection 0,1 --report "$EVAL/schedule-search.json"
 PEER=()
 if [ -n "${ONEPASS:-}" ]; then PEER=(--onepass "$ONEPASS"); fi
 $PY -m exporter evaluate "$SR3" --regression "$REG" --data "$VAL" ${PEER[@]+"${PEER[@]}"} --seeds 2 --jpeg 75 \

@@ -41,6 +41,7 @@ def default_targets(results: dict[str, dict[str, float]], default: str) -> dict[
         "psnr_ge_regression_minus_0.5": (row["psnr_y"] - reg["psnr_y"], "psnr_y"),
         "consistency_le_1": (row["consistency"], "consistency"),
         "colour_shift_le_1": (row["colour_shift"], "colour_shift"),
+        "grid_le_1.1x_regression": (row.get("grid", 1.0) / reg.get("grid", 1.0), "grid"),
     }
     return {name: {"value": round(float(v), 4), "met": missed[target] == 0.0} for name, (v, target) in checks.items()}
 

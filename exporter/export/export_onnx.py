@@ -66,6 +66,7 @@ def checkpoint_card(ckpt: dict[str, Any], config: TrainConfig, model: UNet, name
         "base_channels": unet.base_channels, "channel_mults": list(unet.channel_mults),
         "num_res_blocks": unet.num_res_blocks, "attention_levels": list(unet.attention_levels),
         "dropout": unet.dropout, "image_channels": unet.image_channels, "unshuffle": unet.unshuffle,
+        "full_res_head": unet.full_res_head,
         "parameters": count_parameters(model), "precision": "fp16" if fp16 else "fp32",
     }
     data = ckpt.get("data") or {}

@@ -26,6 +26,7 @@ PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("grain (1 = the photo's)", ("grain",)),
     ("spectral gap", ("spectral_gap",)),
     ("GMSD", ("gmsd",)),
+    ("4 px grid (1 = the photo's)", ("grid",)),
     ("critic loss (1.386: cannot tell)", ("critic_loss",)),
 )
 

@@ -170,6 +170,24 @@ def block_l1(prediction: torch.Tensor, target: torch.Tensor, cell: int) -> torch
     return (px - tx).abs().mean(dim=(1, 2, 3)) + (py - ty).abs().mean(dim=(1, 2, 3))
 
 
+PHASE_ENERGY_FLOOR = 1e-4
+"""Added to a crop's mean fine-band energy (squared, luma in [-1, 1]) before the phase profile is divided by it,
+so a flat crop's profile stays near 0 instead of amplifying noise."""
+
+
+def phase_energy_l1(prediction: torch.Tensor, target: torch.Tensor, cell: int) -> torch.Tensor:
+    """Per-sample L1 between the profiles of fine-band energy over the ``cell`` x ``cell`` phases of the LR
+    pixels' cells (each phase's mean energy over the crop's, as ``metrics.cell_grid`` reads it) of prediction
+    and target: 0 when every phase carries the detail the photo's does."""
+    def profile(x: torch.Tensor) -> torch.Tensor:
+        luma = x.float().mean(dim=1, keepdim=True)
+        blurred = nn.functional.avg_pool2d(nn.functional.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        phases = nn.functional.pixel_unshuffle((luma - blurred).square(), cell).mean(dim=(2, 3))  # (n, cell^2)
+        return phases / (phases.mean(dim=1, keepdim=True) + PHASE_ENERGY_FLOOR)
+
+    return (profile(prediction) - profile(target)).abs().mean(dim=1)
+
+
 class Sr3Terms(NamedTuple):
     """One SR3 training step's loss, and the HR predicted from the output with the focused-sample mask
     (what the adversarial term of ``exporter/training/adversarial.py`` judges)."""
@@ -229,6 +247,8 @@ def sr3_terms(
         loss = loss + config.texture_loss * (mask * texture_l1(hr_pred, hr)).sum() / share
     if config.block_loss > 0.0 and config.unet.unshuffle > 1:
         loss = loss + config.block_loss * (mask * block_l1(hr_pred, hr, config.unet.unshuffle)).sum() / share
+    if config.phase_loss > 0.0 and config.unet.unshuffle > 1:
+        loss = loss + config.phase_loss * (mask * phase_energy_l1(hr_pred, hr, config.unet.unshuffle)).sum() / share
     return Sr3Terms(loss, hr_pred, mask)
 
 

@@ -19,7 +19,7 @@ from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.model_files.card import ModelCard, card_from_metadata
 
 _ARCHITECTURE_FIELDS = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "dropout",
-                        "image_channels", "unshuffle")
+                        "image_channels", "unshuffle", "full_res_head")
 
 
 def unet_config_from_card(card: ModelCard, source: str) -> UNetConfig:
@@ -37,6 +37,7 @@ def unet_config_from_card(card: ModelCard, source: str) -> UNetConfig:
         dropout=float(arch.get("dropout", 0.0)),
         image_channels=int(arch.get("image_channels", 3)),
         unshuffle=int(arch.get("unshuffle", 1)),
+        full_res_head=int(arch.get("full_res_head", 0)),
     )
 
 

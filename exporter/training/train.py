@@ -28,7 +28,8 @@ from exporter.training.onnx_weights import load_unet
 from exporter.training.progress_log import JsonlLog, ProgressBar
 from exporter.training.tensorboard_events import TensorBoardWriter
 from exporter.training.validation import save_grid, validate
-from exporter.unet import UNet, count_parameters
+from exporter.unet import GROWN_PREFIXES, UNet, count_parameters
+from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.model_files.card import ModelCard
 
 
@@ -116,8 +117,12 @@ class Trainer:
 
     def start_from(self, model: nn.Module, card: ModelCard, path: Path) -> None:
         """--init-from: copy an exported model's weights into the model and its EMA, and record the lineage."""
-        self.model.load_state_dict(model.state_dict())
-        self.ema.load_state_dict(model.state_dict())
+        own_state = model.state_dict()
+        grown = [name for name in self.model.state_dict() if name not in own_state]
+        if any(not name.startswith(GROWN_PREFIXES) for name in grown):
+            raise ModelError(f"{path.name} lacks weights this run's U-Net needs (first: {grown[0]})")
+        self.model.load_state_dict(own_state, strict=not grown)  # a grown head keeps its initialisation
+        self.ema.load_state_dict(self.model.state_dict())
         previous = [dict(entry) for entry in card.training.get("lineage", [])]
         own = {key: card.training.get(key) for key in ("steps", "wall_seconds", "images_seen", "command", "device")}
         self.lineage = [*previous, {"model": card.name, "file": path.name, **own}]

@@ -109,7 +109,8 @@ def resolve_config(
 ) -> TrainConfig:
     """preset < TOML < flags; on resume the checkpoint's config replaces the preset.
 
-    With --init-from, the U-Net and the kind come from the model's card (the weights must fit them).
+    With --init-from, the U-Net and the kind come from the model's card (the weights must fit them), but for
+    a ``full_res_head`` the run asks for and the model lacks: that stage is grown (it starts as the identity).
     """
     overrides = {k[len("override_"):]: v for k, v in vars(args).items() if k.startswith("override_") and v is not None}
     base = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else get_preset(args.preset)
@@ -120,7 +121,10 @@ def resolve_config(
         if init_card.kind != config.kind:
             raise ConfigError(f"--init-from {args.init_from.name} is a {init_card.kind} model, but this run trains "
                               f"--kind {config.kind}")
-        config = replace(config, unet=unet_config_from_card(init_card, args.init_from.name))
+        unet = unet_config_from_card(init_card, args.init_from.name)
+        if config.unet.full_res_head and not unet.full_res_head:  # grow the output stage, zero-initialised
+            unet = replace(unet, full_res_head=config.unet.full_res_head)
+        config = replace(config, unet=unet)
     config = config.validate()
     if checkpoint:
         old = TrainConfig.from_dict(checkpoint["config"])

@@ -15,12 +15,13 @@ from exporter.training.objective import (
     block_l1,
     ddim_sample,
     gradient_l1,
+    phase_energy_l1,
     sr3_loss,
     texture_l1,
     to_x0_eps,
 )
 from sr3_desktop.core.diffusion.schedule import inference_levels
-from sr3_desktop.core.metrics import gmsd, grain, spectral_gap
+from sr3_desktop.core.metrics import cell_grid, gmsd, grain, spectral_gap
 
 GRID_ROWS = 4
 
@@ -66,10 +67,13 @@ def image_metrics(output: torch.Tensor, hr: torch.Tensor, config: TrainConfig) -
         objective = objective + config.texture_loss * texture_l1(output, hr)
     if config.block_loss > 0.0 and config.unet.unshuffle > 1:
         objective = objective + config.block_loss * block_l1(output, hr, config.unet.unshuffle)
+    if config.phase_loss > 0.0 and config.unet.unshuffle > 1:
+        objective = objective + config.phase_loss * phase_energy_l1(output, hr, config.unet.unshuffle)
     return {
         "grain": float(np.mean([grain(o, h) for o, h in pairs])),
         "spectral_gap": float(np.mean([spectral_gap(o, h) for o, h in pairs])),
         "gmsd": float(np.mean([gmsd(o, h) for o, h in pairs])),
+        "grid": float(np.mean([cell_grid(o, h, config.scale) for o, h in pairs])),
         "objective": float(objective.mean()),
     }
 

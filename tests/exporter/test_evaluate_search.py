@@ -142,6 +142,8 @@ def test_default_targets_are_relative_to_regression() -> None:
     assert not checks["psnr_ge_regression_minus_0.5"]["met"] and checks["grain_in_0.85_1.2"]["met"]
     worst = evaluate.default_targets({**results, "sr3-fast": {**GOOD, "grain_worst": 1.6}}, "sr3-fast")
     assert not worst["grain_worst_crop_le_1.5"]["met"] and worst["grain_in_0.85_1.2"]["met"]
+    gridded = evaluate.default_targets({**results, "sr3-fast": {**GOOD, "grid": 2.3}}, "sr3-fast")
+    assert not gridded["grid_le_1.1x_regression"]["met"] and gridded["grain_in_0.85_1.2"]["met"]
 
 
 # --- the rules of the search --------------------------------------------------------------------------
@@ -159,6 +161,10 @@ def test_targets_are_relative_to_the_regression_scores() -> None:
     assert targets.misses({**GOOD, "grain": 0.7}, REGRESSION)["grain"] == pytest.approx(0.15 / 1.2)
     assert targets.misses({**GOOD, "grain_worst": 1.8}, REGRESSION)["grain_worst"] == pytest.approx(0.3 / 1.5)
     assert targets.misses({**GOOD, "consistency": 1.5, "colour_shift": 2.0}, REGRESSION)["colour_shift"] == 1.0
+    # A 4 px grid misses too, however well the rest scores (mutation caught: the grid's bound not counted).
+    gridded = {**REGRESSION, "grid": 1.5}
+    assert targets.misses({**GOOD, "grid": 1.8}, gridded)["grid"] == pytest.approx((1.8 - 1.65) / 1.65)
+    assert targets.misses({**GOOD, "grid": 1.6}, gridded)["grid"] == 0.0
     assert quality_misses({**GOOD, "psnr_y": 29.0, "grain": 1.4}, {"psnr_y": 28.0}) == {
         "psnr_y": 0.0, "grain": 0.0, "colour_shift": 0.0}
 
@@ -310,6 +316,10 @@ def test_search_schedule_needs_the_regression_reference(tiny: tuple[Path, Path, 
     assert main(["search-schedule", str(regression), "--regression", str(regression), "--data", str(photos),
                  "--out", str(tmp_path / "m.onnx")]) == 1
     assert "needs an SR3 model" in capsys.readouterr().err
+    # Found before the search runs, not after it (mutation caught: the check dropped, a crash at the end).
+    assert main(["search-schedule", str(sr3), "--regression", str(regression), "--data", str(photos),
+                 "--quality-steps", "0", "--out", str(tmp_path / "m.onnx")]) == 1
+    assert "--quality-steps must be >= 1" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
 
 
 def test_cells_with_nothing_to_upscale_are_skipped(tmp_path: Path) -> None:

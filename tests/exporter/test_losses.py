@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from exporter.training.objective import (
     focus_mask,
     focused_gammas,
     gradient_l1,
+    phase_energy_l1,
     q_sample,
     spectrum_l1,
     sr3_loss,
@@ -199,9 +201,13 @@ def test_the_block_term_costs_a_grid_of_cells_and_not_texture_inside_them() -> N
     assert torch.all(block_l1(grid_3, hr, 4) < 0.6 * block_l1(grid, hr, 4))
 
 
-def test_the_block_term_is_added_on_the_focused_samples_of_an_unshuffled_unet() -> None:
-    """block_loss adds its weight times block_l1 of the predicted HR over the focused samples; a U-Net
-    without an unshuffle has no cells, so the term is off. Mutation caught: the term never added."""
+@pytest.mark.parametrize(("field", "term"), [("block_loss", block_l1), ("phase_loss", phase_energy_l1)])
+def test_a_cell_term_is_added_on_the_focused_samples_of_an_unshuffled_unet(
+    field: str, term: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+) -> None:
+    """block_loss / phase_loss add their weight times block_l1 / phase_energy_l1 of the predicted HR over the
+    focused samples; a U-Net without an unshuffle has no cells, so the term is off. Mutations caught: the term
+    never added, or added over every sample."""
     gammas = [0.995, 0.9, 0.3, 0.05]
     lr_up, hr = images(4, seed=2)
     changes = {"prediction": "x0", "target": "residual", "focus_sigma_max": 0.6}
@@ -215,10 +221,28 @@ def test_the_block_term_is_added_on_the_focused_samples_of_an_unshuffled_unet() 
     g = torch.tensor(gammas, dtype=torch.float64)
     y_t = q_sample(hr - lr_up, g, eps)
     x0, _ = to_x0_eps("x0", 0.5 * y_t - 0.25 * lr_up, y_t, g)
-    expected = (0.5 * block_l1(x0 + lr_up, hr, 2)[:2].mean()).item()
+    expected = (0.5 * term(x0 + lr_up, hr, 2)[:2].mean()).item()
     assert expected > 0.0
-    assert loss(block_loss=0.5, **unshuffled) - loss(**unshuffled) == pytest.approx(expected, rel=1e-4)
-    assert loss(block_loss=0.5) == loss()
+    assert loss(**{field: 0.5}, **unshuffled) - loss(**unshuffled) == pytest.approx(expected, rel=1e-4)
+    assert loss(**{field: 0.5}) == loss()
+
+
+def test_the_phase_term_costs_texture_laid_out_the_same_way_in_every_cell() -> None:
+    """Noise whose energy sits on 4 of the 16 phases of every 4 px cell costs its uneven profile; other noise
+    spread over all phases as the photo's is costs little; a flat crop beside a flat photo costs nothing.
+    Mutations caught: the profile not normalised by the crop's energy (the quiet grid would cost less than
+    the loud noise), phases taken over the wrong cell (the 4 px pattern would read as nearly even)."""
+    gen = torch.Generator().manual_seed(0)
+    hr = 0.1 * torch.randn(2, 3, 64, 64, generator=gen)
+    mask = torch.full((4, 4), 0.2)
+    mask[:2, :2] = 1.0
+    grid = 0.05 * torch.randn(2, 3, 64, 64, generator=gen) * mask.repeat(16, 16)
+    other = 0.3 * torch.randn(2, 3, 64, 64, generator=gen)
+    assert torch.all(phase_energy_l1(grid, hr, 4) > 0.6)
+    assert torch.all(phase_energy_l1(other, hr, 4) < 0.2 * phase_energy_l1(grid, hr, 4))
+    assert torch.all(phase_energy_l1(grid, hr, 2) < 0.4 * phase_energy_l1(grid, hr, 4))
+    flat = torch.zeros(2, 3, 64, 64)
+    assert torch.equal(phase_energy_l1(flat, flat, 4), torch.zeros(2))
 
 
 def test_aux_terms_act_only_on_focused_levels() -> None:
