@@ -229,8 +229,8 @@ class UNet(nn.Module):
         out = F.pixel_shuffle(out, self.config.unshuffle)
         if self.config.full_res_head > 0:
             full = F.silu(F.pixel_shuffle(self.head_features(features), self.config.unshuffle))
-            inputs = [full, lr_up, y_t] if self.conditional and y_t is not None else [full, lr_up]
-            out = out + self.head_out(F.silu(self.head_conv(torch.cat(inputs, dim=1))))
+            images = [lr_up, y_t] if y_t is not None and self.conditional else [lr_up]
+            out = out + self.head_out(F.silu(self.head_conv(torch.cat([full, *images], dim=1))))
         return out
 
 

@@ -142,11 +142,15 @@ def spectrum_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (log_magnitude(prediction) - log_magnitude(target)).abs().mean(dim=(1, 2, 3))
 
 
-def fine_band_energy(image: torch.Tensor, window: int = 8) -> torch.Tensor:
-    """Local energy of the finest band: the mean |luma - its 3x3 box mean| over ``window`` px cells."""
+def luma_fine_band(image: torch.Tensor) -> torch.Tensor:
+    """The finest band of the luma: luma - its 3x3 box mean (replicated edges), one channel."""
     luma = image.float().mean(dim=1, keepdim=True)
-    blurred = nn.functional.avg_pool2d(nn.functional.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-    return nn.functional.avg_pool2d((luma - blurred).abs(), window)
+    return luma - nn.functional.avg_pool2d(nn.functional.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+
+
+def fine_band_energy(image: torch.Tensor, window: int = 8) -> torch.Tensor:
+    """Local energy of the finest band: the mean |fine band| over ``window`` px cells."""
+    return nn.functional.avg_pool2d(luma_fine_band(image).abs(), window)
 
 
 def texture_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -180,9 +184,7 @@ def phase_energy_l1(prediction: torch.Tensor, target: torch.Tensor, cell: int) -
     pixels' cells (each phase's mean energy over the crop's, as ``metrics.cell_grid`` reads it) of prediction
     and target: 0 when every phase carries the detail the photo's does."""
     def profile(x: torch.Tensor) -> torch.Tensor:
-        luma = x.float().mean(dim=1, keepdim=True)
-        blurred = nn.functional.avg_pool2d(nn.functional.pad(luma, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-        phases = nn.functional.pixel_unshuffle((luma - blurred).square(), cell).mean(dim=(2, 3))  # (n, cell^2)
+        phases = nn.functional.pixel_unshuffle(luma_fine_band(x).square(), cell).mean(dim=(2, 3))  # (n, cell^2)
         return phases / (phases.mean(dim=1, keepdim=True) + PHASE_ENERGY_FLOOR)
 
     return (profile(prediction) - profile(target)).abs().mean(dim=1)
