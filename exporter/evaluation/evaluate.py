@@ -26,6 +26,7 @@ from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.refine_types import RefineOptions
 from sr3_desktop.core.upscale.run_models import load_models
+from sr3_desktop.core.upscale.self_ensemble import ENSEMBLE_SIZES
 
 
 def default_targets(results: dict[str, dict[str, float]], default: str) -> dict[str, dict[str, float | bool]]:
@@ -96,23 +97,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="sampling seeds per SR3 preset (default 3)")
     parser.add_argument("--jpeg", type=int, default=75, help="also score LR inputs saved as JPEG at this quality "
                         "(bicubic, regression and the default preset; 0: skip; default 75)")
+    parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_SIZES, default=1,
+                        help="also score the regression model's self-ensemble of this many flips and transposes "
+                             "(a row 'regression-xK', clean and JPEG; default 1: none)")
     parser.add_argument("--device", default="cpu", help="auto|cpu|cuda|... (default cpu)")
     parser.add_argument("--out", type=Path, default=Path("evaluation.json"), help="JSON report path")
     parser.add_argument("--png", type=Path, help="comparison PNG path (default: next to --out)")
 
 
 def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | None, presets: list[str] | None,
-             onepass: OnnxDenoiser | None = None,
+             onepass: OnnxDenoiser | None = None, ensemble: int = 1,
              ) -> list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]]:
-    """(label, options, SR3 model, regression or one-pass model) of every method scored."""
+    """(label, options, SR3 model, regression or one-pass model) of every method scored; ``ensemble`` > 1 adds
+    the regression model's self-ensemble (``regression-x<ensemble>``)."""
     methods: list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]] = [
         ("bicubic", RefineOptions(method="bicubic"), None, None)]
     if onepass is not None:  # the peer people already use, e.g. Real-ESRGAN, measured in the same run
         methods.append((onepass.card.name, RefineOptions(method="onepass"), None, onepass))
+    reference = model if card.kind == "regression" else regression
+    if reference is not None:
+        methods.append(("regression", RefineOptions(method="regression"), None, reference))
+        if ensemble > 1:
+            methods.append((f"regression-x{ensemble}", RefineOptions(method="regression", ensemble=ensemble), None,
+                            reference))
     if card.kind == "regression":
-        return [*methods, ("regression", RefineOptions(method="regression"), None, model)]
-    if regression is not None:
-        methods.append(("regression", RefineOptions(method="regression"), None, regression))
+        return methods
     for name in presets or card.preset_names():
         methods.append((f"sr3-{name}", RefineOptions(method="sr3", preset=name), model, regression))
     return methods
@@ -140,9 +149,10 @@ def run_cli(args: argparse.Namespace) -> int:
     for set_name, set_crops in sets.items():
         results: dict[str, dict[str, float]] = {}
         columns[set_name] = {}
-        for label, options, sr3, reg in _methods(card, model, regression, args.preset, onepass):
+        for label, options, sr3, reg in _methods(card, model, regression, args.preset, onepass, args.ensemble):
             peer = onepass is not None and reg is onepass
-            if set_name != "clean" and label not in ("bicubic", "regression", default) and not peer:
+            if set_name != "clean" and label not in ("bicubic", default) and not label.startswith("regression") \
+                    and not peer:
                 continue
             if label.startswith("sr3-"):
                 options = RefineOptions(method="sr3", preset=options.preset, steps=args.steps, strength=args.strength)

@@ -39,7 +39,7 @@ from exporter.evaluation.eval_crops import PEOPLE_METRICS, EvalCrop, load_crops,
 from sr3_desktop.core.diffusion.schedule import gamma_of_sigma, levels_from_preset_schedule, strength_of_gamma
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio.atomic import atomic_file
-from sr3_desktop.core.model_files.card import InferencePreset, ModelCard, embed_card
+from sr3_desktop.core.model_files.card import FLAT_AMPLITUDE, InferencePreset, ModelCard, embed_card
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.model_space import output_cell
 from sr3_desktop.core.upscale.refine_types import RefineOptions
@@ -105,6 +105,7 @@ class Candidate:
     spacing: str = "sigma_geometric"
     texture_cap: float = 0.0
     texture_gain: float = 1.0
+    flat_amplitude: float = FLAT_AMPLITUDE
     deblock: bool = False
     scores: dict[str, float] = field(default_factory=dict, compare=False)
 
@@ -112,6 +113,7 @@ class Candidate:
         sampler = self.sampler if self.sampler == "ddpm" else f"{self.sampler}(eta={self.eta:g})"
         sigmas = f"sigma {self.sigma_start:g}" + (f"->{self.sigma_end:g}" if self.steps > 1 else "")
         cap = f" cap={self.texture_cap:g}" if self.texture_cap else ""
+        cap += f" knee={self.flat_amplitude:g}" if self.texture_cap and self.flat_amplitude != FLAT_AMPLITUDE else ""
         cap += f" gain={self.texture_gain:g}" if self.texture_gain != 1.0 else ""
         cap += " deblock" if self.deblock else ""
         return f"{self.start} {sigmas} {sampler} {self.spacing} {self.steps} steps bp={self.back_projection}{cap}"
@@ -146,8 +148,8 @@ def to_preset(cand: Candidate, card: ModelCard, description: str = "") -> Infere
     return InferencePreset(
         steps=len(levels), noise_levels=tuple(float(g) for g in levels), sampler=cand.sampler,  # type: ignore[arg-type]
         eta=cand.eta, start=cand.start, strength=strength, back_projection=cand.back_projection,  # type: ignore[arg-type]
-        texture_cap=cand.texture_cap, texture_gain=cand.texture_gain, deblock=cand.deblock,
-        schedule=schedule, description=description,
+        texture_cap=cand.texture_cap, texture_gain=cand.texture_gain, flat_amplitude=cand.flat_amplitude,
+        deblock=cand.deblock, schedule=schedule, description=description,
         scores={k: round(v, 5) for k, v in cand.scores.items()},
     )
 
@@ -155,10 +157,11 @@ def to_preset(cand: Candidate, card: ModelCard, description: str = "") -> Infere
 def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDenoiser,
                        regression: OnnxDenoiser | None, bp_options: Sequence[int], seed: int,
                        anchors: Sequence[np.ndarray] | None = None, caps: Sequence[float] = (0.0,),
-                       gains: Sequence[float] = (1.0,), deblocks: Sequence[bool] = (False,)) -> list[Candidate]:
-    """Sample once, then score every deblocking, texture cap, gain and back-projection count on the same
-    samples (the chain deblocks and caps, then back-projects; ``anchors``: each crop's condition as an image,
-    needed for a cap > 0, a gain other than 1 or deblocking)."""
+                       gains: Sequence[float] = (1.0,), deblocks: Sequence[bool] = (False,),
+                       flats: Sequence[float] = (FLAT_AMPLITUDE,)) -> list[Candidate]:
+    """Sample once, then score every deblocking, texture cap, cap knee (``flats``, tried with a cap > 0 only),
+    gain and back-projection count on the same samples (the chain deblocks and caps, then back-projects;
+    ``anchors``: each crop's condition as an image, needed for a cap > 0, a gain other than 1 or deblocking)."""
     options = RefineOptions(method="sr3", preset="candidate", custom_preset=to_preset(cand, sr3.card), seed=seed,
                             back_projection=0)
     outputs, seconds = run_method(crops, options, sr3, regression, sr3.card.scale)
@@ -166,14 +169,17 @@ def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDeno
     if anchors is None and (any(caps) or any(g != 1.0 for g in gains) or any(deblocks)):
         raise ValueError("a texture cap, gain or deblocking needs the crops' anchors")
     scored = []
-    for deblock, cap, gain in itertools.product(deblocks, caps, gains):
+    finishes = [(deblock, cap, flat, gain) for deblock, cap, gain in itertools.product(deblocks, caps, gains)
+                for flat in (flats if cap > 0.0 else flats[:1])]  # the knee shapes the cap only
+    for deblock, cap, flat, gain in finishes:
         cell = output_cell(sr3.card) if deblock else 1
-        capped = [cap_texture(o, a, cap, gain, cell) for o, a in zip(outputs, anchors, strict=True)] \
+        capped = [cap_texture(o, a, cap, gain, cell, flat=flat) for o, a in zip(outputs, anchors, strict=True)] \
             if anchors is not None else outputs
         for bp in bp_options:
             projected = [back_project(o, c.lr, scale, bp) for o, c in zip(capped, crops, strict=True)]
-            scored.append(replace(cand, back_projection=bp, texture_cap=cap, texture_gain=gain, deblock=deblock,
-                                  scores={**score(projected, crops, scale), "seconds_per_crop": seconds}))
+            scored.append(replace(cand, back_projection=bp, texture_cap=cap, texture_gain=gain, flat_amplitude=flat,
+                                  deblock=deblock, scores={**score(projected, crops, scale),
+                                                           "seconds_per_crop": seconds}))
     return scored
 
 
@@ -200,7 +206,9 @@ def _finish(cand: Candidate, anchor: str, cell: int) -> str:
     """The texture cap, gain and back-projection of a chain, in words (empty when there are none)."""
     parts = [f"its added detail smoothed across the U-Net's {cell} px cells"] if cand.deblock else []
     if cand.texture_cap:
-        parts.append(f"its added detail capped at {cand.texture_cap:g}x the {anchor}'s on flat areas")
+        knee = f" (fading below a fine band of {cand.flat_amplitude:g})" if cand.flat_amplitude != FLAT_AMPLITUDE \
+            else ""
+        parts.append(f"its added detail capped at {cand.texture_cap:g}x the {anchor}'s on flat areas{knee}")
     if cand.texture_gain != 1.0:
         parts.append(f"amplified up to {cand.texture_gain:g}x" + (" where the cap leaves room" if cand.texture_cap
                                                                   else ""))
@@ -241,6 +249,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--texture-gains", default="1",
                         help="texture gains to try with each cap on the short chains (1: the detail as sampled, "
                              "e.g. 1,1.25,1.5: amplified up to that factor where the cap leaves room)")
+    parser.add_argument("--flat-amplitudes", default=f"{FLAT_AMPLITUDE:g}",
+                        help="knees of the texture cap to try with each cap > 0 (anchor fine-band amplitudes below "
+                             "which the cap shrinks by the square of the shortfall; default "
+                             f"{FLAT_AMPLITUDE:g}, e.g. 5e-4,1e-3,2e-3: larger keeps more flat areas flat)")
     parser.add_argument("--deblock", default="0",
                         help="deblocking of the added detail to try on every chain (0,1: both; see "
                              "upscale.texture_cap.smooth_cell_borders)")
@@ -302,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
     starts = starts if regression is not None else ["bicubic"]
     bps = _ints(args.back_projection)
     deblocks = [bool(v) for v in _ints(args.deblock)] or [False]
+    flats = _floats(args.flat_amplitudes) or [FLAT_AMPLITUDE]
     condition = "regression" if card.condition == "regression" and regression is not None else "bicubic"
     misses: dict[Candidate, dict[str, float]] = {}
     every: list[Candidate] = []
@@ -309,14 +322,14 @@ def run(args: argparse.Namespace) -> int:
         for cand in short_candidates(budget, starts, _floats(args.sigmas), _floats(args.end_ratios)):
             for scored in evaluate_candidate(cand, crops, sr3, regression, bps, args.seed, anchors[condition],
                                              _floats(args.texture_caps) or [0.0], _floats(args.texture_gains) or [1.0],
-                                             deblocks):
+                                             deblocks, flats):
                 misses[scored] = targets.misses(scored.scores, reference[baseline])
                 every.append(scored)
                 _print(name, scored, misses[scored])
     for cand in quality_candidates(args.quality_steps):
         for scored in evaluate_candidate(cand, crops, sr3, regression, _ints(args.quality_back_projection),
                                          args.seed, anchors[condition], _floats(args.quality_texture_caps) or [0.0],
-                                         (1.0,), deblocks):
+                                         (1.0,), deblocks, flats):
             misses[scored] = quality_misses(scored.scores, reference["bicubic"])
             every.append(scored)
             _print("quality", scored, misses[scored])

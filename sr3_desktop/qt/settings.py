@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from sr3_desktop.core.upscale.self_ensemble import ENSEMBLE_SIZES
 from sr3_desktop.qt.paths import APP_NAME, ORGANISATION, default_output_dir, settings_file
 
 CUSTOM_PRESET = "custom"
@@ -37,6 +38,8 @@ class AppSettings:
     """Unlocked: every run draws a new seed (shown, so it can be locked to reproduce a result)."""
     samples: int = 1
     """K: samples averaged into the result; K > 1 also gives an uncertainty image."""
+    ensemble: int = 1
+    """Self-ensemble of the regression (and one-pass) network: 1, 2, 4 or 8 flips and transposes averaged."""
     tile: int = 0
     """Tile side in output pixels; 0 = automatic from a memory budget."""
     output_scale: int = 0
@@ -89,6 +92,8 @@ class SettingsStore:
                 setattr(settings, item.name, value)
         if settings.preview_kind not in PREVIEW_KINDS:
             settings.preview_kind = PREVIEW_KINDS[0]
+        if settings.ensemble not in ENSEMBLE_SIZES:  # a hand-edited file: one pass
+            settings.ensemble = 1
         return settings
 
     def save(self, settings: AppSettings) -> None:

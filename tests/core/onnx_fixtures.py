@@ -189,13 +189,15 @@ def local_sr3(card: ModelCard | None = None, *, layers: int = 1, seed: int = 0, 
     return _finish(nodes, infos, [output], inits, card)
 
 
-def regression(card: ModelCard | None = None, *, amount: float = SHARPEN_AMOUNT, **card_changes: Any
-               ) -> onnx.ModelProto:
-    """y = sharpen(lr_up), or sharpen(lr_up) - lr_up for a residual target."""
+def regression(card: ModelCard | None = None, *, amount: float = SHARPEN_AMOUNT, kernel: np.ndarray | None = None,
+               **card_changes: Any) -> onnx.ModelProto:
+    """y = sharpen(lr_up) (or ``kernel``, (3, 1, 3, 3) per channel, instead of the sharpen), or that minus
+    lr_up for a residual target."""
     card = card or make_card("regression", **card_changes)
     nodes: list[onnx.NodeProto] = []
     infos, (lr_up,) = _inputs_fp(card.inputs, False, nodes, noise=False)
-    inits = [numpy_helper.from_array(sharpen_kernel(amount), "kernel")]
+    inits = [numpy_helper.from_array(sharpen_kernel(amount) if kernel is None else kernel.astype(np.float32),
+                                     "kernel")]
     nodes.append(helper.make_node("Conv", [lr_up, "kernel"], ["target"], group=3, pads=[1, 1, 1, 1]))
     out = "target"
     if card.target == "residual":

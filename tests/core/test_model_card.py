@@ -12,6 +12,7 @@ from sr3_desktop.core.diffusion.schedule import ScheduleSpec
 from sr3_desktop.core.errors import ModelError
 from sr3_desktop.core.model_files.card import (
     CARD_METADATA_KEY,
+    FLAT_AMPLITUDE,
     SCHEMA_VERSION,
     ModelCard,
     ModelCardError,
@@ -32,7 +33,7 @@ def card_dict(**changes: Any) -> dict[str, Any]:
 def test_json_round_trip(kind: str) -> None:
     card = make_card(kind, prediction="v", target="residual", noise_conditioning="gamma")
     assert ModelCard.from_json(card.to_json()) == card
-    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION == 3
+    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION == 4
 
 
 def test_onnx_metadata_round_trip(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ def test_missing_fields_are_named(missing: str) -> None:
         ModelCard.from_dict(data)
 
 
-@pytest.mark.parametrize("version", [4, 0, None, "one", True])
+@pytest.mark.parametrize("version", [SCHEMA_VERSION + 1, 0, None, "one", True])
 def test_unknown_schema_versions_are_refused(version: Any) -> None:
     with pytest.raises(ModelCardError, match=r"schema_version .* not supported"):
         ModelCard.from_dict(card_dict(schema_version=version))
@@ -159,14 +160,16 @@ def test_read_card_errors_are_model_errors(tmp_path: Path) -> None:
     assert issubclass(ModelCardError, ModelError)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_older_cards_still_read_and_are_written_as_the_current_schema(version: int) -> None:
-    """A schema-1 card (no later fields) or schema-2 one (no preset texture_gain) reads with the new fields at
-    their defaults, and writes as the current version. Catches: READABLE_SCHEMA_VERSIONS losing 1 or 2, or
-    from_dict keeping the old version on write."""
+    """A schema-1 card (no later fields), schema-2 one (no preset texture_gain) or schema-3 one (no preset
+    flat_amplitude) reads with the new fields at their defaults, and writes as the current version. Catches:
+    READABLE_SCHEMA_VERSIONS losing 1, 2 or 3, or from_dict keeping the old version on write."""
     data = card_dict(schema_version=version)
     for preset in data["inference_presets"].values():
-        del preset["texture_gain"], preset["deblock"]
+        del preset["flat_amplitude"]
+        if version < 3:
+            del preset["texture_gain"], preset["deblock"]
     for name in ("attention_downsample", "native_input_size", "fixed_tile_size", "source", "probe"):
         if version == 1:
             del data[name]
@@ -174,7 +177,8 @@ def test_older_cards_still_read_and_are_written_as_the_current_schema(version: i
     if version == 1:
         assert (card.attention_downsample, card.native_input_size, card.fixed_tile_size, card.source,
                 card.probe) == (None, None, None, {}, {})
-    assert all(p.texture_gain == 1.0 and not p.deblock for p in card.inference_presets.values())
+    assert all(p.texture_gain == 1.0 and not p.deblock and p.flat_amplitude == FLAT_AMPLITUDE
+               for p in card.inference_presets.values())
     written = json.loads(card.to_json())
     assert written["schema_version"] == SCHEMA_VERSION
     assert ModelCard.from_dict(written) == card

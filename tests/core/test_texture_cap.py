@@ -14,7 +14,13 @@ from onnx_fixtures import local_sr3, make_card, regression, save
 
 from sr3_desktop.core import metrics
 from sr3_desktop.core.diffusion.schedule import gamma_of_sigma
-from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, InferencePreset, ModelCardError, card_from_metadata
+from sr3_desktop.core.model_files.card import (
+    CARD_METADATA_KEY,
+    FLAT_AMPLITUDE,
+    InferencePreset,
+    ModelCardError,
+    card_from_metadata,
+)
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale import output_canvas
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas
@@ -22,7 +28,6 @@ from sr3_desktop.core.upscale.pipeline import run
 from sr3_desktop.core.upscale.refine_types import RefineOptions
 from sr3_desktop.core.upscale.sr3_chain import back_project
 from sr3_desktop.core.upscale.texture_cap import (
-    FLAT_AMPLITUDE,
     cap_texture,
     cap_texture_canvas,
     smooth_cell_borders,
@@ -139,27 +144,43 @@ def test_an_anchor_below_the_flat_amplitude_supports_detail_by_the_square_of_its
     assert 0.075 < ratio < 0.115
 
 
-def test_band_by_band_on_disk_equals_the_whole_image(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_larger_knee_keeps_a_faint_anchor_flat_by_the_square_of_its_shortfall() -> None:
+    """An anchor with a fine band of 1e-3, twice the default knee: the default lets the added amplitude reach
+    cap x the anchor's, a knee of 2e-3 a quarter of that (mutation caught: ``flat`` ignored, 1.5x both times)."""
+    base = RNG.normal(0, 1, (96, 96, 1))
+    amplitude = np.sqrt(band_energy((base * 0.01).repeat(3, axis=2) + 0.5, slice(8, -8)))
+    anchor = (0.5 + base * 0.01 * 1e-3 / amplitude).repeat(3, axis=2)
+    added = RNG.normal(0, 0.1, (96, 96, 1)).repeat(3, axis=2)
+    ratios = []
+    for flat in (FLAT_AMPLITUDE, 2e-3):
+        capped = cap_texture((anchor + added).astype(np.float32), anchor, 1.5, flat=flat)
+        ratios.append(np.sqrt(band_energy(capped - anchor + 0.5, slice(8, -8)) / band_energy(anchor, slice(8, -8))))
+    assert 1.3 < ratios[0] < 1.7 and 0.3 < ratios[1] < 0.45
+
+
+@pytest.mark.parametrize("flat", [FLAT_AMPLITUDE, 2e-2])
+def test_band_by_band_on_disk_equals_the_whole_image(monkeypatch: pytest.MonkeyPatch, flat: float) -> None:
     """Bands of 7 rows (under the halo): a band written before the next one has read its context, or a
-    halo too short, changes rows at the band edges (both mutations fail this)."""
+    halo too short, changes rows at the band edges (both mutations fail this); a knee inside the anchor's
+    range reaches every band (mutation: the canvas dropping ``flat``)."""
     ramp = np.linspace(0.002, 0.05, 40, dtype=np.float32)[None, :, None]  # gains between 0 and 1 everywhere
     anchor = (0.5 + ramp * RNG.standard_normal((70, 40, 1))).repeat(3, axis=2).astype(np.float32)
     image = np.clip(anchor + RNG.normal(0, 0.05, anchor.shape), 0, 1).astype(np.float32)
-    expected = cap_texture(image, anchor, 2.0)
+    expected = cap_texture(image, anchor, 2.0, flat=flat)
     monkeypatch.setattr(output_canvas, "IN_MEMORY_PIXELS", 500)
     monkeypatch.setattr(output_canvas, "BAND_PIXELS", 7 * 40)
     canvas = OutputCanvas(image.shape, dtype=np.float32, on_disk=True)
     canvas.write(0, image)
-    cap_texture_canvas(canvas, lambda top, bottom: anchor[top:bottom], 2.0)
+    cap_texture_canvas(canvas, lambda top, bottom: anchor[top:bottom], 2.0, flat=flat)
     assert canvas.on_disk
     np.testing.assert_allclose(canvas.read(0, 70), expected, rtol=0, atol=1e-6)
 
 
 def test_the_chain_caps_against_its_regression_condition(tmp_path: Path) -> None:
     """A random-conv SR3 conditioned on a regression model: with the preset's cap the result is the uncapped
-    result capped against the regression output; the preset's gain and deblocking reach it too (mutations:
-    the cap not applied in the chain, applied after back-projection, or against bicubic; the gain or the
-    deblocking left out of the chain's finish)."""
+    result capped against the regression output; the preset's gain, knee and deblocking reach it too
+    (mutations: the cap not applied in the chain, applied after back-projection, or against bicubic; the gain,
+    the knee or the deblocking left out of the chain's finish)."""
     reg = OnnxDenoiser(save(regression(name="reg-fixture", amount=0.4), tmp_path / "reg.onnx"), "cpu")
     sr3 = OnnxDenoiser(save(local_sr3(seed=4, condition="regression", condition_model="reg-fixture",
                                       prediction="x0", target="residual", architecture={"unshuffle": 4}),
@@ -181,17 +202,26 @@ def test_the_chain_caps_against_its_regression_condition(tmp_path: Path) -> None
                                rtol=0, atol=2e-6)
     assert np.abs(gained - capped).max() > 0.01
     assert np.abs(gained - back_project(cap_texture(uncapped, anchor, 1.0, 0.5), lr, 4, 1)).max() > 1e-3
+    kneed = run(lr, replace(options, custom_preset=replace(base, texture_cap=1.0, flat_amplitude=0.05,
+                                                           back_projection=1)), sr3, reg).image
+    np.testing.assert_allclose(kneed, back_project(cap_texture(uncapped, anchor, 1.0, flat=0.05), lr, 4, 1),
+                               rtol=0, atol=2e-6)
+    assert np.abs(kneed - capped).max() > 1e-3
 
 
 def test_the_card_keeps_the_cap_and_gain_and_refuses_bad_ones() -> None:
-    """Mutations caught: the reader dropping ``texture_cap``, ``texture_gain`` or ``deblock`` (read back as 0, 1
-    or false), a string taken for a flag, or a schema-2 card (no gain) refused or read with another gain than 1."""
+    """Mutations caught: the reader dropping ``texture_cap``, ``texture_gain``, ``flat_amplitude`` or ``deblock``
+    (read back as 0, 1, the default knee or false), a string taken for a flag, or a schema-2 card (no gain) or
+    schema-3 card (no knee) refused or read with another gain than 1 or knee than the default."""
     card = make_card("sr3")
-    fast = replace(card.inference_presets["fast"], texture_cap=2.5, texture_gain=1.25, deblock=True)
+    fast = replace(card.inference_presets["fast"], texture_cap=2.5, texture_gain=1.25, flat_amplitude=1e-3,
+                   deblock=True)
     presets = {**card.inference_presets, "fast": fast}
     read = card_from_metadata({CARD_METADATA_KEY: card.with_updates(inference_presets=presets).to_json()})
     assert (read.inference_presets["fast"].texture_cap, read.inference_presets["fast"].texture_gain,
-            read.inference_presets["fast"].deblock) == (2.5, 1.25, True)
+            read.inference_presets["fast"].flat_amplitude, read.inference_presets["fast"].deblock) == (
+        2.5, 1.25, 1e-3, True)
+    assert "texture cap 2.5 (knee 0.001)" in read.inference_presets["fast"].finish_summary()
     assert read.inference_presets["balanced"].deblock is False
     assert (read.inference_presets["balanced"].texture_cap, read.inference_presets["balanced"].texture_gain) == (
         0.0, 1.0)
@@ -199,6 +229,13 @@ def test_the_card_keeps_the_cap_and_gain_and_refuses_bad_ones() -> None:
     old["schema_version"] = 2
     del old["inference_presets"]["fast"]["texture_gain"]
     assert card_from_metadata({CARD_METADATA_KEY: json.dumps(old)}).inference_presets["fast"].texture_gain == 1.0
+    old["schema_version"] = 3
+    del old["inference_presets"]["fast"]["flat_amplitude"]
+    assert card_from_metadata({CARD_METADATA_KEY: json.dumps(old)}).inference_presets["fast"].flat_amplitude == \
+        FLAT_AMPLITUDE
+    for bad in (0.0, -1e-3, float("nan")):
+        with pytest.raises(ModelCardError, match="flat_amplitude"):
+            InferencePreset(steps=1, noise_levels=(0.9,), flat_amplitude=bad)
     for bad in (-1.0, float("nan")):
         with pytest.raises(ModelCardError, match="texture_cap"):
             InferencePreset(steps=1, noise_levels=(0.9,), texture_cap=bad)

@@ -133,6 +133,23 @@ def test_evaluate_scores_seeds_jpeg_rows_and_the_targets(tiny: tuple[Path, Path,
     assert Image.open(out.with_name("eval-jpeg75.png")).size == (5 * 36, 2 * 36)
 
 
+def test_evaluate_scores_the_regression_self_ensemble_on_clean_and_jpeg(tiny: tuple[Path, Path, Path],
+                                                                       tmp_path: Path) -> None:
+    """--ensemble 2 adds a 'regression-x2' row beside the plain one, clean and from JPEG, and a column of the
+    PNG. Mutations caught: the row run without the ensemble (its scores would equal regression's), or left out
+    of the JPEG rows."""
+    sr3, regression, photos = tiny
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(sr3), "--regression", str(regression), "--data", str(photos), "--crop", "32",
+                 "--crops-per-image", "1", "--preset", "fast", "--seeds", "1", "--ensemble", "2",
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for rows in (report["results"], report["results_jpeg75"]):
+        assert {"regression", "regression-x2"} <= set(rows)
+        assert abs(rows["regression-x2"]["psnr_y"] - rows["regression"]["psnr_y"]) > 1e-4
+    assert Image.open(out.with_suffix(".png")).size == (6 * 36, 2 * 36)  # LR | bicubic | reg | reg-x2 | fast | HR
+
+
 def test_default_targets_are_relative_to_regression() -> None:
     results = {"regression": {**REGRESSION, "spectral_gap": 1.0}, "sr3-fast": GOOD}
     assert all(t["met"] for t in evaluate.default_targets(results, "sr3-fast").values())
@@ -255,24 +272,27 @@ def _best(pool: list[dict]) -> dict:
 
 def test_the_finish_flags_are_searched_and_the_pick_keeps_its_finish(tiny: tuple[Path, Path, Path],
                                                                      tmp_path: Path) -> None:
-    """--texture-gains (with each cap) on the short chains, --quality-texture-caps / --quality-back-projection on
-    the full chain: each finish is scored on the same samples, and each preset is its budget's pick with that
-    finish; quality keeps the paper's start (pure noise, strength 1). Catches: a flag ignored (fewer
-    candidates), a gain that changes nothing, or the chosen cap, gain or back-projection not written into
-    the preset."""
+    """--texture-gains and --flat-amplitudes (with each cap > 0) on the short chains, --quality-texture-caps /
+    --quality-back-projection on the full chain: each finish is scored on the same samples, and each preset is
+    its budget's pick with that finish; quality keeps the paper's start (pure noise, strength 1). Catches: a flag
+    ignored (fewer candidates), a gain or knee that changes nothing, or the chosen cap, knee, gain or
+    back-projection not written into the preset."""
     sr3, regression, photos = tiny
     model, report_path = tmp_path / "searched.onnx", tmp_path / "search.json"
     assert main(["search-schedule", str(sr3), "--regression", str(regression), "--data", str(photos),
                  "--quality-steps", "3", "--quality-texture-caps", "0,0.5", "--quality-back-projection", "0,2",
                  "--sigmas", "0.3", "--back-projection", "0", "--texture-caps", "0,2", "--texture-gains", "1,1.5",
-                 "--deblock", "0,1",
+                 "--deblock", "0,1", "--flat-amplitudes", "5e-4,0.05",
                  "--crop", "32", "--crops-per-image", "1", "--out", str(model), "--report", str(report_path)]) == 0
     report, card = json.loads(report_path.read_text()), read_card(model)
     labels = {c["label"]: c for c in report["candidates"]}
     full = [c for c in report["candidates"] if c["label"].startswith("noise")]
-    assert len(full) == 2 * 2 * 2 * 2  # spacings x caps x back-projections x deblocking
+    assert len(full) == 2 * (1 + 2) * 2 * 2  # spacings x (cap 0, cap 0.5 at two knees) x back-projections x deblocking
     one_step = [c for c in report["candidates"] if c["steps"] == 1]
-    assert len(one_step) == 2 * 2 * 2 * 2  # starts x caps x gains x deblocking
+    assert len(one_step) == 2 * (1 + 2) * 2 * 2  # starts x (cap 0, cap 2 at two knees) x gains x deblocking
+    kneed = [c for c in one_step if " knee=0.05" in c["label"]]
+    assert kneed and all(abs(c["grain"] - labels[c["label"].replace(" knee=0.05", "")]["grain"]) > 1e-4
+                         for c in kneed)
     for c in one_step:
         if " gain=1.5" in c["label"] and " cap=" not in c["label"] and "deblock" not in c["label"]:
             plain = labels[c["label"].replace(" gain=1.5", "")]
@@ -281,12 +301,13 @@ def test_the_finish_flags_are_searched_and_the_pick_keeps_its_finish(tiny: tuple
     if fast is not None:
         label = Candidate(1, fast.start, fast.schedule["sigma_start"], fast.schedule["sigma_end"], fast.sampler,
                           fast.eta, fast.back_projection, texture_cap=fast.texture_cap,
-                          texture_gain=fast.texture_gain, deblock=fast.deblock).label()
+                          texture_gain=fast.texture_gain, flat_amplitude=fast.flat_amplitude,
+                          deblock=fast.deblock).label()
         assert labels[label]["psnr_y"] == pytest.approx(_best(one_step)["psnr_y"], abs=1e-6)
     quality = card.preset("quality")
     assert (quality.start, quality.strength, quality.sampler, quality.steps) == ("noise", 1.0, "ddpm", 3)
     label = Candidate(3, "noise", 0.0, 0.0, "ddpm", 1.0, quality.back_projection, quality.schedule["spacing"],
-                      quality.texture_cap, deblock=quality.deblock).label()
+                      quality.texture_cap, flat_amplitude=quality.flat_amplitude, deblock=quality.deblock).label()
     assert labels[label]["psnr_y"] == pytest.approx(_best(full)["psnr_y"], abs=1e-6)
     assert quality.scores["psnr_y"] == pytest.approx(_best(full)["psnr_y"], abs=1e-5)
     assert "back-projection" in quality.description and (not quality.texture_cap or "capped" in quality.description)

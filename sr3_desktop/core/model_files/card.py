@@ -33,11 +33,15 @@ from sr3_desktop.core.literals import (
 from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
 
 CARD_METADATA_KEY = "sr3.model_card"
-SCHEMA_VERSION = 3
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 """Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size, source and probe
-(the one-pass kind; and the "explicit" train schedule); version 3 the presets' texture_gain and deblock. An older card
-reads as one with those at their defaults."""
+(the one-pass kind; and the "explicit" train schedule); version 3 the presets' texture_gain and deblock; version 4
+their flat_amplitude. An older card reads as one with those at their defaults."""
+FLAT_AMPLITUDE = 5e-4
+"""The texture cap's knee (``upscale.texture_cap``) of a preset that names none: an anchor fine band below this
+amplitude (about 1/8 of an 8-bit level, a surface the input shows as exactly flat) supports less invented
+detail, by the square of the shortfall."""
 
 SR3_INPUTS = ("lr_up", "y_t", "noise_level")
 SR3_OUTPUTS = ("prediction",)
@@ -76,6 +80,9 @@ class InferencePreset:
     texture_gain: float = 1.0
     """Added detail amplified up to this factor where ``texture_cap`` leaves room (everywhere without a cap);
     1 keeps it as sampled."""
+    flat_amplitude: float = FLAT_AMPLITUDE
+    """The cap's knee: where the anchor's local fine-band amplitude is below it, the cap shrinks by the square of
+    the shortfall (``upscale.texture_cap``), so flat areas stay flat; a larger knee keeps more of them flat."""
     deblock: bool = False
     """Smooth the added detail across the borders of the U-Net's depth-to-space cells first
     (``upscale.texture_cap.smooth_cell_borders``); a no-op for a model without an unshuffle."""
@@ -111,12 +118,15 @@ class InferencePreset:
             raise ModelCardError(f"texture_cap must be a finite number >= 0, got {self.texture_cap}")
         if not (math.isfinite(self.texture_gain) and self.texture_gain > 0.0):
             raise ModelCardError(f"texture_gain must be a finite number > 0, got {self.texture_gain}")
+        if not (math.isfinite(self.flat_amplitude) and self.flat_amplitude > 0.0):
+            raise ModelCardError(f"flat_amplitude must be a finite number > 0, got {self.flat_amplitude}")
         if not isinstance(self.deblock, bool):
             raise ModelCardError(f"deblock must be true or false, got {self.deblock!r}")
 
     def finish_summary(self) -> str:
-        """The texture cap, gain and deblocking of the last prediction, for listings ("" when none)."""
-        return ((f", texture cap {self.texture_cap:g}" if self.texture_cap else "")
+        """The texture cap (and its knee), gain and deblocking of the last prediction, for listings ("" when none)."""
+        knee = f" (knee {self.flat_amplitude:g})" if self.texture_cap and self.flat_amplitude != FLAT_AMPLITUDE else ""
+        return ((f", texture cap {self.texture_cap:g}{knee}" if self.texture_cap else "")
                 + (f", texture gain {self.texture_gain:g}" if self.texture_gain != 1.0 else "")
                 + (", deblocked" if self.deblock else ""))
 
@@ -331,7 +341,7 @@ class ModelCard:
                 fixed_tile_size=_optional_int(data.get("fixed_tile_size")),
                 source=dict(data.get("source") or {}),
                 probe=dict(data.get("probe") or {}),
-                schema_version=SCHEMA_VERSION,  # read 1, 2 or 3, held (and written) as the current version
+                schema_version=SCHEMA_VERSION,  # read 1 to 4, held (and written) as the current version
             )
         except ModelCardError:
             raise
@@ -371,6 +381,7 @@ def _preset_from_dict(name: str, data: Any) -> InferencePreset:
         back_projection=int(data.get("back_projection", 0)),
         texture_cap=float(data.get("texture_cap", 0.0)),
         texture_gain=float(data.get("texture_gain", 1.0)),
+        flat_amplitude=float(data.get("flat_amplitude", FLAT_AMPLITUDE)),
         deblock=data.get("deblock", False),
         schedule=dict(data.get("schedule") or {"type": "train_subsequence"}),
         description=str(data.get("description", "")),

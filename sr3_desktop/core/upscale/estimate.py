@@ -157,7 +157,7 @@ def plan_work(lr_size: tuple[int, int], options: RefineOptions, sr3: ModelRef | 
         return ()  # bicubic costs no network time; a one-pass model's speed is not modelled (one pass, no estimate)
     if options.method == "regression":
         assert regression is not None
-        return (_pass(regression, regression.card.size_multiple, height, width, options, budget, 1),)
+        return (_pass(regression, regression.card.size_multiple, height, width, options, budget, options.ensemble),)
     assert sr3 is not None
     card = sr3.card
     preset = options.custom_preset or card.preset(options.preset or card.default_preset)
@@ -167,7 +167,7 @@ def plan_work(lr_size: tuple[int, int], options: RefineOptions, sr3: ModelRef | 
         else card.size_multiple
     work = [_pass(sr3, multiple, height, width, options, budget, steps)]
     if uses_regression and regression is not None:
-        work.insert(0, _pass(regression, multiple, height, width, options, budget, 1))
+        work.insert(0, _pass(regression, multiple, height, width, options, budget, options.ensemble))
     return tuple(work)
 
 

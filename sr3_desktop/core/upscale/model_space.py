@@ -20,6 +20,7 @@ from sr3_desktop.core.model_files.card import ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.bands import array_reader, resize_region
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands, fits_in_memory, scratch_plane
+from sr3_desktop.core.upscale.self_ensemble import ensembled
 from sr3_desktop.core.upscale.tiling import (
     Emit,
     TileGrid,
@@ -202,8 +203,9 @@ class ModelSpace:
 
 
 def run_regression(space: ModelSpace, model: OnnxDenoiser, should_stop: Callable[[], bool] | None,
-                   emit: Emit) -> None:
-    """The regression model's HR estimate in padded model space, emitted block by block (tiling's order)."""
+                   emit: Emit, ensemble: int = 1) -> None:
+    """The regression model's HR estimate in padded model space, emitted block by block (tiling's order);
+    ``ensemble`` > 1: each tile's estimate is the mean over that many flips and transposes (``self_ensemble``)."""
     grid, batch = space.grid(model.card)
     residual = model.card.target == "residual"
 
@@ -212,7 +214,8 @@ def run_regression(space: ModelSpace, model: OnnxDenoiser, should_stop: Callable
             block = block + space.bicubic.region(top, top + block.shape[1], left, left + block.shape[2])
         emit(top, left, block)
 
-    blend_tiles(lambda planes: model.predict_image(planes[0]), [space.bicubic], grid, batch, should_stop, estimate)
+    predict = ensembled(model.predict_image, ensemble)
+    blend_tiles(lambda planes: predict(planes[0]), [space.bicubic], grid, batch, should_stop, estimate)
 
 
 def into_plane(plane: np.ndarray) -> Emit:

@@ -18,6 +18,7 @@ from sr3_desktop.core.errors import ModelError, SR3Error
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.model_files.onepass_probe import decode, encode
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas
+from sr3_desktop.core.upscale.self_ensemble import ensembled
 from sr3_desktop.core.upscale.tiling import (
     batch_size,
     blend_tiles,
@@ -48,8 +49,9 @@ class _InputRegions:
 
 
 def run_onepass(lr: np.ndarray, model: OnnxDenoiser, tile: int | None, should_stop: Callable[[], bool] | None,
-                canvas: OutputCanvas) -> None:
-    """Upscale ``lr`` (HWC [0, 1]) with a one-pass ``model`` into ``canvas`` (its size: scale x the input's)."""
+                canvas: OutputCanvas, ensemble: int = 1) -> None:
+    """Upscale ``lr`` (HWC [0, 1]) with a one-pass ``model`` into ``canvas`` (its size: scale x the input's);
+    ``ensemble`` > 1: each tile is the mean over that many flips and transposes (``self_ensemble``)."""
     card = model.card
     scale, multiple = card.scale, card.size_multiple * card.scale
     height, width = lr.shape[0], lr.shape[1]
@@ -73,5 +75,5 @@ def run_onepass(lr: np.ndarray, model: OnnxDenoiser, tile: int | None, should_st
         canvas.write(top, decode(block[:, :rows, :cols], card.value_range), left)
 
     batch = batch_size(grid, max(model.budget_pixels, grid.tile_height * grid.tile_width))
-    blend_tiles(lambda planes: model.upscale(planes[0]), [_InputRegions(padded, scale)], grid, batch, should_stop,
-                store)
+    upscale = ensembled(model.upscale, ensemble)
+    blend_tiles(lambda planes: upscale(planes[0]), [_InputRegions(padded, scale)], grid, batch, should_stop, store)

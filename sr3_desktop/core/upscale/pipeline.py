@@ -28,6 +28,7 @@ from sr3_desktop.core.upscale.model_space import (
 from sr3_desktop.core.upscale.onepass_runner import run_onepass
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands
 from sr3_desktop.core.upscale.refine_types import MAX_SAMPLES, METHODS, RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.self_ensemble import check_ensemble
 from sr3_desktop.core.upscale.sr3_chain import refine_sr3
 from sr3_desktop.core.upscale.tiling import TilingCancelled
 
@@ -49,6 +50,7 @@ def _check_options(options: RefineOptions) -> None:
         raise SR3Error(f"--tile must be a positive number of pixels, got {options.tile}")
     if options.back_projection is not None and options.back_projection < 0:
         raise SR3Error("back_projection must be >= 0")
+    check_ensemble(options.ensemble)
     if options.texture_gain is not None and not (math.isfinite(options.texture_gain) and options.texture_gain > 0.0):
         raise SR3Error(f"--detail must be a number > 0, got {options.texture_gain}")
 
@@ -153,18 +155,21 @@ def _one_pass_step(lr: np.ndarray, options: RefineOptions, model: OnnxDenoiser, 
     space = ModelSpace(lr, scale, model.card.size_multiple, options.tile, model.budget_pixels)
     canvas = space.canvas()
     if options.method == "onepass":
-        run_onepass(lr, model, options.tile, should_stop, canvas)
+        run_onepass(lr, model, options.tile, should_stop, canvas, options.ensemble)
     else:
-        run_regression(space, model, should_stop, into_image(canvas, model))
-    result = RefineResult(canvas, None, options.method, None, 1, time.perf_counter() - started,
+        run_regression(space, model, should_stop, into_image(canvas, model), options.ensemble)
+    result = RefineResult(canvas, None, options.method, None, options.ensemble, time.perf_counter() - started,
                           _deterministic_notes(options))
     return RefineStep(1, 1, lambda: result.image, lambda: result.image, result)
 
 
 def _deterministic_notes(options: RefineOptions) -> tuple[str, ...]:
+    notes = []
     if options.samples > 1:
-        return (f"{options.method} is deterministic: one image was made instead of {options.samples} samples",)
-    return ()
+        notes.append(f"{options.method} is deterministic: one image was made instead of {options.samples} samples")
+    if options.ensemble > 1 and options.method == "bicubic":
+        notes.append("bicubic runs no network: the self-ensemble does nothing")
+    return tuple(notes)
 
 
 def run(

@@ -57,6 +57,10 @@ class RefineOptions:
     texture_gain: float | None = None
     """Detail: SR3's added detail amplified up to this factor where the preset's texture cap leaves room
     (< 1 damps it); None -> the preset's ``texture_gain``."""
+    ensemble: int = 1
+    """Self-ensemble of the one-pass network (the regression model, SR3's regression anchor, or a one-pass
+    model): the mean of its output over 1, 2, 4 or 8 flips and transposes of the input, at that many passes
+    (``self_ensemble``); 1: one pass."""
     custom_preset: InferencePreset | None = None
     """An explicit recipe (the schedule search's candidates); when set, ``preset`` only names it."""
 

@@ -111,6 +111,8 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
     if uses_regression:
         assert regression is not None
         multiple = math.lcm(multiple, regression.card.size_multiple)
+    if options.ensemble > 1 and not uses_regression:
+        notes.append("this chain runs no regression pass: the self-ensemble does nothing")
     space = ModelSpace(lr, scale, multiple, options.tile, sr3.budget_pixels)
     grid, batch = space.grid(card)
     evaluations = 0
@@ -118,8 +120,8 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
     if uses_regression:
         assert regression is not None
         regression_plane = space.plane()
-        run_regression(space, regression, should_stop, into_plane(regression_plane))
-        evaluations += 1
+        run_regression(space, regression, should_stop, into_plane(regression_plane), options.ensemble)
+        evaluations += options.ensemble
     bicubic = space.bicubic_plane() if not conditioned or start == "bicubic" else None
     condition = regression_plane if conditioned else bicubic
     assert condition is not None
@@ -146,7 +148,8 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
             evaluations += 1
             step = k * sampler.num_steps + i + 1
             if i + 1 == sampler.num_steps:
-                finish = (preset.texture_cap, gain, output_cell(card) if preset.deblock else 1, back_projection)
+                finish = (preset.texture_cap, gain, preset.flat_amplitude,
+                          output_cell(card) if preset.deblock else 1, back_projection)
                 images.append(_final_image(space, pred, residual, condition, finish, sr3))
             if step == total:
                 result = _combine(space, images, preset_name, evaluations, started, notes)
@@ -192,15 +195,15 @@ def _step(space: ModelSpace, sampler: Sampler, output: np.ndarray, i: int, y: np
 
 
 def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition: np.ndarray,
-                 finish: tuple[float, float, int, int], model: OnnxDenoiser) -> OutputCanvas:
+                 finish: tuple[float, float, float, int, int], model: OnnxDenoiser) -> OutputCanvas:
     """pred_y0 of the last step as an image, its texture capped (and gained) against the condition (the
-    regression estimate or bicubic), then back-projected (``finish`` = (texture_cap, texture_gain, the cell
-    side to deblock or 1, back-projection iterations)); on disk as float32 for a large image."""
-    cap, gain, cell, back_projection = finish
+    regression estimate or bicubic), then back-projected (``finish`` = (texture_cap, texture_gain, the cap's
+    knee, the cell side to deblock or 1, back-projection iterations)); on disk as float32 for a large image."""
+    cap, gain, flat, cell, back_projection = finish
     if not space.on_disk:
         image = space.to_image(pred, residual, condition)
         check_finite(image, model)
-        image = cap_texture(image, space.to_image(condition, False, condition), cap, gain, cell)
+        image = cap_texture(image, space.to_image(condition, False, condition), cap, gain, cell, flat=flat)
         return OutputCanvas.of(back_project(image, space.lr, space.scale, back_projection))
     canvas = space.canvas(np.float32)
     for top, bottom in bands(space.height, space.width):
@@ -208,7 +211,7 @@ def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition:
         check_finite(block, model)
         canvas.write(top, block)
     cap_texture_canvas(canvas, lambda top, bottom: space.to_image(condition, False, condition, top, bottom), cap,
-                       gain, cell)
+                       gain, cell, flat)
     back_project_canvas(canvas, space.lr, space.scale, back_projection)
     return canvas
 

@@ -3,8 +3,8 @@
 SR3 adds fine detail over its anchor (the regression estimate, or the bicubic it is conditioned on).
 Where the anchor is flat (sky, petals, bokeh), a one-step chain's invented band shows as a mottle. The
 cap scales the added detail, pixel by pixel, so that its local fine-band amplitude is at most ``cap``
-times the anchor's own, and fades as the square below ``FLAT_AMPLITUDE``: a gain of
-min(1, cap * sqrt(E_anchor / E_added) * min(1, sqrt(E_anchor) / FLAT_AMPLITUDE)^2) on luma, applied to RGB.
+times the anchor's own, and fades as the square below the knee ``flat`` (the preset's ``flat_amplitude``): a
+gain of min(1, cap * sqrt(E_anchor / E_added) * min(1, sqrt(E_anchor) / flat)^2) on luma, applied to RGB.
 Textured areas keep all of SR3's detail, flat ones keep their flatness. ``cap`` 0 turns it off.
 
 A one-step chain predicts E[x0 | y_t] (Eq. 6's x0 estimate), which is smoother than a sample of the photo's
@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sr3_desktop.core import metrics
+from sr3_desktop.core.model_files.card import FLAT_AMPLITUDE
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands
 
 ENERGY_SIGMA = 2.0
@@ -35,12 +36,9 @@ ENERGY_SIGMA = 2.0
 HALO = math.ceil(3.0 * metrics.FINE_BAND_SIGMA) + math.ceil(3.0 * ENERGY_SIGMA) + 3
 """Rows either side of a band that the energies read (the two Gaussians' radii, rounded up, and the border
 smoothing's one row)."""
-FLAT_AMPLITUDE = 5e-4
-"""An anchor fine band below this amplitude (about 1/8 of an 8-bit level: a surface the input shows as
-exactly flat, as a clean sky or studio backdrop is once quantised) supports less invented detail, by the
-square of the shortfall. Without the knee, a 4x cap over a near-zero anchor adds a mottle of 12x the photo's
-on such areas (the worst validation crop, whose photo has a fine band of 2e-4); a linear knee still left
-1.66x at a mean grain of 0.81, the square 1.47x at 0.80 (cap 6), with a 1 % smaller spectral gap."""
+# The knee's default (FLAT_AMPLITUDE, 5e-4): without it, a 4x cap over a near-zero anchor adds a mottle of 12x the
+# photo's on exactly flat areas (the worst validation crop, whose photo has a fine band of 2e-4); a linear knee
+# still left 1.66x at a mean grain of 0.81, the square 1.47x at 0.80 (cap 6). Presets search their own knee.
 _EPS = 1e-12
 AnchorReader = Callable[[int, int], np.ndarray]
 """read(top, bottom) -> the anchor's rows as HWC float32 in [0, 1]."""
@@ -69,10 +67,10 @@ def smooth_cell_borders(added: np.ndarray, cell: int, row0: int = 0) -> np.ndarr
 
 
 def cap_texture(image: np.ndarray, anchor: np.ndarray, cap: float, gain: float = 1.0, cell: int = 1,
-                row0: int = 0) -> np.ndarray:
+                row0: int = 0, flat: float = FLAT_AMPLITUDE) -> np.ndarray:
     """``anchor + g * (image - anchor)``, g = min(``gain``, the cap's limit) per pixel (module docstring; without
     a cap, ``gain`` everywhere), the added detail first smoothed across ``cell`` px cell borders when
-    ``cell`` > 1 (``row0``: see ``smooth_cell_borders``); HWC [0, 1] arrays."""
+    ``cell`` > 1 (``row0``: see ``smooth_cell_borders``); ``flat``: the cap's knee; HWC [0, 1] arrays."""
     if cap <= 0.0 and gain == 1.0 and cell <= 1:
         return image
     if image.shape != anchor.shape or image.ndim != 3 or min(image.shape[:2]) < 2:
@@ -85,13 +83,13 @@ def cap_texture(image: np.ndarray, anchor: np.ndarray, cap: float, gain: float =
     energy_anchor = _local_energy(anchor)
     energy_added = _local_energy(added)  # luma and the fine band are linear: the difference's own energy
     amplitude_anchor = np.sqrt(energy_anchor)
-    allowed = cap * amplitude_anchor * np.minimum(1.0, amplitude_anchor / FLAT_AMPLITUDE) ** 2
+    allowed = cap * amplitude_anchor * np.minimum(1.0, amplitude_anchor / flat) ** 2
     limited = np.minimum(gain, allowed / np.sqrt(np.maximum(energy_added, _EPS)))
     return np.clip(anchor + limited[..., None] * added, 0.0, 1.0).astype(np.float32)
 
 
 def cap_texture_canvas(canvas: OutputCanvas, read_anchor: AnchorReader, cap: float, gain: float = 1.0,
-                       cell: int = 1) -> None:
+                       cell: int = 1, flat: float = FLAT_AMPLITUDE) -> None:
     """``cap_texture`` in place on a canvas, band by band with ``HALO`` rows of context (identical to the
     whole image away from the halo's reflected edge, which is the image's own edge)."""
     if cap <= 0.0 and gain == 1.0 and cell <= 1:
@@ -100,7 +98,7 @@ def cap_texture_canvas(canvas: OutputCanvas, read_anchor: AnchorReader, cap: flo
     finished: list[tuple[int, np.ndarray]] = []
     for top, bottom in bands(height, width):
         lo, hi = max(0, top - HALO), min(height, bottom + HALO)
-        capped = cap_texture(canvas.read(lo, hi), read_anchor(lo, hi), cap, gain, cell, row0=lo)
+        capped = cap_texture(canvas.read(lo, hi), read_anchor(lo, hi), cap, gain, cell, row0=lo, flat=flat)
         finished.append((top, capped[top - lo : bottom - lo]))
         # a band is written once no later band reads it: the next one reads from bottom - HALO on
         while finished and finished[0][0] + finished[0][1].shape[0] <= bottom - HALO:
