@@ -51,7 +51,7 @@ $PY -m exporter search-schedule "$SR3" --regression "$REG" --data "$VAL" --sigma
   --quality-texture-caps 0,8 --quality-back-projection 0,1 --report "$EVAL/schedule-search.json"
 PEER=()
 if [ -n "${ONEPASS:-}" ]; then PEER=(--onepass "$ONEPASS"); fi
-$PY -m exporter evaluate "$SR3" --regression "$REG" --data "$VAL" ${PEER[@]+"${PEER[@]}"} --seeds 2 --jpeg 75 \
+$PY -m exporter evaluate "$SR3" --regression "$REG" --data "$VAL" ${PEER[@]+"${PEER[@]}"} --seeds 2 --jpeg 75 --ensemble 4 \
   --out "$EVAL/bundled.json" --png "$EVAL/comparison.png"
 $PY scripts/annotate_card.py "$REG" --evaluation "$EVAL/bundled.json"
 $PY scripts/annotate_card.py "$SR3" --evaluation "$EVAL/bundled.json"

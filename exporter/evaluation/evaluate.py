@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg", type=int, default=75, help="also score LR inputs saved as JPEG at this quality "
                         "(bicubic, regression and the default preset; 0: skip; default 75)")
     parser.add_argument("--ensemble", type=int, choices=ENSEMBLE_SIZES, default=1,
-                        help="also score the regression model's self-ensemble of this many flips and transposes "
-                             "(a row 'regression-xK', clean and JPEG; default 1: none)")
+                        help="also score the regression model's self-ensemble of this many flips and transposes, "
+                             "alone and as the default preset's anchor (rows 'regression-xK' and "
+                             "'sr3-<default>-xK', clean and JPEG; default 1: none)")
     parser.add_argument("--device", default="cpu", help="auto|cpu|cuda|... (default cpu)")
     parser.add_argument("--out", type=Path, default=Path("evaluation.json"), help="JSON report path")
     parser.add_argument("--png", type=Path, help="comparison PNG path (default: next to --out)")
@@ -109,7 +111,7 @@ def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | No
              onepass: OnnxDenoiser | None = None, ensemble: int = 1,
              ) -> list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]]:
     """(label, options, SR3 model, regression or one-pass model) of every method scored; ``ensemble`` > 1 adds
-    the regression model's self-ensemble (``regression-x<ensemble>``)."""
+    the regression model's self-ensemble (``regression-x<ensemble>``) and the default preset over it."""
     methods: list[tuple[str, RefineOptions, OnnxDenoiser | None, OnnxDenoiser | None]] = [
         ("bicubic", RefineOptions(method="bicubic"), None, None)]
     if onepass is not None:  # the peer people already use, e.g. Real-ESRGAN, measured in the same run
@@ -124,6 +126,9 @@ def _methods(card: ModelCard, model: OnnxDenoiser, regression: OnnxDenoiser | No
         return methods
     for name in presets or card.preset_names():
         methods.append((f"sr3-{name}", RefineOptions(method="sr3", preset=name), model, regression))
+    if ensemble > 1 and regression is not None:  # the default chain over the ensembled anchor
+        methods.append((f"sr3-{card.default_preset}-x{ensemble}",
+                        RefineOptions(method="sr3", preset=card.default_preset, ensemble=ensemble), model, regression))
     return methods
 
 
@@ -151,11 +156,11 @@ def run_cli(args: argparse.Namespace) -> int:
         columns[set_name] = {}
         for label, options, sr3, reg in _methods(card, model, regression, args.preset, onepass, args.ensemble):
             peer = onepass is not None and reg is onepass
-            if set_name != "clean" and label not in ("bicubic", default) and not label.startswith("regression") \
-                    and not peer:
+            if set_name != "clean" and label not in ("bicubic", default, f"{default}-x{args.ensemble}") \
+                    and not label.startswith("regression") and not peer:
                 continue
             if label.startswith("sr3-"):
-                options = RefineOptions(method="sr3", preset=options.preset, steps=args.steps, strength=args.strength)
+                options = replace(options, steps=args.steps, strength=args.strength)
             stochastic = label.startswith("sr3-")
             row, outputs = score_seeds(set_crops, options, sr3, reg, card.scale, seeds if stochastic else seeds[:1])
             results[label] = row

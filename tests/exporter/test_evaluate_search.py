@@ -135,19 +135,22 @@ def test_evaluate_scores_seeds_jpeg_rows_and_the_targets(tiny: tuple[Path, Path,
 
 def test_evaluate_scores_the_regression_self_ensemble_on_clean_and_jpeg(tiny: tuple[Path, Path, Path],
                                                                        tmp_path: Path) -> None:
-    """--ensemble 2 adds a 'regression-x2' row beside the plain one, clean and from JPEG, and a column of the
-    PNG. Mutations caught: the row run without the ensemble (its scores would equal regression's), or left out
-    of the JPEG rows."""
+    """--ensemble 2 adds 'regression-x2' and the default preset over it beside the plain rows, clean and from
+    JPEG, and columns of the PNG. Mutations caught: a row run without the ensemble (its scores would equal the
+    plain row's), or left out of the JPEG rows."""
     sr3, regression, photos = tiny
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(sr3), "--regression", str(regression), "--data", str(photos), "--crop", "32",
-                 "--crops-per-image", "1", "--preset", "fast", "--seeds", "1", "--ensemble", "2",
+                 "--crops-per-image", "1", "--steps", "1", "--seeds", "1", "--ensemble", "2",
                  "--out", str(out)]) == 0
     report = json.loads(out.read_text())
+    default = report["default"]
     for rows in (report["results"], report["results_jpeg75"]):
-        assert {"regression", "regression-x2"} <= set(rows)
+        assert {"regression", "regression-x2", default, f"{default}-x2"} <= set(rows)
         assert abs(rows["regression-x2"]["psnr_y"] - rows["regression"]["psnr_y"]) > 1e-4
-    assert Image.open(out.with_suffix(".png")).size == (6 * 36, 2 * 36)  # LR | bicubic | reg | reg-x2 | fast | HR
+        assert abs(rows[f"{default}-x2"]["psnr_y"] - rows[default]["psnr_y"]) > 1e-4
+    # LR | bicubic | regression | regression-x2 | 3 presets | the default over regression-x2 | HR
+    assert Image.open(out.with_suffix(".png")).size == (9 * 36, 2 * 36)
 
 
 def test_default_targets_are_relative_to_regression() -> None:
