@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -148,8 +149,8 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
             evaluations += 1
             step = k * sampler.num_steps + i + 1
             if i + 1 == sampler.num_steps:
-                finish = (preset.texture_cap, gain, preset.flat_amplitude,
-                          output_cell(card) if preset.deblock else 1, back_projection)
+                finish = Finish(preset.texture_cap, gain, preset.flat_amplitude,
+                                output_cell(card) if preset.deblock else 1, back_projection)
                 images.append(_final_image(space, pred, residual, condition, finish, sr3))
             if step == total:
                 result = _combine(space, images, preset_name, evaluations, started, notes)
@@ -194,11 +195,21 @@ def _step(space: ModelSpace, sampler: Sampler, output: np.ndarray, i: int, y: np
     return spare, y, output
 
 
-def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition: np.ndarray,
-                 finish: tuple[float, float, float, int, int], model: OnnxDenoiser) -> OutputCanvas:
+class Finish(NamedTuple):
+    """What is done to the last prediction: the texture cap, its gain and knee (``texture_cap``), the cell side
+    to deblock (1: none), then the back-projection iterations."""
+
+    cap: float
+    gain: float
+    flat: float
+    cell: int
+    back_projection: int
+
+
+def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition: np.ndarray, finish: Finish,
+                 model: OnnxDenoiser) -> OutputCanvas:
     """pred_y0 of the last step as an image, its texture capped (and gained) against the condition (the
-    regression estimate or bicubic), then back-projected (``finish`` = (texture_cap, texture_gain, the cap's
-    knee, the cell side to deblock or 1, back-projection iterations)); on disk as float32 for a large image."""
+    regression estimate or bicubic), then back-projected (``finish``); on disk as float32 for a large image."""
     cap, gain, flat, cell, back_projection = finish
     if not space.on_disk:
         image = space.to_image(pred, residual, condition)
