@@ -53,7 +53,10 @@ def ensembled(predict: Callable[[np.ndarray], np.ndarray], size: int) -> Callabl
         total: np.ndarray | None = None
         for transform in _TRANSFORMS[:size]:
             out = _inverse(predict(_forward(planes, transform)), transform)
-            total = out.astype(np.float32, copy=True) if total is None else total + out
+            if total is None:
+                total = out.astype(np.float32, copy=True)
+            else:
+                total += out
         assert total is not None
         return total / np.float32(size)
 
