@@ -44,11 +44,13 @@ $PY scripts/annotate_card.py "$SR3" --data "$DATA" --credits recipes/photo-credi
   --description "SR3 denoiser for 4x photos, anchored on the regression model (predict-and-refine): it sees the regression output and diffuses the residual HR - regression, predicting x0. Its U-Net runs at 1/4 of the output resolution; an output stage at the full resolution writes every pixel with the same weights (no 4 px cell grid). 'fast' and 'balanced' refine the regression output noised to a small sigma in 1 or 2 steps, their added detail capped on flat areas; 'quality' runs the paper's full chain from pure noise."
 # Presets are chosen on the search crops, scored on the disjoint report crops. The short chains are always
 # capped: an uncapped one chosen on the search crops mottled an unseen sky (docs/models.md, seventh sitting);
-# each cap is tried at two knees (the flat amplitude below which it shrinks; eighth sitting).
+# each cap is tried at two knees (the flat amplitude below which it shrinks; eighth sitting). The compressed
+# preset (JPEG inputs at quality <= 90) is searched on the same crops saved at quality 75 (ninth sitting).
 $PY -m exporter search-schedule "$SR3" --regression "$REG" --data "$VAL" --sigmas 0.3,0.4,0.5 --end-ratios 0.5 \
   --back-projection 0,1,2 --texture-caps 3,4,5,6 --texture-gains 1,1.15,1.25,1.35,1.5 --flat-amplitudes 5e-4,1e-3 \
   --quality-steps 50 \
-  --quality-texture-caps 0,8 --quality-back-projection 0,1 --report "$EVAL/schedule-search.json"
+  --quality-texture-caps 0,8 --quality-back-projection 0,1 --jpeg 75 --jpeg-texture-caps 2,4,6 \
+  --jpeg-flat-amplitudes 1e-3,2e-3,4e-3 --report "$EVAL/schedule-search.json"
 PEER=()
 if [ -n "${ONEPASS:-}" ]; then PEER=(--onepass "$ONEPASS"); fi
 $PY -m exporter evaluate "$SR3" --regression "$REG" --data "$VAL" ${PEER[@]+"${PEER[@]}"} --seeds 2 --jpeg 75 --ensemble 4 \

@@ -37,6 +37,7 @@
 #   QUICK [1 when MINUTES < 10]          tiny search / evaluation settings (a smoke test of every stage)
 #   SEARCH_SIGMAS [0.1,0.2,0.3,0.45]  SEARCH_END_RATIOS [0.5]  SEARCH_BP [0,1,2]  SEARCH_CAPS [4,6]
 #   SEARCH_KNEES [5e-4,1e-3] (quick: 5e-4)   knees of the texture cap (its flat_amplitude) tried with each cap
+#   SEARCH_JPEG [75]   JPEG quality of the crops the compressed preset is searched on (0: no compressed preset)
 #   QUALITY_STEPS [20]  QUALITY_CAPS [0,4,6]  QUALITY_BP [0,1]   (quick: caps 0,4 and QUALITY_BP 0)
 #   SEARCH_CROPS [2]  SEARCH_IMAGES [all]  SEARCH_TIMEOUT [max(120 s, half the reserve)]
 #                              (past the timeout the model keeps its default presets)
@@ -163,7 +164,8 @@ mark sr3
 if [ "$QUICK" = 1 ]; then
   SEARCH=(--sigmas "${SEARCH_SIGMAS:-0.2,0.45}" --end-ratios "${SEARCH_END_RATIOS:-0.5}"
           --back-projection "${SEARCH_BP:-0,1}" --texture-caps "${SEARCH_CAPS:-4}"
-          --flat-amplitudes "${SEARCH_KNEES:-5e-4}"
+          --flat-amplitudes "${SEARCH_KNEES:-5e-4}" --jpeg "${SEARCH_JPEG:-75}" --jpeg-texture-caps 4
+          --jpeg-flat-amplitudes 2e-3
           --quality-steps "${QUALITY_STEPS:-4}" --quality-texture-caps "${QUALITY_CAPS:-0,4}"
           --quality-back-projection "${QUALITY_BP:-0}"
           --crop "${EVAL_CROP:-64}" --crops-per-image "${SEARCH_CROPS:-1}" --max-images "${SEARCH_IMAGES:-2}")
@@ -172,7 +174,7 @@ if [ "$QUICK" = 1 ]; then
 else
   SEARCH=(--sigmas "${SEARCH_SIGMAS:-0.1,0.2,0.3,0.45}" --end-ratios "${SEARCH_END_RATIOS:-0.5}"
           --back-projection "${SEARCH_BP:-0,1,2}" --texture-caps "${SEARCH_CAPS:-4,6}"
-          --flat-amplitudes "${SEARCH_KNEES:-5e-4,1e-3}"
+          --flat-amplitudes "${SEARCH_KNEES:-5e-4,1e-3}" --jpeg "${SEARCH_JPEG:-75}"
           --quality-steps "${QUALITY_STEPS:-20}" --quality-texture-caps "${QUALITY_CAPS:-0,4,6}"
           --quality-back-projection "${QUALITY_BP:-0,1}"
           --crop "${EVAL_CROP:-256}" --crops-per-image "${SEARCH_CROPS:-2}")

@@ -308,7 +308,7 @@ def describe_card(card: ModelCard) -> list[str]:
             p = card.preset(name)
             start = "noise" if p.start == "noise" else f"noised {p.start} @ strength {p.strength:g}"
             sampler = p.sampler + (f" eta={p.eta:g}" if p.sampler == "ddim" else "")
-            marker = " (default)" if name == card.default_preset else ""
+            marker = f" ({role})" if (role := card.preset_role(name)) else ""
             lines.append(f"  preset {name}{marker}: {p.steps} steps, {sampler}, from {start}, "
                          f"back-projection {p.back_projection}" + p.finish_summary())
     if card.description:

@@ -3,7 +3,9 @@
 Metrics (sr3_desktop.core.metrics): PSNR-Y and SSIM-Y with `scale` pixels shaved, GMSD, grain,
 spectral gap, detail fidelity, the paper's consistency (x1e-5), sharpness and colour shift (0-255).
 SR3 presets are scored over several seeds. With --jpeg Q the same crops are scored again with the
-LR saved as JPEG at quality Q, the input people really have; bicubic is then upscaled from that JPEG.
+LR saved as JPEG at quality Q, the input people really have; bicubic is then upscaled from that JPEG, and
+the SR3 rows know the quality, as the app does from the file: at Q <= 90 a card's compressed preset stands in
+for its default (``run_models.preset_name``).
 The report also checks the default preset against the product's targets (docs/models.md).
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from exporter.evaluation.eval_crops import EvalCrop, as_jpeg, load_crops, score_seeds
-from exporter.evaluation.search_schedule import Targets
+from exporter.evaluation.targets import Targets
 from sr3_desktop.core.imageio.atomic import atomic_file
 from sr3_desktop.core.metrics import fine_band
 from sr3_desktop.core.model_files.card import ModelCard
@@ -161,6 +163,8 @@ def run_cli(args: argparse.Namespace) -> int:
                 continue
             if label.startswith("sr3-"):
                 options = replace(options, steps=args.steps, strength=args.strength)
+                if set_name != "clean":  # as the app runs a JPEG file: its quality picks the compressed preset
+                    options = replace(options, input_quality=args.jpeg)
             stochastic = label.startswith("sr3-")
             row, outputs = score_seeds(set_crops, options, sr3, reg, card.scale, seeds if stochastic else seeds[:1])
             results[label] = row

@@ -31,15 +31,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
-from exporter.evaluation.eval_crops import PEOPLE_METRICS, EvalCrop, load_crops, run_method, score
+from exporter.evaluation.eval_crops import PEOPLE_METRICS, EvalCrop, as_jpeg, load_crops, run_method, score
+from exporter.evaluation.targets import CompressedTargets, Targets, quality_misses
 from sr3_desktop.core.diffusion.schedule import gamma_of_sigma, levels_from_preset_schedule, strength_of_gamma
 from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.imageio.atomic import atomic_file
-from sr3_desktop.core.model_files.card import FLAT_AMPLITUDE, InferencePreset, ModelCard, embed_card
+from sr3_desktop.core.model_files.card import (
+    COMPRESSED_QUALITY,
+    FLAT_AMPLITUDE,
+    InferencePreset,
+    ModelCard,
+    embed_card,
+)
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.model_space import output_cell
 from sr3_desktop.core.upscale.refine_types import RefineOptions
@@ -51,44 +59,6 @@ PRESET_BUDGETS = {"fast": 1, "balanced": 2}
 MAX_DEFAULT_EVALUATIONS = 2
 """The default preset costs at most this many network evaluations, the regression pass included (issue 19)."""
 HIGHER_IS_BETTER = {"psnr_y", "detail_fidelity"}
-
-
-@dataclass(frozen=True)
-class Targets:
-    """What the default preset must reach, relative to regression on the same crops (issue 19)."""
-
-    grain: tuple[float, float] = (0.85, 1.2)
-    grain_worst: float = 1.5
-    spectral_gap_ratio: float = 0.45
-    gmsd_ratio: float = 1.05
-    psnr_drop: float = 0.5
-    consistency: float = 1.0
-    colour_shift: float = 1.0
-    grid_ratio: float = 1.1
-    """The fine band's phase spread over the LR pixels' cells (metrics.cell_grid), x regression's."""
-
-    def misses(self, s: dict[str, float], regression: dict[str, float]) -> dict[str, float]:
-        """How far each target is missed, as a fraction of its bound (0 = met)."""
-        low, high = self.grain
-        gap = self.spectral_gap_ratio * regression["spectral_gap"]
-        gmsd = self.gmsd_ratio * regression["gmsd"]
-        grid = self.grid_ratio * regression.get("grid", 1.0)
-        return {
-            "grain": max(low - s["grain"], s["grain"] - high, 0.0) / high,
-            "grain_worst": max(s.get("grain_worst", s["grain"]) - self.grain_worst, 0.0) / self.grain_worst,
-            "spectral_gap": max(s["spectral_gap"] - gap, 0.0) / gap,
-            "gmsd": max(s["gmsd"] - gmsd, 0.0) / gmsd,
-            "psnr_y": max(regression["psnr_y"] - self.psnr_drop - s["psnr_y"], 0.0) / self.psnr_drop,
-            "consistency": max(s["consistency"] - self.consistency, 0.0) / self.consistency,
-            "colour_shift": max(s["colour_shift"] - self.colour_shift, 0.0) / self.colour_shift,
-            "grid": max(s.get("grid", 1.0) - grid, 0.0) / grid,
-        }
-
-
-def quality_misses(s: dict[str, float], bicubic: dict[str, float]) -> dict[str, float]:
-    """The full chain's targets: PSNR-Y >= bicubic, grain <= 1.5, colour shift <= 1.5."""
-    return {"psnr_y": max(bicubic["psnr_y"] - s["psnr_y"], 0.0), "grain": max(s["grain"] - 1.5, 0.0) / 1.5,
-            "colour_shift": max(s["colour_shift"] - 1.5, 0.0) / 1.5}
 
 
 @dataclass(frozen=True)
@@ -273,6 +243,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="auto|cpu|cuda|... (default cpu)")
     parser.add_argument("--out", type=Path, help="write the updated model here instead of in place")
     parser.add_argument("--report", type=Path, help="JSON with every candidate's scores")
+    parser.add_argument("--jpeg", type=int, default=0,
+                        help="also search the compressed preset, the one-step chain that inputs saved as JPEG at "
+                             "quality <= 90 run in place of the default, on the crops saved at this quality "
+                             "(e.g. 75; default 0: none)")
+    parser.add_argument("--jpeg-texture-caps", default="2,4,6", help="texture caps to try on JPEG inputs")
+    parser.add_argument("--jpeg-flat-amplitudes", default="1e-3,2e-3,4e-3", help="cap knees to try on JPEG inputs")
+
+
+def search_compressed(args: argparse.Namespace, crops: Sequence[EvalCrop], sr3: OnnxDenoiser,
+                      regression: OnnxDenoiser) -> tuple[Candidate, dict[str, Any], list[dict[str, Any]]]:
+    """The compressed preset: among one-step chains from the regression output (the default's budget), the one
+    that best meets ``CompressedTargets`` on ``crops`` saved as JPEG at ``args.jpeg``; with the search's
+    summary and every candidate's row for the report."""
+    jpeg_crops, scale = as_jpeg(crops, args.jpeg), sr3.card.scale
+    reference, anchors = {}, []
+    for method in ("bicubic", "regression"):
+        outputs, _ = run_method(jpeg_crops, RefineOptions(method=method), None, regression, scale)
+        reference[method] = score(outputs, jpeg_crops, scale)
+        anchors = outputs
+    targets, misses, every = CompressedTargets(), {}, []
+    for cand in short_candidates(1, ["regression"], _floats(args.sigmas), [1.0]):
+        for scored in evaluate_candidate(cand, jpeg_crops, sr3, regression, _ints(args.back_projection), args.seed,
+                                         anchors, _floats(args.jpeg_texture_caps) or [0.0], (1.0,), (False,),
+                                         _floats(args.jpeg_flat_amplitudes) or [FLAT_AMPLITUDE]):
+            misses[scored] = targets.misses(scored.scores, reference["bicubic"], reference["regression"])
+            every.append(scored)
+            _print(f"jpeg{args.jpeg}", scored, misses[scored])
+    chosen = pick(every, misses)
+    summary = {"quality": args.jpeg, "reference": reference, "candidates": len(every), "chosen": chosen.label(),
+               "targets_met": not any(misses[chosen].values())}
+    rows = [{"label": c.label(), "set": f"jpeg{args.jpeg}", "steps": c.steps, "misses": misses[c], **c.scores}
+            for c in every]
+    return chosen, summary, rows
 
 
 def _floats(text: str) -> list[float]:
@@ -345,13 +348,20 @@ def run(args: argparse.Namespace) -> int:
         else "quality"
     presets = {name: to_preset(c, sr3.card, describe(c, sr3.card)) for name, c in kept.items()}
     presets["quality"] = to_preset(chosen_quality, sr3.card, describe(chosen_quality, sr3.card))
+    compressed: dict[str, Any] = {}
+    jpeg_rows: list[dict[str, Any]] = []
+    if args.jpeg and regression is not None:
+        cand, compressed, jpeg_rows = search_compressed(args, crops, sr3, regression)
+        presets["compressed"] = to_preset(cand, sr3.card, describe(cand, sr3.card) + (
+            f" Runs in place of the default on inputs saved as JPEG at quality <= {COMPRESSED_QUALITY}."))
     search_info = {
         "crop": args.crop, "crops": len(crops), "role": "search", "data": args.data.name,
         "reference": reference, "candidates": len(every), "dropped": dropped, "default": default,
         "targets_met": {name: not any(misses[c].values()) for name, c in [*kept.items(), ("quality", chosen_quality)]},
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - started, 1), **({"compressed": compressed} if compressed else {}),
     }
     card = sr3.card.with_updates(inference_presets=presets, default_preset=default,
+                                 compressed_preset="compressed" if compressed else "",
                                  metrics={**sr3.card.metrics, "schedule_search": search_info})
     write_card(args.model, args.out or args.model, card)
     for name, preset in presets.items():
@@ -362,7 +372,8 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         with atomic_file(args.report) as handle:
             handle.write(json.dumps({"reference": reference, "default": default, "candidates": [
-                {"label": c.label(), "steps": c.steps, "misses": misses[c], **c.scores} for c in every]},
+                {"label": c.label(), "steps": c.steps, "misses": misses[c], **c.scores} for c in every],
+                **({"compressed_candidates": jpeg_rows} if jpeg_rows else {})},
                 indent=1).encode())
     return 0
 

@@ -33,7 +33,7 @@ def card_dict(**changes: Any) -> dict[str, Any]:
 def test_json_round_trip(kind: str) -> None:
     card = make_card(kind, prediction="v", target="residual", noise_conditioning="gamma")
     assert ModelCard.from_json(card.to_json()) == card
-    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION == 4
+    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION == 5
 
 
 def test_onnx_metadata_round_trip(tmp_path: Path) -> None:
@@ -160,13 +160,18 @@ def test_read_card_errors_are_model_errors(tmp_path: Path) -> None:
     assert issubclass(ModelCardError, ModelError)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_older_cards_still_read_and_are_written_as_the_current_schema(version: int) -> None:
-    """A schema-1 card (no later fields), schema-2 one (no preset texture_gain) or schema-3 one (no preset
-    flat_amplitude) reads with the new fields at their defaults, and writes as the current version. Catches:
-    READABLE_SCHEMA_VERSIONS losing 1, 2 or 3, or from_dict keeping the old version on write."""
+    """A schema-1 card (no later fields), schema-2 one (no preset texture_gain), schema-3 one (no preset
+    flat_amplitude) or schema-4 one (no compressed_preset) reads with the new fields at their defaults, and
+    writes as the current version. Catches: READABLE_SCHEMA_VERSIONS losing 1 to 4, or from_dict keeping the old
+    version on write."""
     data = card_dict(schema_version=version)
+    del data["compressed_preset"]
+    assert ModelCard.from_dict(data).compressed_preset == ""
     for preset in data["inference_presets"].values():
+        if version == 4:
+            break
         del preset["flat_amplitude"]
         if version < 3:
             del preset["texture_gain"], preset["deblock"]

@@ -14,9 +14,10 @@ from PIL import Image
 
 from exporter.__main__ import main
 from exporter.evaluation import evaluate, search_schedule
-from exporter.evaluation.eval_crops import EvalCrop, as_jpeg, load_crops
+from exporter.evaluation.eval_crops import EvalCrop, as_jpeg, load_crops, score
 from exporter.evaluation.search_schedule import (
     Candidate,
+    CompressedTargets,
     Targets,
     pick,
     quality_misses,
@@ -265,6 +266,41 @@ def test_search_schedule_chooses_presets_by_the_rules(tiny: tuple[Path, Path, Pa
     assert card.default_preset == search["default"] == report["default"] == expected
     assert all(p.description and "grain" in p.scores for p in card.inference_presets.values())
     assert read_card(sr3).inference_presets != card.inference_presets  # --out left the input alone
+    assert card.compressed_preset == "" and "compressed" not in card.inference_presets  # no --jpeg, none
+
+
+def test_jpeg_searches_the_compressed_preset_on_the_crops_saved_as_jpeg(tiny: tuple[Path, Path, Path],
+                                                                        tmp_path: Path) -> None:
+    """--jpeg 75: one-step chains from the regression output (the default's budget), each cap knee and
+    back-projection scored on the search crops saved at quality 75 against bicubic and regression of the same
+    JPEG, and the pick written as the card's compressed preset. Mutations caught: the candidates scored on the
+    clean crops (the reference would be the clean one), a flag ignored (fewer rows), the pick not the least
+    missing, or the card not naming it."""
+    sr3, regression, photos = tiny
+    model, report_path = tmp_path / "searched.onnx", tmp_path / "search.json"
+    assert main(["search-schedule", str(sr3), "--regression", str(regression), "--data", str(photos),
+                 "--quality-steps", "2", "--sigmas", "0.1,0.3", "--back-projection", "0,1", "--texture-caps", "2",
+                 "--jpeg", "75", "--jpeg-texture-caps", "2", "--jpeg-flat-amplitudes", "1e-3,4e-3",
+                 "--crop", "32", "--crops-per-image", "1", "--out", str(model), "--report", str(report_path)]) == 0
+    card, report = read_card(model), json.loads(report_path.read_text())
+    summary = card.metrics["schedule_search"]["compressed"]
+    rows = report["compressed_candidates"]
+    assert summary["quality"] == 75 and summary["candidates"] == len(rows) == 2 * 2 * 2
+    crops = as_jpeg(load_crops(photos, 32, 4, 1, None, 0, "search"), 75)
+    bicubic = score([np.clip(resample.upscale(c.lr, 4), 0.0, 1.0) for c in crops], crops, 4)
+    reference = summary["reference"]
+    assert reference["bicubic"]["psnr_y"] == pytest.approx(bicubic["psnr_y"], abs=1e-4)  # from the JPEG LR
+    for row in rows:
+        assert row["set"] == "jpeg75" and row["steps"] == 1 and row["label"].startswith("regression sigma")
+        assert row["misses"] == pytest.approx(CompressedTargets().misses(row, reference["bicubic"],
+                                                                         reference["regression"]))
+    best = _best(rows)
+    assert summary["chosen"] == best["label"]
+    preset = card.preset(card.compressed_preset)
+    assert card.compressed_preset == "compressed" and preset.steps == 1 and preset.start == "regression"
+    assert preset.scores["psnr_y"] == pytest.approx(best["psnr_y"], abs=1e-5)
+    assert preset.flat_amplitude in (1e-3, 4e-3) and preset.texture_cap == 2
+    assert "JPEG" in preset.description
 
 
 def _best(pool: list[dict]) -> dict:

@@ -37,6 +37,8 @@ def _presets() -> dict[str, InferencePreset]:
         "balanced": preset(8, 0.5, "Eight DDIM steps from a noised regression estimate.", sampler="ddim",
                            start="regression", back_projection=1),
         "quality": preset(20, 1.0, "The paper's chain: DDPM from pure noise.", sampler="ddpm", start="noise"),
+        "compressed": preset(3, 0.3, "Three DDIM steps from a noised regression estimate.", sampler="ddim",
+                             start="regression"),
     }
 
 
@@ -47,6 +49,7 @@ def make_card(kind: str) -> ModelCard:
         inputs=("lr_up", "y_t", "noise_level") if sr3 else ("lr_up",), outputs=("prediction",) if sr3 else ("y",),
         prediction="epsilon" if sr3 else "x0", train_schedule=TRAIN if sr3 else None,
         inference_presets=_presets() if sr3 else {}, default_preset="balanced",
+        compressed_preset="compressed" if sr3 else "",
         description=f"A {kind} model built from a few ONNX operators for the app's tests.",
         training={"data": "synthetic gradients", "steps": 0, "code_version": "tests"},
         metrics={"psnr_y": {"bicubic": 24.1, "sr3": 23.5}, "consistency": 1.2},

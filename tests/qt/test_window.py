@@ -223,7 +223,7 @@ def test_importing_a_model_lists_it_and_shows_its_card(make_window: Any, model_f
                  "synthetic gradients", "psnr_y"):
         assert text in html, text
     presets = [window.settings_panel.preset.itemData(i) for i in range(window.settings_panel.preset.count())]
-    assert presets == ["fast", "balanced", "quality", "custom"]
+    assert presets == ["fast", "balanced", "quality", "compressed", "custom"]
 
 
 def test_the_detail_box_names_the_presets_own_gain(window: Any) -> None:

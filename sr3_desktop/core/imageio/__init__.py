@@ -5,7 +5,8 @@
 * ``codecs``: byte-level codecs Pillow lacks (EXIF orientation patch, 16-bit colour PNG and TIFF).
 * ``atomic``: the one atomic writer (temp file in the target folder, fsync, ``os.replace``), which the
   model registry and the exporter use too.
-* ``formats``: the one table of input suffixes and output formats; ``arrays``: small array helpers.
+* ``formats``: the one table of input suffixes and output formats; ``arrays``: small array helpers;
+  ``jpeg_quality``: the quality a JPEG input was saved at.
 
 Everything callers need is importable from ``sr3_desktop.core.imageio``. See docs/reliability.md.
 """

@@ -21,6 +21,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from sr3_desktop.core.errors import ImageLoadError, SR3Error
 from sr3_desktop.core.imageio.codecs import ORIENTATION_TAG, reset_exif_orientation
 from sr3_desktop.core.imageio.formats import ALLOWED_FORMATS
+from sr3_desktop.core.imageio.jpeg_quality import file_quality
 
 MAX_INPUT_PIXELS = 8192 * 8192
 """64 MP: larger inputs are refused from the header alone, before decoding."""
@@ -63,6 +64,8 @@ class LoadedImage:
     """Pillow's mode of the file (e.g. "I;16", "P", "CMYK")."""
     grayscale: bool = False
     """The source has one colour channel; outputs are saved as grayscale too."""
+    jpeg_quality: int | None = None
+    """The quality a JPEG file was saved at (``jpeg_quality.file_quality``); None for lossless formats."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -143,11 +146,12 @@ def _decode(source: Path, name: str) -> LoadedImage:
         if mode == "CMYK":
             icc = None  # the pixels are RGB now; a CMYK profile would describe the wrong colours
         fmt = im.format or "unknown"
+        quality = file_quality(im)
     rgb = _orient(rgb, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
     return LoadedImage(rgb=np.ascontiguousarray(rgb), alpha=None if alpha is None else np.ascontiguousarray(alpha),
                        icc_profile=icc, exif=exif, bit_depth=bit_depth, format=fmt, notices=notices, path=source,
-                       mode=mode, grayscale=grayscale)
+                       mode=mode, grayscale=grayscale, jpeg_quality=quality)
 
 
 def _note_frames(im: Image.Image, notices: list[str]) -> None:

@@ -33,11 +33,11 @@ from sr3_desktop.core.literals import (
 from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
 
 CARD_METADATA_KEY = "sr3.model_card"
-SCHEMA_VERSION = 4
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
+SCHEMA_VERSION = 5
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
 """Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size, source and probe
 (the one-pass kind; and the "explicit" train schedule); version 3 the presets' texture_gain and deblock; version 4
-their flat_amplitude. An older card reads as one with those at their defaults."""
+their flat_amplitude; version 5 compressed_preset. An older card reads as one with those at their defaults."""
 FLAT_AMPLITUDE = 5e-4
 """The texture cap's knee (``upscale.texture_cap``) of a preset that names none: an anchor fine band below this
 amplitude (about 1/8 of an 8-bit level, a surface the input shows as exactly flat) supports less invented
@@ -49,7 +49,9 @@ REGRESSION_INPUTS = ("lr_up",)
 REGRESSION_OUTPUTS = ("y",)
 ONEPASS_RANGES = ((0.0, 1.0), (-1.0, 1.0))
 """The input (and output) ranges a one-pass upscaler may take; its test run tells which."""
-PRESET_ORDER = ("fast", "balanced", "quality")
+PRESET_ORDER = ("fast", "balanced", "quality", "compressed")
+COMPRESSED_QUALITY = 90
+"""JPEG qualities up to this one read as compressed: the fine band holds quantisation, not the photo's detail."""
 
 
 class ModelCardError(ModelError, ValueError):
@@ -175,6 +177,9 @@ class ModelCard:
     """Named sampling recipes: fast / balanced / quality (SR3 only)."""
     default_preset: str = "balanced"
     """The preset the app selects first."""
+    compressed_preset: str = ""
+    """The preset that stands in for the default on an input saved as JPEG at a quality of at most
+    ``COMPRESSED_QUALITY`` (``run_models.preset_of``); empty: the default for every input."""
     description: str = ""
     """Free text for the details pane."""
     training: dict[str, Any] = field(default_factory=dict)
@@ -250,10 +255,9 @@ class ModelCard:
                 raise ModelCardError("an SR3 model card needs a train_schedule")
             if not self.inference_presets:
                 raise ModelCardError("an SR3 model card needs at least one inference preset")
-            if self.default_preset not in self.inference_presets:
-                raise ModelCardError(
-                    f"default preset {self.default_preset!r} is not among {sorted(self.inference_presets)}"
-                )
+            for role, name in (("default", self.default_preset), ("compressed", self.compressed_preset)):
+                if (name or role == "default") and name not in self.inference_presets:
+                    raise ModelCardError(f"{role} preset {name!r} is not among {sorted(self.inference_presets)}")
 
     def _check_onepass(self) -> None:
         if tuple(self.value_range) not in ONEPASS_RANGES:
@@ -273,6 +277,12 @@ class ModelCard:
             raise ModelCardError(
                 f"model {self.name!r} has no preset {name!r}; it has {self.preset_names()}"
             ) from None
+
+    def preset_role(self, name: str) -> str:
+        """What the app runs preset ``name`` for unasked, in words ("default", "JPEG inputs"); empty: nothing."""
+        if name == self.default_preset:
+            return "default"
+        return "JPEG inputs" if name == self.compressed_preset else ""
 
     def preset_names(self) -> list[str]:
         """Preset names, fast / balanced / quality first."""
@@ -332,6 +342,7 @@ class ModelCard:
                 train_schedule=ScheduleSpec.from_dict(schedule) if schedule else None,
                 inference_presets=presets,
                 default_preset=str(data.get("default_preset", "balanced")),
+                compressed_preset=str(data.get("compressed_preset", "")),
                 description=str(data.get("description", "")),
                 training=dict(data.get("training") or {}),
                 metrics=dict(data.get("metrics") or {}),
@@ -341,7 +352,7 @@ class ModelCard:
                 fixed_tile_size=_optional_int(data.get("fixed_tile_size")),
                 source=dict(data.get("source") or {}),
                 probe=dict(data.get("probe") or {}),
-                schema_version=SCHEMA_VERSION,  # read 1 to 4, held (and written) as the current version
+                schema_version=SCHEMA_VERSION,  # read 1 to 5, held (and written) as the current version
             )
         except ModelCardError:
             raise

@@ -34,6 +34,7 @@ from sr3_desktop.core.model_files.denoiser import CPU_BUDGET_PIXELS, OnnxDenoise
 from sr3_desktop.core.model_files.folders import data_dir
 from sr3_desktop.core.upscale.model_space import max_auto_tile, plan_grid
 from sr3_desktop.core.upscale.refine_types import RefineOptions
+from sr3_desktop.core.upscale.run_models import preset_of
 from sr3_desktop.core.upscale.sr3_chain import resolve_levels
 from sr3_desktop.core.upscale.tiling import batch_size, padded_size, plan_tiles, run_tiled
 
@@ -160,7 +161,7 @@ def plan_work(lr_size: tuple[int, int], options: RefineOptions, sr3: ModelRef | 
         return (_pass(regression, regression.card.size_multiple, height, width, options, budget, options.ensemble),)
     assert sr3 is not None
     card = sr3.card
-    preset = options.custom_preset or card.preset(options.preset or card.default_preset)
+    preset = preset_of(card, options)
     steps = len(resolve_levels(card, preset, options.steps, options.strength)) * options.samples
     uses_regression = regression is not None and (preset.start == "regression" or card.condition == "regression")
     multiple = math.lcm(card.size_multiple, regression.card.size_multiple) if uses_regression and regression \

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -350,6 +350,7 @@ def upscale_item(item: Item, options: RefineOptions, models: Models, fmt: str, *
     if reason is not None:
         return ItemResult(item, "skipped", notes=(reason,))
     loaded = load_image(item.source)
+    options = replace(options, input_quality=loaded.jpeg_quality)  # a JPEG input may run the compressed preset
     watcher = progress or NoProgress()
     watcher.started(estimate_for(loaded.size, options, models))
     result = refine_image(loaded.rgb, options, models, watcher, size)

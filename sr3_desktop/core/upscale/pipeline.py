@@ -28,6 +28,7 @@ from sr3_desktop.core.upscale.model_space import (
 from sr3_desktop.core.upscale.onepass_runner import run_onepass
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands
 from sr3_desktop.core.upscale.refine_types import MAX_SAMPLES, METHODS, RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.run_models import preset_of
 from sr3_desktop.core.upscale.self_ensemble import check_ensemble
 from sr3_desktop.core.upscale.sr3_chain import refine_sr3
 from sr3_desktop.core.upscale.tiling import TilingCancelled
@@ -113,7 +114,7 @@ def refine(
     if options.method == "sr3":
         assert sr3 is not None
         if options.custom_preset is None:
-            sr3.card.preset(options.preset or sr3.card.default_preset)  # an unknown preset fails now
+            preset_of(sr3.card, options)  # an unknown preset fails now
         if sr3.card.condition == "regression" and regression is None:
             raise ModelError(f"{sr3.card.name} refines the output of the regression model "
                              f"{sr3.card.condition_model!r}, and no regression model was given")

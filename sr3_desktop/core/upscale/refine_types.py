@@ -63,6 +63,9 @@ class RefineOptions:
     (``self_ensemble``); 1: one pass."""
     custom_preset: InferencePreset | None = None
     """An explicit recipe (the schedule search's candidates); when set, ``preset`` only names it."""
+    input_quality: int | None = None
+    """The quality the input was saved at as JPEG (``LoadedImage.jpeg_quality``); None: lossless or unknown.
+    With no ``preset``, a compressed input runs the card's compressed preset (``run_models.preset_name``)."""
 
 
 @dataclass(frozen=True)

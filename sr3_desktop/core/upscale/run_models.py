@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sr3_desktop.core.errors import ModelError, SR3Error
-from sr3_desktop.core.model_files.card import InferencePreset, ModelCard
+from sr3_desktop.core.model_files.card import COMPRESSED_QUALITY, InferencePreset, ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser, get_denoiser, get_denoisers
 from sr3_desktop.core.model_files.onepass_probe import describe_found
 from sr3_desktop.core.model_files.registry import ModelEntry, default_model, list_models, resolve_model
@@ -29,8 +29,25 @@ class RegressionChoice:
 
 
 def preset_of(card: ModelCard, options: RefineOptions) -> InferencePreset:
-    """The recipe an SR3 run follows: the explicit one, the named one, or the card's default."""
-    return options.custom_preset or card.preset(options.preset or card.default_preset)
+    """The recipe an SR3 run follows: the explicit one, the named one, or the card's default
+    (``preset_name``)."""
+    return options.custom_preset or card.preset(preset_name(card, options))
+
+
+def preset_name(card: ModelCard, options: RefineOptions) -> str:
+    """The preset a run names: the user's, else the card's compressed preset for a JPEG input saved at
+    quality <= COMPRESSED_QUALITY (where the card has one), else the card's default."""
+    if options.preset:
+        return options.preset
+    if compressed_input(card, options):
+        return card.compressed_preset
+    return card.default_preset
+
+
+def compressed_input(card: ModelCard, options: RefineOptions) -> bool:
+    """Whether the input's JPEG quality makes this card's compressed preset stand in for its default."""
+    quality = options.input_quality
+    return bool(card.compressed_preset) and quality is not None and quality <= COMPRESSED_QUALITY
 
 
 def regression_for(card: ModelCard, options: RefineOptions, entries: Sequence[ModelEntry] | None = None,

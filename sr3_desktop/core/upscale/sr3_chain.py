@@ -29,6 +29,7 @@ from sr3_desktop.core.upscale.bands import array_reader, resize_region
 from sr3_desktop.core.upscale.model_space import ModelSpace, check_finite, into_plane, output_cell, run_regression
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands, resize_bands
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
+from sr3_desktop.core.upscale.run_models import compressed_input, preset_name, preset_of
 from sr3_desktop.core.upscale.texture_cap import cap_texture, cap_texture_canvas
 from sr3_desktop.core.upscale.tiling import run_tiled
 
@@ -88,11 +89,14 @@ def back_project_canvas(canvas: OutputCanvas, lr: np.ndarray, scale: int, iterat
 def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regression: OnnxDenoiser | None,
                scale: int, started: float, should_stop: Callable[[], bool] | None) -> Iterator[RefineStep]:
     card = sr3.card
-    preset_name = options.preset or ("custom" if options.custom_preset else card.default_preset)
-    preset = options.custom_preset or card.preset(preset_name)
+    name = "custom" if options.custom_preset and not options.preset else preset_name(card, options)
+    preset = preset_of(card, options)
     levels = resolve_levels(card, preset, options.steps, options.strength)
     gain = preset.texture_gain if options.texture_gain is None else options.texture_gain
     notes: list[str] = [note] if (note := native_size_note(card, lr.shape[0], lr.shape[1])) else []
+    if options.custom_preset is None and not options.preset and compressed_input(card, options):
+        notes.append(f"the input was saved as JPEG at quality {options.input_quality}: preset {name!r}, made for "
+                     f"compressed inputs, runs instead of {card.default_preset!r}")
     start = preset.start
     if options.strength is not None and options.strength < 1.0 and start == "noise":
         start = "bicubic"
@@ -103,7 +107,7 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
                      f"{regression.card.name!r}: results may differ")
     if start == "regression" and regression is None:
         start = "bicubic"
-        notes.append(f"preset {preset_name!r} starts from a regression estimate, but no regression model "
+        notes.append(f"preset {name!r} starts from a regression estimate, but no regression model "
                      "is available: started from bicubic instead")
     residual = card.target == "residual"
     sampler = Sampler(levels, preset.sampler, preset.eta, card.prediction, card.target, card.noise_conditioning)
@@ -153,7 +157,7 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
                                 output_cell(card) if preset.deblock else 1, back_projection)
                 images.append(_final_image(space, pred, residual, condition, finish, sr3))
             if step == total:
-                result = _combine(space, images, preset_name, evaluations, started, notes)
+                result = _combine(space, images, name, evaluations, started, notes)
                 yield RefineStep(step, total, partial(_image_of, result), partial(_image_of, result), result)
             elif step % options.preview_every == 0:
                 # Lazy previews: in memory the planes they read are never written again (the next step

@@ -18,6 +18,7 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.model_files.denoiser import DEVICE_LABELS, get_denoisers
 from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.core.upscale import estimate
+from sr3_desktop.core.upscale.run_models import preset_name
 from sr3_desktop.qt.controllers.context import AppContext
 from sr3_desktop.qt.controllers.run_plan import RunPlan
 from sr3_desktop.qt.dialogs import CANCEL
@@ -138,7 +139,7 @@ class LongRunPrompt:
         model = self.ctx.model
         assert model.image is not None
         card = plan.sr3.card
-        chosen = plan.options.preset or card.default_preset
+        chosen = preset_name(card, plan.options)
         choices = [("run", f"Run anyway ({guess.text()})")]
         others: dict[str, tuple[RunPlan, tuple[str, ...]]] = {}
         fastest = estimate.fastest_preset(card)

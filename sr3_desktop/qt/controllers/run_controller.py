@@ -108,13 +108,15 @@ class RunController(QObject):
 
     def refine_options(self, card: ModelCard, seed: int) -> RefineOptions:
         s = self.ctx.model.settings
-        preset = s.preset if s.preset in card.inference_presets else None
+        # the card's default stays unnamed, so that a JPEG input runs the card's compressed preset in its place
+        preset = s.preset if s.preset in card.inference_presets and s.preset != card.default_preset else None
         steps = s.custom_steps if s.preset == CUSTOM_PRESET else None
+        image = self.ctx.model.image
         return RefineOptions(
             method="sr3", preset=preset, steps=steps, strength=s.strength if s.strength > 0 else None,
             texture_gain=s.detail if s.detail > 0 else None,
             seed=seed, samples=max(1, s.samples), tile=s.tile or None, preview_every=max(1, s.preview_every),
-            ensemble=s.ensemble,
+            ensemble=s.ensemble, input_quality=image.jpeg_quality if image is not None else None,
         )
 
     def next_seed(self) -> int:

@@ -107,7 +107,7 @@ def card_html(card: ModelCard) -> str:
         parts.append("<p><b>Presets</b></p><ul style='margin-top:0'>")
         for name in card.preset_names():
             preset = card.inference_presets[name]
-            default = " (default)" if name == card.default_preset else ""
+            default = f" ({role})" if (role := card.preset_role(name)) else ""
             detail = (f"{preset.steps} steps, {preset.sampler.upper()}, starts from {preset.start}"
                       f" at strength {preset.strength:.2f}")
             if preset.texture_cap:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from sr3_desktop.core.imageio import OUTPUT_FORMATS
-from sr3_desktop.core.model_files.card import ModelCard
+from sr3_desktop.core.model_files.card import COMPRESSED_QUALITY, ModelCard
 from sr3_desktop.core.model_files.denoiser import DEVICE_LABELS, DEVICES, plan_providers
 from sr3_desktop.core.upscale.self_ensemble import ENSEMBLE_SIZES
 from sr3_desktop.qt import icons
@@ -268,6 +268,9 @@ class SettingsPanel(QWidget):
             start = {"noise": "pure noise", "bicubic": "a noised bicubic image",
                      "regression": "a noised regression estimate"}.get(preset.start, preset.start)
             text = preset.description or f"{preset.steps} steps from {start}."
+            if name == self._card.default_preset and self._card.compressed_preset:
+                text += (f" A JPEG saved at quality {COMPRESSED_QUALITY} or less runs "
+                         f"{self._card.compressed_preset.capitalize()} instead.")
             self.preset_hint.setText(text)
         else:
             self.preset_hint.setText("")
