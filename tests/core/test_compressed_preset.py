@@ -18,10 +18,11 @@ from sr3_desktop.core.diffusion.schedule import inference_levels
 from sr3_desktop.core.imageio import load_image
 from sr3_desktop.core.model_files.card import COMPRESSED_QUALITY, InferencePreset, ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.model_files.registry import ModelEntry
 from sr3_desktop.core.upscale import estimate
 from sr3_desktop.core.upscale.pipeline import run
 from sr3_desktop.core.upscale.refine_types import RefineOptions
-from sr3_desktop.core.upscale.run_models import preset_name
+from sr3_desktop.core.upscale.run_models import preset_name, regression_for
 
 LR = np.random.default_rng(3).random((10, 12, 3)).astype(np.float32)
 
@@ -74,6 +75,19 @@ def test_which_preset_a_run_names() -> None:
     assert plain.compressed_preset == "" and preset_name(plain, RefineOptions(input_quality=30)) == "balanced"
     assert card.preset_names() == ["fast", "balanced", "quality", "compressed"]
     assert [card.preset_role(n) for n in card.preset_names()] == ["", "default", "", "JPEG inputs"]
+
+
+def test_a_batch_loads_the_regression_model_the_compressed_preset_starts_from() -> None:
+    """A default that starts from bicubic and a compressed preset that starts from regression: a run with no
+    preset named loads the regression model (a JPEG of the batch will need it); an explicit bicubic-start preset
+    does not. Mutation caught: regression_for reading only the default."""
+    reg = ModelEntry("fixture-regression-4x", Path("r.onnx"), make_card("regression"), bundled=True)
+    card = compressed_card(default_preset="fast")
+    card = card.with_updates(inference_presets={**card.inference_presets, "compressed": replace(
+        card.preset("compressed"), start="regression")})
+    assert regression_for(card, RefineOptions(), [reg]).entry == reg
+    assert regression_for(card, RefineOptions(preset="fast"), [reg]).entry is None
+    assert regression_for(compressed_card(default_preset="fast"), RefineOptions(), [reg]).entry is None
 
 
 def test_a_jpeg_input_runs_the_compressed_preset_and_says_so(tmp_path: Path) -> None:

@@ -58,9 +58,9 @@ def regression_for(card: ModelCard, options: RefineOptions, entries: Sequence[Mo
       ``condition_model``: that model (found by name among ``entries``, the installed models) is
       required. If it is missing, the ``preferred`` / default regression model stands in, with a
       note; if there is none of the card's scale, ``ModelError``.
-    * Otherwise a preset that starts from a regression estimate loads the ``preferred`` regression
-      model (the app's choice), else the default one, of the card's scale; without one the pipeline
-      starts from bicubic and says so.
+    * Otherwise a preset that starts from a regression estimate (with no preset named, the default or the
+      compressed one, which a JPEG input runs) loads the ``preferred`` regression model (the app's choice),
+      else the default one, of the card's scale; without one the pipeline starts from bicubic and says so.
     * Anything else loads none.
     """
     if options.method != "sr3" or card.kind != "sr3":
@@ -79,7 +79,10 @@ def regression_for(card: ModelCard, options: RefineOptions, entries: Sequence[Mo
                              f"which {why}; import that model (or another {card.scale}x regression model)")
         return RegressionChoice(fallback, (f"the regression model {card.condition_model!r} that {card.name} "
                                            f"refines {why}: using {fallback.name} instead",))
-    if preset_of(card, options).start == "regression":
+    unnamed = options.custom_preset is None and not options.preset  # a JPEG of the batch may run the compressed one
+    starts = {preset_of(card, options).start, *([card.preset(card.compressed_preset).start]
+                                                if unnamed and card.compressed_preset else [])}
+    if "regression" in starts:
         return RegressionChoice(fallback)
     return RegressionChoice(None)
 
