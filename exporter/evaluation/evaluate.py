@@ -3,9 +3,9 @@
 Metrics (sr3_desktop.core.metrics): PSNR-Y and SSIM-Y with `scale` pixels shaved, GMSD, grain,
 spectral gap, detail fidelity, the paper's consistency (x1e-5), sharpness and colour shift (0-255).
 SR3 presets are scored over several seeds. With --jpeg Q the same crops are scored again with the
-LR saved as JPEG at quality Q, the input people really have; bicubic is then upscaled from that JPEG, and
-the SR3 rows know the quality, as the app does from the file: at Q <= 90 a card's compressed preset stands in
-for its default (``run_models.preset_name``).
+LR saved as JPEG at quality Q, the input people really have; bicubic is then upscaled from that JPEG. The JPEG
+rows hold the default preset and, where the card has one, its compressed preset: what the app runs on a file
+saved at Q <= 90 (``run_models.preset_name``).
 The report also checks the default preset against the product's targets (docs/models.md).
 """
 
@@ -158,13 +158,11 @@ def run_cli(args: argparse.Namespace) -> int:
         columns[set_name] = {}
         for label, options, sr3, reg in _methods(card, model, regression, args.preset, onepass, args.ensemble):
             peer = onepass is not None and reg is onepass
-            if set_name != "clean" and label not in ("bicubic", default, f"{default}-x{args.ensemble}") \
-                    and not label.startswith("regression") and not peer:
+            jpeg_rows = ("bicubic", default, f"{default}-x{args.ensemble}", f"sr3-{card.compressed_preset}")
+            if set_name != "clean" and label not in jpeg_rows and not label.startswith("regression") and not peer:
                 continue
             if label.startswith("sr3-"):
                 options = replace(options, steps=args.steps, strength=args.strength)
-                if set_name != "clean":  # as the app runs a JPEG file: its quality picks the compressed preset
-                    options = replace(options, input_quality=args.jpeg)
             stochastic = label.startswith("sr3-")
             row, outputs = score_seeds(set_crops, options, sr3, reg, card.scale, seeds if stochastic else seeds[:1])
             results[label] = row
