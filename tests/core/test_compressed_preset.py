@@ -64,7 +64,8 @@ def test_the_saved_quality_is_read_back_exactly(tmp_path: Path, fmt: str) -> Non
 
 def test_which_preset_a_run_names() -> None:
     """Mutations caught: the compressed preset also taking over an explicit choice, the <= of the threshold
-    turned into <, a lossless input (None) read as compressed, or a card without one given one."""
+    turned into <, a lossless input (None) read as compressed, a card without one given one, or the long-run
+    prompt offering it for any image."""
     card = compressed_card()
     named = {q: preset_name(card, RefineOptions(input_quality=q)) for q in (None, 30, 75, COMPRESSED_QUALITY,
                                                                           COMPRESSED_QUALITY + 1, 100)}
@@ -75,6 +76,8 @@ def test_which_preset_a_run_names() -> None:
     assert plain.compressed_preset == "" and preset_name(plain, RefineOptions(input_quality=30)) == "balanced"
     assert card.preset_names() == ["fast", "balanced", "quality", "compressed"]
     assert [card.preset_role(n) for n in card.preset_names()] == ["", "default", "", "JPEG inputs"]
+    # the long-run prompt's faster offer: the fewest evaluations, but never the JPEG preset (2 steps < fast's 4)
+    assert estimate.fastest_preset(card) == "fast"
 
 
 def test_a_batch_loads_the_regression_model_the_compressed_preset_starts_from() -> None:

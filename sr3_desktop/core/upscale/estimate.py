@@ -131,10 +131,12 @@ def combine(parts: Sequence[RunEstimate]) -> RunEstimate:
 
 
 def fastest_preset(card: ModelCard) -> str | None:
-    """The card's preset with the fewest network evaluations (None for a card without presets)."""
-    if not card.inference_presets:
+    """The card's preset with the fewest network evaluations (None for a card without presets); never the compressed
+    preset, which is made for JPEG inputs (a JPEG run with no preset named takes it by itself)."""
+    names = [n for n in card.preset_names() if n != card.compressed_preset]
+    if not names:
         return None
-    return min(card.preset_names(), key=lambda n: (card.preset(n).network_evaluations, n))
+    return min(names, key=lambda n: (card.preset(n).network_evaluations, n))
 
 
 def format_duration(seconds: float) -> str:
