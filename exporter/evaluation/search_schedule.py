@@ -257,11 +257,9 @@ def search_compressed(args: argparse.Namespace, crops: Sequence[EvalCrop], sr3: 
     that best meets ``CompressedTargets`` on ``crops`` saved as JPEG at ``args.jpeg``; with the search's
     summary and every candidate's row for the report."""
     jpeg_crops, scale = as_jpeg(crops, args.jpeg), sr3.card.scale
-    reference, anchors = {}, []
-    for method in ("bicubic", "regression"):
-        outputs, _ = run_method(jpeg_crops, RefineOptions(method=method), None, regression, scale)
-        reference[method] = score(outputs, jpeg_crops, scale)
-        anchors = outputs
+    bicubic, _ = run_method(jpeg_crops, RefineOptions(method="bicubic"), None, None, scale)
+    anchors, _ = run_method(jpeg_crops, RefineOptions(method="regression"), None, regression, scale)
+    reference = {"bicubic": score(bicubic, jpeg_crops, scale), "regression": score(anchors, jpeg_crops, scale)}
     targets, misses, every = CompressedTargets(), {}, []
     for cand in short_candidates(1, ["regression"], _floats(args.sigmas), [1.0]):
         for scored in evaluate_candidate(cand, jpeg_crops, sr3, regression, _ints(args.back_projection), args.seed,

@@ -179,7 +179,7 @@ class ModelCard:
     """The preset the app selects first."""
     compressed_preset: str = ""
     """The preset that stands in for the default on an input saved as JPEG at a quality of at most
-    ``COMPRESSED_QUALITY`` (``run_models.preset_of``); empty: the default for every input."""
+    ``COMPRESSED_QUALITY`` (``run_models.preset_name``); empty: the default for every input."""
     description: str = ""
     """Free text for the details pane."""
     training: dict[str, Any] = field(default_factory=dict)

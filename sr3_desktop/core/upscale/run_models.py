@@ -45,9 +45,11 @@ def preset_name(card: ModelCard, options: RefineOptions) -> str:
 
 
 def compressed_input(card: ModelCard, options: RefineOptions) -> bool:
-    """Whether the input's JPEG quality makes this card's compressed preset stand in for its default."""
+    """Whether the input's JPEG quality makes this card's compressed preset stand in for its default (no preset
+    named or given)."""
     quality = options.input_quality
-    return bool(card.compressed_preset) and quality is not None and quality <= COMPRESSED_QUALITY
+    unnamed = options.custom_preset is None and not options.preset
+    return unnamed and bool(card.compressed_preset) and quality is not None and quality <= COMPRESSED_QUALITY
 
 
 def regression_for(card: ModelCard, options: RefineOptions, entries: Sequence[ModelEntry] | None = None,

@@ -94,7 +94,7 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
     levels = resolve_levels(card, preset, options.steps, options.strength)
     gain = preset.texture_gain if options.texture_gain is None else options.texture_gain
     notes: list[str] = [note] if (note := native_size_note(card, lr.shape[0], lr.shape[1])) else []
-    if options.custom_preset is None and not options.preset and compressed_input(card, options):
+    if compressed_input(card, options):
         notes.append(f"the input was saved as JPEG at quality {options.input_quality}: preset {name!r}, made for "
                      f"compressed inputs, runs instead of {card.default_preset!r}")
     start = preset.start
