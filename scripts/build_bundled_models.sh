@@ -45,12 +45,15 @@ $PY scripts/annotate_card.py "$SR3" --data "$DATA" --credits recipes/photo-credi
 # Presets are chosen on the search crops, scored on the disjoint report crops. The short chains are always
 # capped: an uncapped one chosen on the search crops mottled an unseen sky (docs/models.md, seventh sitting);
 # each cap is tried at two knees (the flat amplitude below which it shrinks; eighth sitting). The compressed
-# preset (JPEG inputs at quality <= 90) is searched on the same crops saved at quality 75 (ninth sitting).
+# preset (JPEG inputs at quality <= 90) is searched on the same crops saved at quality 75 (ninth sitting). Each
+# finish is tried with a grain floor (upscale.grain_floor, tenth sitting): grain where the output is smoother than
+# a multiple of the input's noise. The gains above 1.25 were never chosen (sixth to ninth sittings).
 $PY -m exporter search-schedule "$SR3" --regression "$REG" --data "$VAL" --sigmas 0.3,0.4,0.5 --end-ratios 0.5 \
-  --back-projection 0,1,2 --texture-caps 3,4,5,6 --texture-gains 1,1.15,1.25,1.35,1.5 --flat-amplitudes 5e-4,1e-3 \
-  --quality-steps 50 \
-  --quality-texture-caps 0,8 --quality-back-projection 0,1 --jpeg 75 --jpeg-texture-caps 2,4,6 \
-  --jpeg-flat-amplitudes 1e-3,2e-3,4e-3 --report "$EVAL/schedule-search.json"
+  --back-projection 0,1,2 --texture-caps 4,6,8 --texture-gains 1,1.25 --flat-amplitudes 5e-4,1e-3 \
+  --grains 0,0.9,1.05,1.2,1.35 --quality-steps 50 \
+  --quality-texture-caps 0,8 --quality-back-projection 0,1 --quality-grains 0,1,1.3 --jpeg 75 \
+  --jpeg-texture-caps 2,4,6 --jpeg-flat-amplitudes 1e-3,2e-3,4e-3 --jpeg-grains 0,0.7,1 \
+  --report "$EVAL/schedule-search.json"
 PEER=()
 if [ -n "${ONEPASS:-}" ]; then PEER=(--onepass "$ONEPASS"); fi
 $PY -m exporter evaluate "$SR3" --regression "$REG" --data "$VAL" ${PEER[@]+"${PEER[@]}"} --seeds 2 --jpeg 75 --ensemble 4 \

@@ -164,7 +164,8 @@ mark sr3
 if [ "$QUICK" = 1 ]; then
   SEARCH=(--sigmas "${SEARCH_SIGMAS:-0.2,0.45}" --end-ratios "${SEARCH_END_RATIOS:-0.5}"
           --back-projection "${SEARCH_BP:-0,1}" --texture-caps "${SEARCH_CAPS:-4}"
-          --flat-amplitudes "${SEARCH_KNEES:-5e-4}" --jpeg "${SEARCH_JPEG:-75}" --jpeg-texture-caps 4
+          --flat-amplitudes "${SEARCH_KNEES:-5e-4}" --grains "${SEARCH_GRAINS:-0,1.2}" --jpeg "${SEARCH_JPEG:-75}"
+          --jpeg-texture-caps 4
           --jpeg-flat-amplitudes 2e-3
           --quality-steps "${QUALITY_STEPS:-4}" --quality-texture-caps "${QUALITY_CAPS:-0,4}"
           --quality-back-projection "${QUALITY_BP:-0}"
@@ -174,7 +175,8 @@ if [ "$QUICK" = 1 ]; then
 else
   SEARCH=(--sigmas "${SEARCH_SIGMAS:-0.1,0.2,0.3,0.45}" --end-ratios "${SEARCH_END_RATIOS:-0.5}"
           --back-projection "${SEARCH_BP:-0,1,2}" --texture-caps "${SEARCH_CAPS:-4,6}"
-          --flat-amplitudes "${SEARCH_KNEES:-5e-4,1e-3}" --jpeg "${SEARCH_JPEG:-75}"
+          --flat-amplitudes "${SEARCH_KNEES:-5e-4,1e-3}" --grains "${SEARCH_GRAINS:-0,0.9,1.2}"
+          --jpeg "${SEARCH_JPEG:-75}"
           --quality-steps "${QUALITY_STEPS:-20}" --quality-texture-caps "${QUALITY_CAPS:-0,4,6}"
           --quality-back-projection "${QUALITY_BP:-0,1}"
           --crop "${EVAL_CROP:-256}" --crops-per-image "${SEARCH_CROPS:-2}")

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "bicubic or regression estimate")
     up.add_argument("--detail", type=float, metavar="G", help="SR3's added detail amplified up to G times where the "
                     "preset's texture cap leaves room (< 1 damps it; default: the preset's)")
+    up.add_argument("--grain", type=float, metavar="K", help="photo grain where SR3's output is smoother than the "
+                    "input's own noise, up to K times that noise (0: none; default: the preset's)")
     up.add_argument("--ensemble", type=int, choices=ENSEMBLE_SIZES, default=1, metavar="K",
                     help="self-ensemble of the regression (or one-pass) network: the mean over K = 2, 4 or 8 flips "
                     "and transposes of the input, at K passes (default 1; 4 gained 0.26 dB on the report crops)")
@@ -173,8 +175,8 @@ def output_size(args: argparse.Namespace) -> OutputSize:
 
 def refine_options(args: argparse.Namespace) -> RefineOptions:
     return RefineOptions(method=args.method, preset=args.preset, steps=args.steps, strength=args.strength,
-                         texture_gain=args.detail, seed=args.seed, samples=args.samples, tile=args.tile,
-                         preview_every=1, ensemble=args.ensemble)
+                         texture_gain=args.detail, grain=args.grain, seed=args.seed, samples=args.samples,
+                         tile=args.tile, preview_every=1, ensemble=args.ensemble)
 
 
 def _note(err: TextIO, args: argparse.Namespace, text: str) -> None:

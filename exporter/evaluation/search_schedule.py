@@ -49,6 +49,7 @@ from sr3_desktop.core.model_files.card import (
     embed_card,
 )
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
+from sr3_desktop.core.upscale.grain_floor import add_grain, noise_amplitude
 from sr3_desktop.core.upscale.model_space import output_cell
 from sr3_desktop.core.upscale.refine_types import RefineOptions
 from sr3_desktop.core.upscale.sr3_chain import back_project
@@ -77,6 +78,7 @@ class Candidate:
     texture_gain: float = 1.0
     flat_amplitude: float = FLAT_AMPLITUDE
     deblock: bool = False
+    grain: float = 0.0
     scores: dict[str, float] = field(default_factory=dict, compare=False)
 
     def label(self) -> str:
@@ -86,6 +88,7 @@ class Candidate:
         cap += f" knee={self.flat_amplitude:g}" if self.texture_cap and self.flat_amplitude != FLAT_AMPLITUDE else ""
         cap += f" gain={self.texture_gain:g}" if self.texture_gain != 1.0 else ""
         cap += " deblock" if self.deblock else ""
+        cap += f" grain={self.grain:g}" if self.grain else ""
         return f"{self.start} {sigmas} {sampler} {self.spacing} {self.steps} steps bp={self.back_projection}{cap}"
 
 
@@ -119,7 +122,7 @@ def to_preset(cand: Candidate, card: ModelCard, description: str = "") -> Infere
         steps=len(levels), noise_levels=tuple(float(g) for g in levels), sampler=cand.sampler,  # type: ignore[arg-type]
         eta=cand.eta, start=cand.start, strength=strength, back_projection=cand.back_projection,  # type: ignore[arg-type]
         texture_cap=cand.texture_cap, texture_gain=cand.texture_gain, flat_amplitude=cand.flat_amplitude,
-        deblock=cand.deblock, schedule=schedule, description=description,
+        grain=cand.grain, deblock=cand.deblock, schedule=schedule, description=description,
         scores={k: round(v, 5) for k, v in cand.scores.items()},
     )
 
@@ -128,10 +131,12 @@ def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDeno
                        regression: OnnxDenoiser | None, bp_options: Sequence[int], seed: int,
                        anchors: Sequence[np.ndarray] | None = None, caps: Sequence[float] = (0.0,),
                        gains: Sequence[float] = (1.0,), deblocks: Sequence[bool] = (False,),
-                       flats: Sequence[float] = (FLAT_AMPLITUDE,)) -> list[Candidate]:
+                       flats: Sequence[float] = (FLAT_AMPLITUDE,), grains: Sequence[float] = (0.0,),
+                       ) -> list[Candidate]:
     """Sample once, then score every deblocking, texture cap, cap knee (``flats``, tried with a cap > 0 only),
-    gain and back-projection count on the same samples (the chain deblocks and caps, then back-projects;
-    ``anchors``: each crop's condition as an image, needed for a cap > 0, a gain other than 1 or deblocking)."""
+    gain, grain floor and back-projection count on the same samples (the chain deblocks and caps, adds the
+    grain, then back-projects; ``anchors``: each crop's condition as an image, needed for a cap > 0, a gain
+    other than 1 or deblocking)."""
     options = RefineOptions(method="sr3", preset="candidate", custom_preset=to_preset(cand, sr3.card), seed=seed,
                             back_projection=0)
     outputs, seconds = run_method(crops, options, sr3, regression, sr3.card.scale)
@@ -141,15 +146,17 @@ def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDeno
     scored = []
     finishes = [(deblock, cap, flat, gain) for deblock, cap, gain in itertools.product(deblocks, caps, gains)
                 for flat in (flats if cap > 0.0 else flats[:1])]  # the knee shapes the cap only
-    for deblock, cap, flat, gain in finishes:
+    noise = [noise_amplitude(c.lr) for c in crops] if any(grains) else [0.0] * len(crops)
+    for (deblock, cap, flat, gain), grain in itertools.product(finishes, grains):
         cell = output_cell(sr3.card) if deblock else 1
         capped = [cap_texture(o, a, cap, gain, cell, flat=flat) for o, a in zip(outputs, anchors, strict=True)] \
             if anchors is not None else outputs
+        grained = [add_grain(o, grain * n, seed) for o, n in zip(capped, noise, strict=True)]
         for bp in bp_options:
-            projected = [back_project(o, c.lr, scale, bp) for o, c in zip(capped, crops, strict=True)]
+            projected = [back_project(o, c.lr, scale, bp) for o, c in zip(grained, crops, strict=True)]
             scored.append(replace(cand, back_projection=bp, texture_cap=cap, texture_gain=gain, flat_amplitude=flat,
-                                  deblock=deblock, scores={**score(projected, crops, scale),
-                                                           "seconds_per_crop": seconds}))
+                                  deblock=deblock, grain=grain, scores={**score(projected, crops, scale),
+                                                                        "seconds_per_crop": seconds}))
     return scored
 
 
@@ -182,6 +189,8 @@ def _finish(cand: Candidate, anchor: str, cell: int) -> str:
     if cand.texture_gain != 1.0:
         parts.append(f"amplified up to {cand.texture_gain:g}x" + (" where the cap leaves room" if cand.texture_cap
                                                                   else ""))
+    if cand.grain:
+        parts.append(f"grain where it is smoother than {cand.grain:g}x the input's noise")
     if cand.back_projection:
         parts.append(f"then {cand.back_projection} back-projection iterations")
     return "".join(", " + part for part in parts)
@@ -223,11 +232,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="knees of the texture cap to try with each cap > 0 (anchor fine-band amplitudes below "
                              "which the cap shrinks by the square of the shortfall; default "
                              f"{FLAT_AMPLITUDE:g}, e.g. 5e-4,1e-3,2e-3: larger keeps more flat areas flat)")
+    parser.add_argument("--grains", default="0",
+                        help="grain floors to try on the short chains, as multiples of the input's noise (0: none, "
+                             "e.g. 0,1.5,2; see upscale.grain_floor)")
     parser.add_argument("--deblock", default="0",
                         help="deblocking of the added detail to try on every chain (0,1: both; see "
                              "upscale.texture_cap.smooth_cell_borders)")
     parser.add_argument("--quality-texture-caps", default="0",
                         help="texture caps to try on the full chain's last prediction (default 0: off)")
+    parser.add_argument("--quality-grains", default="0", help="grain floors to try on the full chain (default 0)")
     parser.add_argument("--quality-back-projection", default="0",
                         help="back-projection counts to try after the full chain (default 0)")
     parser.add_argument("--sigmas", default="0.05,0.1,0.2,0.3,0.45,0.6",
@@ -249,6 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(e.g. 75; default 0: none)")
     parser.add_argument("--jpeg-texture-caps", default="2,4,6", help="texture caps to try on JPEG inputs")
     parser.add_argument("--jpeg-flat-amplitudes", default="1e-3,2e-3,4e-3", help="cap knees to try on JPEG inputs")
+    parser.add_argument("--jpeg-grains", default="0", help="grain floors to try on JPEG inputs (default 0)")
 
 
 def search_compressed(args: argparse.Namespace, crops: Sequence[EvalCrop], sr3: OnnxDenoiser,
@@ -264,7 +278,8 @@ def search_compressed(args: argparse.Namespace, crops: Sequence[EvalCrop], sr3: 
     for cand in short_candidates(1, ["regression"], _floats(args.sigmas), [1.0]):
         for scored in evaluate_candidate(cand, jpeg_crops, sr3, regression, _ints(args.back_projection), args.seed,
                                          anchors, _floats(args.jpeg_texture_caps) or [0.0], (1.0,), (False,),
-                                         _floats(args.jpeg_flat_amplitudes) or [FLAT_AMPLITUDE]):
+                                         _floats(args.jpeg_flat_amplitudes) or [FLAT_AMPLITUDE],
+                                         _floats(args.jpeg_grains) or [0.0]):
             misses[scored] = targets.misses(scored.scores, reference["bicubic"], reference["regression"])
             every.append(scored)
             _print(f"jpeg{args.jpeg}", scored, misses[scored])
@@ -323,14 +338,14 @@ def run(args: argparse.Namespace) -> int:
         for cand in short_candidates(budget, starts, _floats(args.sigmas), _floats(args.end_ratios)):
             for scored in evaluate_candidate(cand, crops, sr3, regression, bps, args.seed, anchors[condition],
                                              _floats(args.texture_caps) or [0.0], _floats(args.texture_gains) or [1.0],
-                                             deblocks, flats):
+                                             deblocks, flats, _floats(args.grains) or [0.0]):
                 misses[scored] = targets.misses(scored.scores, reference[baseline])
                 every.append(scored)
                 _print(name, scored, misses[scored])
     for cand in quality_candidates(args.quality_steps):
         for scored in evaluate_candidate(cand, crops, sr3, regression, _ints(args.quality_back_projection),
                                          args.seed, anchors[condition], _floats(args.quality_texture_caps) or [0.0],
-                                         (1.0,), deblocks, flats):
+                                         (1.0,), deblocks, flats, _floats(args.quality_grains) or [0.0]):
             misses[scored] = quality_misses(scored.scores, reference["bicubic"])
             every.append(scored)
             _print("quality", scored, misses[scored])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ class AppSettings:
     """Where the chain starts, as a fraction of the training chain; 0 = the preset's own strength."""
     detail: float = 0.0
     """SR3's added detail amplified up to this factor where the texture cap leaves room; 0 = the preset's."""
+    grain: float = -1.0
+    """Photo grain where SR3's output is smoother than this many times the input's noise (``upscale.grain_floor``);
+    0 = none, below 0 = the preset's."""
     seed: int = 0
     seed_locked: bool = False
     """Unlocked: every run draws a new seed (shown, so it can be locked to reproduce a result)."""
@@ -94,6 +98,8 @@ class SettingsStore:
             settings.preview_kind = PREVIEW_KINDS[0]
         if settings.ensemble not in ENSEMBLE_SIZES:  # a hand-edited file: one pass
             settings.ensemble = 1
+        if not (math.isfinite(settings.grain) and settings.grain >= 0.0):  # NaN, inf or "the preset's"
+            settings.grain = -1.0
         return settings
 
     def save(self, settings: AppSettings) -> None:

@@ -33,7 +33,7 @@ def card_dict(**changes: Any) -> dict[str, Any]:
 def test_json_round_trip(kind: str) -> None:
     card = make_card(kind, prediction="v", target="residual", noise_conditioning="gamma")
     assert ModelCard.from_json(card.to_json()) == card
-    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION == 5
+    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION == 6
 
 
 def test_onnx_metadata_round_trip(tmp_path: Path) -> None:

@@ -352,6 +352,32 @@ def test_the_finish_flags_are_searched_and_the_pick_keeps_its_finish(tiny: tuple
     assert "back-projection" in quality.description and (not quality.texture_cap or "capped" in quality.description)
 
 
+def test_grain_floors_are_searched_on_the_same_samples_and_the_pick_keeps_its_grain(tiny: tuple[Path, Path, Path],
+                                                                                    tmp_path: Path) -> None:
+    """--grains on the short chains and --quality-grains on the full chain: each floor is scored on the same
+    samples (twice the candidates; a floor raises the grain metric), and a preset picked with a floor keeps it
+    (its scores are its candidate's). Catches: the flag ignored, a floor that adds nothing, the chosen grain not
+    written into the preset."""
+    sr3, regression, photos = tiny
+    model, report_path = tmp_path / "grained.onnx", tmp_path / "search.json"
+    assert main(["search-schedule", str(sr3), "--regression", str(regression), "--data", str(photos),
+                 "--quality-steps", "2", "--quality-grains", "0,6", "--sigmas", "0.3", "--back-projection", "0",
+                 "--texture-caps", "2", "--grains", "0,6", "--crop", "32", "--crops-per-image", "1",
+                 "--out", str(model), "--report", str(report_path)]) == 0
+    report, card = json.loads(report_path.read_text()), read_card(model)
+    labels = {c["label"]: c for c in report["candidates"]}
+    grained = [c for c in report["candidates"] if c["label"].endswith(" grain=6")]
+    assert len(grained) == len(report["candidates"]) // 2 and any(c["label"].startswith("noise") for c in grained)
+    short = [c for c in grained if not c["label"].startswith("noise")]  # (the tiny full chain is all noise)
+    assert short and all(c["grain"] > labels[c["label"].removesuffix(" grain=6")]["grain"] + 1e-3 for c in short)
+    for preset in card.inference_presets.values():
+        assert preset.grain in (0.0, 6.0)
+        assert (" grain where it is smoother than 6x" in preset.description) == (preset.grain == 6.0)
+        match = [c for c in report["candidates"] if c["label"].endswith(" grain=6") == (preset.grain == 6.0)
+                 and c["psnr_y"] == pytest.approx(preset.scores["psnr_y"], abs=1e-5)]
+        assert match
+
+
 def test_presets_worse_than_regression_everywhere_are_dropped(tiny: tuple[Path, Path, Path], tmp_path: Path) -> None:
     from tests.core.onnx_fixtures import constant_output, make_card, regression, save
 

@@ -74,7 +74,8 @@ def test_stale_temp_files_in_the_output_folder_are_removed_on_start(make_window:
 def test_settings_store_round_trips_every_field(tmp_path: Path) -> None:
     path = tmp_path / "s.ini"
     settings = AppSettings(sr3_model="m", regression_model="r", preset="custom", custom_steps=12, strength=0.35,
-                           detail=1.2, seed=99, seed_locked=True, samples=4, ensemble=8, tile=384, device="cpu",
+                           detail=1.2, grain=0.5, seed=99, seed_locked=True, samples=4, ensemble=8, tile=384,
+                           device="cpu",
                            output_dir=str(tmp_path / "o"), output_format="tiff", auto_compare=False,
                            preview_kind="y_t", preview_every=3, recent_files=[str(tmp_path / "a.png")])
     SettingsStore(path).save(settings)

@@ -112,10 +112,10 @@ def test_refine_options_follow_the_settings(controller: Controller) -> None:
     card, settings = controller.model.sr3_entry().card, controller.model.settings
     settings.preset, settings.custom_steps = "custom", 12
     settings.strength, settings.detail, settings.tile, settings.samples = 0.4, 1.5, 128, 3
-    settings.ensemble = 2
+    settings.ensemble, settings.grain = 2, 1.5
     options = controller.runs.refine_options(card, seed=11)
     assert (options.preset, options.steps, options.strength, options.texture_gain, options.tile, options.samples,
-            options.seed, options.ensemble) == (None, 12, 0.4, 1.5, 128, 3, 11, 2)
+            options.seed, options.ensemble, options.grain) == (None, 12, 0.4, 1.5, 128, 3, 11, 2, 1.5)
     settings.preset, settings.strength, settings.detail, settings.tile = "quality", 0.0, 0.0, 0
     options = controller.runs.refine_options(card, seed=1)
     assert (options.preset, options.steps, options.strength, options.texture_gain, options.tile) == (

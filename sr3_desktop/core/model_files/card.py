@@ -33,11 +33,12 @@ from sr3_desktop.core.literals import (
 from sr3_desktop.core.model_files.onnx_metadata import MetadataError, read_metadata
 
 CARD_METADATA_KEY = "sr3.model_card"
-SCHEMA_VERSION = 5
-READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 6
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4, 5, 6)
 """Version 2 added the optional attention_downsample, native_input_size, fixed_tile_size, source and probe
 (the one-pass kind; and the "explicit" train schedule); version 3 the presets' texture_gain and deblock; version 4
-their flat_amplitude; version 5 compressed_preset. An older card reads as one with those at their defaults."""
+their flat_amplitude; version 5 compressed_preset; version 6 the presets' grain. An older card reads as one with
+those at their defaults."""
 FLAT_AMPLITUDE = 5e-4
 """The texture cap's knee (``upscale.texture_cap``) of a preset that names none: an anchor fine band below this
 amplitude (about 1/8 of an 8-bit level, a surface the input shows as exactly flat) supports less invented
@@ -85,6 +86,10 @@ class InferencePreset:
     flat_amplitude: float = FLAT_AMPLITUDE
     """The cap's knee: where the anchor's local fine-band amplitude is below it, the cap shrinks by the square of
     the shortfall (``upscale.texture_cap``), so flat areas stay flat; a larger knee keeps more of them flat."""
+    grain: float = 0.0
+    """The grain floor (``upscale.grain_floor``), as a multiple of the input's noise amplitude: where the output's
+    local fine-band amplitude is below it, white luma grain lifts it there, before back-projection; 0 turns it
+    off."""
     deblock: bool = False
     """Smooth the added detail across the borders of the U-Net's depth-to-space cells first
     (``upscale.texture_cap.smooth_cell_borders``); a no-op for a model without an unshuffle."""
@@ -122,15 +127,19 @@ class InferencePreset:
             raise ModelCardError(f"texture_gain must be a finite number > 0, got {self.texture_gain}")
         if not (math.isfinite(self.flat_amplitude) and self.flat_amplitude > 0.0):
             raise ModelCardError(f"flat_amplitude must be a finite number > 0, got {self.flat_amplitude}")
+        if not (math.isfinite(self.grain) and self.grain >= 0.0):
+            raise ModelCardError(f"grain must be a finite number >= 0, got {self.grain}")
         if not isinstance(self.deblock, bool):
             raise ModelCardError(f"deblock must be true or false, got {self.deblock!r}")
 
     def finish_summary(self) -> str:
-        """The texture cap (and its knee), gain and deblocking of the last prediction, for listings ("" when none)."""
+        """The texture cap (and its knee), gain, deblocking and grain floor of the last prediction, for listings
+        ("" when none)."""
         knee = f" (knee {self.flat_amplitude:g})" if self.texture_cap and self.flat_amplitude != FLAT_AMPLITUDE else ""
         return ((f", texture cap {self.texture_cap:g}{knee}" if self.texture_cap else "")
                 + (f", texture gain {self.texture_gain:g}" if self.texture_gain != 1.0 else "")
-                + (", deblocked" if self.deblock else ""))
+                + (", deblocked" if self.deblock else "")
+                + (f", grain floor {self.grain:g}x the input's noise" if self.grain else ""))
 
     @property
     def network_evaluations(self) -> int:
@@ -393,6 +402,7 @@ def _preset_from_dict(name: str, data: Any) -> InferencePreset:
         texture_cap=float(data.get("texture_cap", 0.0)),
         texture_gain=float(data.get("texture_gain", 1.0)),
         flat_amplitude=float(data.get("flat_amplitude", FLAT_AMPLITUDE)),
+        grain=float(data.get("grain", 0.0)),
         deblock=data.get("deblock", False),
         schedule=dict(data.get("schedule") or {"type": "train_subsequence"}),
         description=str(data.get("description", "")),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +44,22 @@ def bands(height: int, width: int) -> Iterator[tuple[int, int]]:
     step = band_rows(height, width)
     for top in range(0, height, step):
         yield top, min(height, top + step)
+
+
+def map_bands(canvas: OutputCanvas, halo: int, transform: Callable[[int, int], np.ndarray]) -> None:
+    """Each band of ``canvas`` replaced in place by ``transform(lo, hi)[top - lo : bottom - lo]``, where
+    ``transform`` reads rows ``lo``-``hi`` (the band with ``halo`` rows of context either side, within the image)
+    and returns them transformed. A band is written only once no later band reads it."""
+    height, width = canvas.height, canvas.width
+    finished: list[tuple[int, np.ndarray]] = []
+    for top, bottom in bands(height, width):
+        lo, hi = max(0, top - halo), min(height, bottom + halo)
+        finished.append((top, transform(lo, hi)[top - lo : bottom - lo]))
+        # the next band reads from bottom - halo on
+        while finished and finished[0][0] + finished[0][1].shape[0] <= bottom - halo:
+            canvas.write(*finished.pop(0))
+    for top, rows in finished:
+        canvas.write(top, rows)
 
 
 def resize_bands(source: tuple[int, int], target: tuple[int, int], source_on_disk: bool

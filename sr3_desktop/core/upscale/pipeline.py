@@ -54,6 +54,8 @@ def _check_options(options: RefineOptions) -> None:
     check_ensemble(options.ensemble)
     if options.texture_gain is not None and not (math.isfinite(options.texture_gain) and options.texture_gain > 0.0):
         raise SR3Error(f"--detail must be a number > 0, got {options.texture_gain}")
+    if options.grain is not None and not (math.isfinite(options.grain) and options.grain >= 0.0):
+        raise SR3Error(f"--grain must be a number >= 0, got {options.grain}")
 
 
 def _check_lr(lr: np.ndarray) -> np.ndarray:

@@ -57,6 +57,9 @@ class RefineOptions:
     texture_gain: float | None = None
     """Detail: SR3's added detail amplified up to this factor where the preset's texture cap leaves room
     (< 1 damps it); None -> the preset's ``texture_gain``."""
+    grain: float | None = None
+    """The grain floor as a multiple of the input's noise (``upscale.grain_floor``; 0: none); None -> the
+    preset's ``grain``."""
     ensemble: int = 1
     """Self-ensemble of the one-pass network (the regression model, SR3's regression anchor, or a one-pass
     model): the mean of its output over 1, 2, 4 or 8 flips and transposes of the input, at that many passes

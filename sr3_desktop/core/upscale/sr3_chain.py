@@ -26,6 +26,7 @@ from sr3_desktop.core.imageio import resample
 from sr3_desktop.core.model_files.card import InferencePreset, ModelCard
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale.bands import array_reader, resize_region
+from sr3_desktop.core.upscale.grain_floor import add_grain, add_grain_canvas, noise_amplitude
 from sr3_desktop.core.upscale.model_space import ModelSpace, check_finite, into_plane, output_cell, run_regression
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands, resize_bands
 from sr3_desktop.core.upscale.refine_types import RefineOptions, RefineResult, RefineStep
@@ -93,6 +94,8 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
     preset = preset_of(card, options)
     levels = resolve_levels(card, preset, options.steps, options.strength)
     gain = preset.texture_gain if options.texture_gain is None else options.texture_gain
+    grain = preset.grain if options.grain is None else options.grain
+    floor = grain * noise_amplitude(lr) if grain > 0.0 else 0.0  # one floor for the whole image, every tile
     notes: list[str] = [note] if (note := native_size_note(card, lr.shape[0], lr.shape[1])) else []
     if compressed_input(card, options):
         notes.append(f"the input was saved as JPEG at quality {options.input_quality}: preset {name!r}, made for "
@@ -154,7 +157,7 @@ def refine_sr3(lr: np.ndarray, options: RefineOptions, sr3: OnnxDenoiser, regres
             step = k * sampler.num_steps + i + 1
             if i + 1 == sampler.num_steps:
                 finish = Finish(preset.texture_cap, gain, preset.flat_amplitude,
-                                output_cell(card) if preset.deblock else 1, back_projection)
+                                output_cell(card) if preset.deblock else 1, floor, options.seed + k, back_projection)
                 images.append(_final_image(space, pred, residual, condition, finish, sr3))
             if step == total:
                 result = _combine(space, images, name, evaluations, started, notes)
@@ -201,24 +204,29 @@ def _step(space: ModelSpace, sampler: Sampler, output: np.ndarray, i: int, y: np
 
 class Finish(NamedTuple):
     """What is done to the last prediction: the texture cap, its gain and knee (``texture_cap``), the cell side
-    to deblock (1: none), then the back-projection iterations."""
+    to deblock (1: none), the grain floor's amplitude and seed (``grain_floor``), then the back-projection
+    iterations."""
 
     cap: float
     gain: float
     flat: float
     cell: int
+    grain_floor: float
+    grain_seed: int
     back_projection: int
 
 
 def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition: np.ndarray, finish: Finish,
                  model: OnnxDenoiser) -> OutputCanvas:
     """pred_y0 of the last step as an image, its texture capped (and gained) against the condition (the
-    regression estimate or bicubic), then back-projected (``finish``); on disk as float32 for a large image."""
-    cap, gain, flat, cell, back_projection = finish
+    regression estimate or bicubic), its grain floor added, then back-projected (``finish``); on disk as float32
+    for a large image."""
+    cap, gain, flat, cell, floor, seed, back_projection = finish
     if not space.on_disk:
         image = space.to_image(pred, residual, condition)
         check_finite(image, model)
         image = cap_texture(image, space.to_image(condition, False, condition), cap, gain, cell, flat=flat)
+        image = add_grain(image, floor, seed)
         return OutputCanvas.of(back_project(image, space.lr, space.scale, back_projection))
     canvas = space.canvas(np.float32)
     for top, bottom in bands(space.height, space.width):
@@ -227,6 +235,7 @@ def _final_image(space: ModelSpace, pred: np.ndarray, residual: bool, condition:
         canvas.write(top, block)
     cap_texture_canvas(canvas, lambda top, bottom: space.to_image(condition, False, condition, top, bottom), cap,
                        gain, cell, flat)
+    add_grain_canvas(canvas, floor, seed)
     back_project_canvas(canvas, space.lr, space.scale, back_projection)
     return canvas
 

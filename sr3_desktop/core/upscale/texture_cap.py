@@ -29,7 +29,7 @@ import numpy as np
 
 from sr3_desktop.core import metrics
 from sr3_desktop.core.model_files.card import FLAT_AMPLITUDE
-from sr3_desktop.core.upscale.output_canvas import OutputCanvas, bands
+from sr3_desktop.core.upscale.output_canvas import OutputCanvas, map_bands
 
 ENERGY_SIGMA = 2.0
 """Reach of the local energy in output pixels (about 2x the 4x scale's LR pixel)."""
@@ -44,7 +44,8 @@ AnchorReader = Callable[[int, int], np.ndarray]
 """read(top, bottom) -> the anchor's rows as HWC float32 in [0, 1]."""
 
 
-def _local_energy(image: np.ndarray) -> np.ndarray:
+def local_energy(image: np.ndarray) -> np.ndarray:
+    """The luma's fine band, squared and blurred at ``ENERGY_SIGMA``: the local fine-band energy (float64)."""
     band = metrics.fine_band(metrics.rgb_to_y(image).astype(np.float64))
     return metrics.gaussian_blur(band**2, ENERGY_SIGMA)
 
@@ -80,8 +81,8 @@ def cap_texture(image: np.ndarray, anchor: np.ndarray, cap: float, gain: float =
         added = smooth_cell_borders(added, cell, row0)
     if cap <= 0.0:
         return np.clip(anchor + gain * added, 0.0, 1.0).astype(np.float32)
-    energy_anchor = _local_energy(anchor)
-    energy_added = _local_energy(added)  # luma and the fine band are linear: the difference's own energy
+    energy_anchor = local_energy(anchor)
+    energy_added = local_energy(added)  # luma and the fine band are linear: the difference's own energy
     amplitude_anchor = np.sqrt(energy_anchor)
     allowed = cap * amplitude_anchor * np.minimum(1.0, amplitude_anchor / flat) ** 2
     limited = np.minimum(gain, allowed / np.sqrt(np.maximum(energy_added, _EPS)))
@@ -94,15 +95,5 @@ def cap_texture_canvas(canvas: OutputCanvas, read_anchor: AnchorReader, cap: flo
     whole image away from the halo's reflected edge, which is the image's own edge)."""
     if cap <= 0.0 and gain == 1.0 and cell <= 1:
         return
-    height, width = canvas.height, canvas.width
-    finished: list[tuple[int, np.ndarray]] = []
-    for top, bottom in bands(height, width):
-        lo, hi = max(0, top - HALO), min(height, bottom + HALO)
-        capped = cap_texture(canvas.read(lo, hi), read_anchor(lo, hi), cap, gain, cell, row0=lo, flat=flat)
-        finished.append((top, capped[top - lo : bottom - lo]))
-        # a band is written once no later band reads it: the next one reads from bottom - HALO on
-        while finished and finished[0][0] + finished[0][1].shape[0] <= bottom - HALO:
-            canvas.write(*finished.pop(0))
-    for top, rows in finished:
-        canvas.write(top, rows)
-
+    map_bands(canvas, HALO, lambda lo, hi: cap_texture(canvas.read(lo, hi), read_anchor(lo, hi), cap, gain, cell,
+                                                       row0=lo, flat=flat))

@@ -114,7 +114,7 @@ class RunController(QObject):
         image = self.ctx.model.image
         return RefineOptions(
             method="sr3", preset=preset, steps=steps, strength=s.strength if s.strength > 0 else None,
-            texture_gain=s.detail if s.detail > 0 else None,
+            texture_gain=s.detail if s.detail > 0 else None, grain=s.grain if s.grain >= 0 else None,
             seed=seed, samples=max(1, s.samples), tile=s.tile or None, preview_every=max(1, s.preview_every),
             ensemble=s.ensemble, input_quality=image.jpeg_quality if image is not None else None,
         )

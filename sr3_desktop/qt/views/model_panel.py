@@ -116,6 +116,8 @@ def card_html(card: ModelCard) -> str:
                 detail += ", detail smoothed across the network's pixel cells"
             if preset.texture_gain != 1.0:
                 detail += f", detail amplified up to {preset.texture_gain:g}×"
+            if preset.grain:
+                detail += f", grain up to {preset.grain:g}× the input's noise on smooth areas"
             if preset.back_projection:
                 detail += f", {preset.back_projection}× back-projection"
             text = f" — {esc(preset.description)}" if preset.description else ""

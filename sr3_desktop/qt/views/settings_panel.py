@@ -81,6 +81,15 @@ class SettingsPanel(QWidget):
         self.detail.setToolTip("How much of SR3's fine texture to keep: it is amplified up to this factor where the "
                                "image has structure, never on flat areas (sky, skin); below 1 it is damped")
         self.detail.valueChanged.connect(self._emit_changed)
+        self.grain = QDoubleSpinBox()
+        self.grain.setRange(-0.25, 3.0)  # the minimum reads "Preset"; 0 is no grain
+        self.grain.setSingleStep(0.25)
+        self.grain.setDecimals(2)
+        self.grain.setSuffix("×")
+        self.grain.setSpecialValueText("Preset")
+        self.grain.setToolTip("Photo grain on smooth areas (sky, skin) where the result is smoother than the input's "
+                              "own noise, up to this many times that noise; 0 adds none")
+        self.grain.valueChanged.connect(self._emit_changed)
         self.seed = self._spin(0, MAX_SEED, "Random seed: the same seed and settings give the same image")
         self.randomise = _icon_button("dice", "Draw a new random seed", self.randomise_seed)
         self.lock = _icon_button("unlock", "Lock the seed. Unlocked, every run draws a new one")
@@ -94,6 +103,7 @@ class SettingsPanel(QWidget):
         form.addRow("Steps", self.steps)
         form.addRow("Strength", self.strength)
         form.addRow("Detail", self.detail)
+        form.addRow("Grain", self.grain)
         form.addRow("Seed", _row(self.seed, self.randomise, self.lock))
         form.addRow("Samples (K)", self.samples)
 
@@ -198,6 +208,7 @@ class SettingsPanel(QWidget):
         self._custom_steps = settings.custom_steps
         self.strength.setValue(settings.strength)
         self.detail.setValue(settings.detail)
+        self.grain.setValue(settings.grain if settings.grain >= 0.0 else self.grain.minimum())
         self.seed.setValue(min(MAX_SEED, max(0, settings.seed)))
         self.lock.setChecked(settings.seed_locked)
         self.samples.setValue(settings.samples)
@@ -222,6 +233,7 @@ class SettingsPanel(QWidget):
             settings.custom_steps = self.steps.value()
         settings.strength = round(self.strength.value(), 4)
         settings.detail = round(self.detail.value(), 4)
+        settings.grain = round(self.grain.value(), 4) if self.grain.value() >= 0.0 else -1.0
         settings.seed = self.seed.value()
         settings.seed_locked = self.lock.isChecked()
         settings.samples = self.samples.value()
@@ -265,6 +277,7 @@ class SettingsPanel(QWidget):
             self.steps.setValue(preset.steps)
             self.strength.setSpecialValueText(f"Preset ({preset.strength:.2f})")
             self.detail.setSpecialValueText(f"Preset ({preset.texture_gain:.2f}×)")
+            self.grain.setSpecialValueText(f"Preset ({preset.grain:.2f}×)")
             start = {"noise": "pure noise", "bicubic": "a noised bicubic image",
                      "regression": "a noised regression estimate"}.get(preset.start, preset.start)
             text = preset.description or f"{preset.steps} steps from {start}."
