@@ -72,24 +72,12 @@ class SettingsPanel(QWidget):
         self.strength.setToolTip("Where the chain starts, as a fraction of the training chain: 1 starts from pure "
                                  "noise (the paper); lower values start from a noised estimate and keep more of it")
         self.strength.valueChanged.connect(self._emit_changed)
-        self.detail = QDoubleSpinBox()
-        self.detail.setRange(0.0, 3.0)
-        self.detail.setSingleStep(0.05)
-        self.detail.setDecimals(2)
-        self.detail.setSuffix("×")
-        self.detail.setSpecialValueText("Preset")
-        self.detail.setToolTip("How much of SR3's fine texture to keep: it is amplified up to this factor where the "
-                               "image has structure, never on flat areas (sky, skin); below 1 it is damped")
-        self.detail.valueChanged.connect(self._emit_changed)
-        self.grain = QDoubleSpinBox()
-        self.grain.setRange(-0.25, 3.0)  # the minimum reads "Preset"; 0 is no grain
-        self.grain.setSingleStep(0.25)
-        self.grain.setDecimals(2)
-        self.grain.setSuffix("×")
-        self.grain.setSpecialValueText("Preset")
-        self.grain.setToolTip("Photo grain on smooth areas (sky, skin) where the result is smoother than the input's "
-                              "own noise, up to this many times that noise; 0 adds none")
-        self.grain.valueChanged.connect(self._emit_changed)
+        self.detail = self._factor(0.0, 0.05, "How much of SR3's fine texture to keep: it is amplified up to this "
+                                   "factor where the image has structure, never on flat areas (sky, skin); below 1 "
+                                   "it is damped")
+        self.grain = self._factor(-0.25, 0.25, "Photo grain on smooth areas (sky, skin) where the result is smoother "
+                                  "than the input's own noise, up to this many times that noise; 0 adds none")
+        # (the grain's minimum reads "Preset", so that 0 can mean no grain)
         self.seed = self._spin(0, MAX_SEED, "Random seed: the same seed and settings give the same image")
         self.randomise = _icon_button("dice", "Draw a new random seed", self.randomise_seed)
         self.lock = _icon_button("unlock", "Lock the seed. Unlocked, every run draws a new one")
@@ -148,6 +136,18 @@ class SettingsPanel(QWidget):
         form.addRow("Format", self.output_format)
         form.addRow("", self.auto_compare)
         form.addRow("Estimate", self.estimate)
+
+    def _factor(self, minimum: float, step: float, tip: str) -> QDoubleSpinBox:
+        """A multiplier up to 3x whose minimum reads "Preset" (the preset's own value)."""
+        box = QDoubleSpinBox()
+        box.setRange(minimum, 3.0)
+        box.setSingleStep(step)
+        box.setDecimals(2)
+        box.setSuffix("×")
+        box.setSpecialValueText("Preset")
+        box.setToolTip(tip)
+        box.valueChanged.connect(self._emit_changed)
+        return box
 
     def _spin(self, low: int, high: int, tip: str) -> QSpinBox:
         """An integer field whose every edit emits ``changed``."""
