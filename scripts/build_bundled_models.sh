@@ -47,12 +47,12 @@ $PY scripts/annotate_card.py "$SR3" --data "$DATA" --credits recipes/photo-credi
 # each cap is tried at two knees (the flat amplitude below which it shrinks; eighth sitting). The compressed
 # preset (JPEG inputs at quality <= 90) is searched on the same crops saved at quality 75 (ninth sitting). Each
 # finish is tried with a grain floor (upscale.grain_floor, tenth sitting): grain where the output is smoother than
-# a multiple of the input's noise. The gains above 1.25 were never chosen (sixth to ninth sittings).
+# a multiple of the input's noise. Gains above 1 and caps below 6 were not chosen in the ninth sitting.
 $PY -m exporter search-schedule "$SR3" --regression "$REG" --data "$VAL" --sigmas 0.3,0.4,0.5 --end-ratios 0.5 \
-  --back-projection 0,1,2 --texture-caps 4,6,8 --texture-gains 1,1.25 --flat-amplitudes 5e-4,1e-3 \
+  --back-projection 0,1,2 --texture-caps 6,8 --texture-gains 1 --flat-amplitudes 5e-4,1e-3 \
   --grains 0,0.9,1.05,1.2,1.35 --quality-steps 50 \
   --quality-texture-caps 0,8 --quality-back-projection 0,1 --quality-grains 0,1,1.3 --jpeg 75 \
-  --jpeg-texture-caps 2,4,6 --jpeg-flat-amplitudes 1e-3,2e-3,4e-3 --jpeg-grains 0,0.7,1 \
+  --jpeg-texture-caps 4,6 --jpeg-flat-amplitudes 1e-3,2e-3 --jpeg-grains 0,0.7,1 \
   --report "$EVAL/schedule-search.json"
 PEER=()
 if [ -n "${ONEPASS:-}" ]; then PEER=(--onepass "$ONEPASS"); fi
