@@ -147,16 +147,17 @@ def evaluate_candidate(cand: Candidate, crops: Sequence[EvalCrop], sr3: OnnxDeno
     finishes = [(deblock, cap, flat, gain) for deblock, cap, gain in itertools.product(deblocks, caps, gains)
                 for flat in (flats if cap > 0.0 else flats[:1])]  # the knee shapes the cap only
     noise = [noise_amplitude(c.lr) for c in crops] if any(grains) else [0.0] * len(crops)
-    for (deblock, cap, flat, gain), grain in itertools.product(finishes, grains):
+    for deblock, cap, flat, gain in finishes:
         cell = output_cell(sr3.card) if deblock else 1
         capped = [cap_texture(o, a, cap, gain, cell, flat=flat) for o, a in zip(outputs, anchors, strict=True)] \
             if anchors is not None else outputs
-        grained = [add_grain(o, grain * n, seed) for o, n in zip(capped, noise, strict=True)]
-        for bp in bp_options:
-            projected = [back_project(o, c.lr, scale, bp) for o, c in zip(grained, crops, strict=True)]
-            scored.append(replace(cand, back_projection=bp, texture_cap=cap, texture_gain=gain, flat_amplitude=flat,
-                                  deblock=deblock, grain=grain, scores={**score(projected, crops, scale),
-                                                                        "seconds_per_crop": seconds}))
+        for grain in grains:
+            grained = [add_grain(o, grain * n, seed) for o, n in zip(capped, noise, strict=True)]
+            for bp in bp_options:
+                projected = [back_project(o, c.lr, scale, bp) for o, c in zip(grained, crops, strict=True)]
+                scored.append(replace(cand, back_projection=bp, texture_cap=cap, texture_gain=gain,
+                                      flat_amplitude=flat, deblock=deblock, grain=grain,
+                                      scores={**score(projected, crops, scale), "seconds_per_crop": seconds}))
     return scored
 
 

@@ -38,7 +38,7 @@ def noise_amplitude(lr: np.ndarray) -> float:
     of two Laplacians, blind to any f(x) + g(y)) over the ``FLAT_SHARE`` of pixels where N's locally averaged
     answer is lowest, so that edges and texture do not read as noise; divided by what that choice reads on
     white noise, so that it reads white noise exactly. 0 for an input under 8 x 8 pixels."""
-    y = metrics.rgb_to_y(np.asarray(lr, dtype=np.float32)).astype(np.float64)
+    y = metrics.rgb_to_y(lr)  # float64
     return _flat_immerkaer(y) / _white_noise_reading() / _LUMA_GAIN if min(y.shape) >= 8 else 0.0
 
 
@@ -67,9 +67,9 @@ def _white_fine_band() -> float:
 def grain_rows(seed: int, row0: int, height: int, width: int) -> np.ndarray:
     """Unit Gaussian grain (float32) for image rows ``row0``..``row0 + height``: blocks of ``GRAIN_BLOCK`` image rows,
     each drawn from (seed, block), so any band of rows gets the whole image's grain."""
-    first, last = row0 // GRAIN_BLOCK, (row0 + height - 1) // GRAIN_BLOCK
     if height <= 0:
         return np.zeros((0, width), dtype=np.float32)
+    first, last = row0 // GRAIN_BLOCK, (row0 + height - 1) // GRAIN_BLOCK
     blocks = [np.random.default_rng([seed, _GRAIN_STREAM, block]).standard_normal((GRAIN_BLOCK, width),
                                                                                   dtype=np.float32)
               for block in range(first, last + 1)]
