@@ -19,7 +19,13 @@ from sr3_desktop.core.errors import SR3Error
 from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, InferencePreset, ModelCardError, card_from_metadata
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale import output_canvas
-from sr3_desktop.core.upscale.grain_floor import add_grain, add_grain_canvas, noise_amplitude
+from sr3_desktop.core.upscale.grain_floor import (
+    WHITE_NOISE_READING,
+    add_grain,
+    add_grain_canvas,
+    flat_immerkaer,
+    noise_amplitude,
+)
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas
 from sr3_desktop.core.upscale.pipeline import run
 from sr3_desktop.core.upscale.refine_types import RefineOptions
@@ -47,6 +53,13 @@ def test_the_noise_estimate_reads_the_noise_and_not_the_structure() -> None:
         assert noise_amplitude(noisy) == pytest.approx(1.05 * sigma, rel=0.06)  # the stripes shift the cut up
     assert noise_amplitude(clean) < 1e-4  # the smooth waves read as no noise
     assert noise_amplitude(np.zeros((6, 40, 3))) == 0.0
+
+
+def test_the_white_noise_reading_is_what_the_estimator_reads_on_white_noise() -> None:
+    """The stored constant against a fresh measurement (mutation caught: the constant edited, or the estimator's
+    flattest share or blur changed without it)."""
+    reading = flat_immerkaer(np.random.default_rng(0).standard_normal((512, 512)))
+    assert reading == pytest.approx(WHITE_NOISE_READING, abs=1e-4)
 
 
 def test_flat_areas_get_grain_up_to_the_floor_and_textured_ones_none() -> None:

@@ -29,6 +29,10 @@ GRAIN_BLOCK = 64
 _GRAIN_STREAM = 0x6772_6169  # "grai": keeps the grain's draws apart from the chain's own noise
 _LUMA_GAIN = 219.0 / 255.0
 """What a grey step of 1 moves the metrics' luma (``metrics.rgb_to_y``, BT.601 studio range) by."""
+WHITE_NOISE_READING = 0.5946
+"""What ``flat_immerkaer`` reads on unit white noise (512 x 512, seed 0; the flattest share of pure noise is its
+quieter part). A constant, so that no process pays 50 ms to measure it; tests/core/test_grain_floor.py measures
+it again."""
 _IMMERKAER = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
 
 
@@ -39,21 +43,17 @@ def noise_amplitude(lr: np.ndarray) -> float:
     answer is lowest, so that edges and texture do not read as noise; divided by what that choice reads on
     white noise, so that it reads white noise exactly. 0 for an input under 8 x 8 pixels."""
     y = metrics.rgb_to_y(lr)  # float64
-    return _flat_immerkaer(y) / _white_noise_reading() / _LUMA_GAIN if min(y.shape) >= 8 else 0.0
+    return flat_immerkaer(y) / WHITE_NOISE_READING / _LUMA_GAIN if min(y.shape) >= 8 else 0.0
 
 
-def _flat_immerkaer(y: np.ndarray) -> float:
+def flat_immerkaer(y: np.ndarray) -> float:
+    """Immerkaer's sigma over the ``FLAT_SHARE`` of ``y`` (a float64 plane) where its locally averaged answer is
+    lowest, before the white-noise correction."""
     height, width = y.shape[0] - 2, y.shape[1] - 2
     response = np.abs(sum(_IMMERKAER[i, j] * y[i : i + height, j : j + width] for i in range(3) for j in range(3)))
     local = metrics.gaussian_blur(response, 2.0)
     flat = response[local <= np.quantile(local, FLAT_SHARE)]
     return float(np.sqrt(np.pi / 2.0) / 6.0 * flat.mean())
-
-
-@cache
-def _white_noise_reading() -> float:
-    """``_flat_immerkaer`` of unit white noise (about 0.6: the flattest share of pure noise is its quieter part)."""
-    return _flat_immerkaer(np.random.default_rng(0).standard_normal((512, 512)))
 
 
 @cache
