@@ -5,7 +5,8 @@ see FLAT_PSNR_DB). Each photo's cells are shuffled with
 a fixed seed; the *report* crops come from the even places of that order and the *search* crops
 from the odd places, so the two sets never share a cell whatever ``per_image`` each command uses,
 and a schedule is never chosen on the crops it is reported on. The LR is the clean protocol
-(antialiased bicubic, as in training) or the same LR saved as JPEG, which is what people drop in.
+(antialiased bicubic, as in training, rounded to 8 bits as the file a person drops in holds it) or the same LR
+saved as JPEG.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from exporter.training.data import DataError, find_images, load_rgb
-from exporter.training.degrade import jpeg
+from exporter.training.degrade import jpeg, quantise
 from sr3_desktop.core import metrics
 from sr3_desktop.core.imageio.resample import downscale, upscale
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
@@ -61,7 +62,7 @@ def _cells(height: int, width: int, crop: int) -> list[tuple[int, int]]:
 
 def load_crops(folder: Path, crop: int, scale: int, per_image: int = 2, max_images: int | None = None,
                seed: int = 0, role: Role = "all") -> list[EvalCrop]:
-    """Deterministic HR crops and their clean LR; ``role`` picks the report or the search cells."""
+    """Deterministic HR crops and their clean LR (8-bit levels); ``role`` picks the report or the search cells."""
     if crop % scale:
         raise DataError(f"--crop {crop} must be a multiple of the model's scale {scale}")
     paths = find_images(folder)[:max_images]
@@ -78,7 +79,7 @@ def load_crops(folder: Path, crop: int, scale: int, per_image: int = 2, max_imag
         for i in sorted(int(i) for i in chosen):
             k, y, x = cells[i]
             hr = np.ascontiguousarray(rgb[y : y + crop, x : x + crop])
-            crops.append(EvalCrop(f"{path.stem}#{k}", hr, np.clip(downscale(hr, scale), 0.0, 1.0)))
+            crops.append(EvalCrop(f"{path.stem}#{k}", hr, quantise(downscale(hr, scale))))
     if not crops:
         raise DataError(f"no image under {folder} holds a {crop} px crop for the {role} set")
     return crops

@@ -20,11 +20,13 @@ from sr3_desktop.core.model_files.card import CARD_METADATA_KEY, InferencePreset
 from sr3_desktop.core.model_files.denoiser import OnnxDenoiser
 from sr3_desktop.core.upscale import output_canvas
 from sr3_desktop.core.upscale.grain_floor import (
+    QUANTIZATION_NOISE,
     WHITE_NOISE_READING,
     add_grain,
     add_grain_canvas,
     flat_immerkaer,
     noise_amplitude,
+    on_8bit_grid,
 )
 from sr3_desktop.core.upscale.output_canvas import OutputCanvas
 from sr3_desktop.core.upscale.pipeline import run
@@ -60,6 +62,26 @@ def test_the_white_noise_reading_is_what_the_estimator_reads_on_white_noise() ->
     flattest share or blur changed without it)."""
     reading = flat_immerkaer(np.random.default_rng(0).standard_normal((512, 512)))
     assert reading == pytest.approx(WHITE_NOISE_READING, abs=1e-4)
+
+
+def test_an_8bit_file_reads_its_photo_noise_and_not_its_rounding() -> None:
+    """8-bit rounding reads as 0.193 of a step of noise on a smooth image; a decoded file has it taken out, a
+    16-bit or computed image does not. Mutations caught: the subtraction left out (the clean 8-bit waves read
+    0.19 / 255), applied to off-grid input too (the float noise reads low), linear instead of in quadrature
+    (the noisy file reads 0.19 / 255 low), the constant's 1 / sqrt(12) or luma weights changed."""
+    y, x = np.mgrid[0:128, 0:128] / 128.0
+    waves = np.stack([0.5 + 0.2 * np.sin(12.0 * x + c) + 0.2 * np.cos(9.0 * y - c) for c in range(3)], axis=2)
+    rounding_steps = QUANTIZATION_NOISE * 255.0
+    assert rounding_steps == pytest.approx(0.1930, abs=1e-4)
+    rounded = np.round(waves * 255.0) / 255.0
+    assert on_8bit_grid(rounded.astype(np.float32)) and not on_8bit_grid(waves)
+    assert flat_immerkaer(metrics.rgb_to_y(rounded)) / WHITE_NOISE_READING * 255.0 / 219.0 * 255.0 == \
+        pytest.approx(QUANTIZATION_NOISE * 255.0, rel=0.08)  # what rounding alone reads, before it is taken out
+    assert noise_amplitude(rounded) < 0.03 / 255.0
+    for sigma in (0.5 / 255.0, 1.0 / 255.0):
+        noisy = waves + np.random.default_rng(4).normal(0.0, sigma, waves.shape[:2])[..., None]
+        assert noise_amplitude(noisy) == pytest.approx(sigma, rel=0.05)  # off the grid: read as it is
+        assert noise_amplitude(np.round(noisy * 255.0) / 255.0) == pytest.approx(sigma, rel=0.06)
 
 
 def test_flat_areas_get_grain_up_to_the_floor_and_textured_ones_none() -> None:

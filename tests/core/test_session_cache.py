@@ -5,6 +5,7 @@ reads a graph of a changed model, a damaged file or one it cannot write."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,28 @@ def test_a_changed_model_never_reads_the_old_graph_and_replaces_it(bundled: Path
     np.testing.assert_allclose(out[0], sharpen_numpy(LR_UP[0], 2.0), atol=1e-5)
     (new,) = cached_files()  # the old model's graph is gone, not left to pile up
     assert new != old
+
+
+def test_a_graph_unused_for_a_month_is_dropped_when_another_is_saved(bundled: Path) -> None:
+    """Each load marks its graph used; saving a graph drops those unused for STALE_DAYS (a deleted model's
+    graph, 24 MB for the bundled regression model, would otherwise stay for ever). Mutations caught: no
+    pruning, pruning by age without the mark on load (the graph used yesterday goes), a wrong unit of age."""
+    used, unused = save(regression(amount=0.5), bundled / "a.onnx"), save(regression(amount=1.0), bundled / "b.onnx")
+    OnnxDenoiser(used, "cpu")
+    OnnxDenoiser(unused, "cpu")
+    month_ago = time.time() - (session_cache.STALE_DAYS + 1) * 86400.0
+    for graph in cached_files():
+        os.utime(graph, (month_ago, month_ago))
+    OnnxDenoiser(used, "cpu")  # a load: its graph is used again
+    unused.unlink()
+    before = {p.name.split("-")[0]: p for p in cached_files()}
+    assert set(before) == {"a", "b"} and time.time() - before["a"].stat().st_mtime < 60
+    OnnxDenoiser(save(regression(amount=2.0), bundled / "c.onnx"), "cpu")  # a graph saved: the prune runs
+    assert sorted(p.name.split("-")[0] for p in cached_files()) == ["a", "c"]
+    young = time.time() - (session_cache.STALE_DAYS - 1) * 86400.0
+    os.utime(before["a"], (young, young))
+    OnnxDenoiser(save(regression(amount=3.0), bundled / "d.onnx"), "cpu")
+    assert sorted(p.name.split("-")[0] for p in cached_files()) == ["a", "c", "d"]
 
 
 def test_two_model_files_of_the_same_name_keep_their_own_graphs(bundled: Path) -> None:

@@ -69,6 +69,8 @@ def test_report_and_search_crops_never_share_a_cell(tmp_path: Path) -> None:
 
 
 def test_a_crop_is_its_cell_of_the_photo_with_the_clean_lr(tmp_path: Path) -> None:
+    """Mutations caught: a cell off the centred grid, the LR not the antialiased downscale, or left in float (a
+    file holds 8-bit levels, and the grain floor reads them as such)."""
     photos = make_photo_folder(tmp_path / "photos", count=1, size=(100, 70))
     rgb = np.asarray(Image.open(photos / "astronaut.png").convert("RGB"), dtype=np.float32) / 255.0
     crops = load_crops(photos, 32, 4, 3, role="all")
@@ -76,7 +78,8 @@ def test_a_crop_is_its_cell_of_the_photo_with_the_clean_lr(tmp_path: Path) -> No
     for crop in crops:
         top, left = cells[int(crop.name.split("#")[1])]
         np.testing.assert_array_equal(crop.hr, rgb[top : top + 32, left : left + 32])
-        np.testing.assert_array_equal(crop.lr, np.clip(resample.downscale(crop.hr, 4), 0.0, 1.0))
+        lr = np.clip(resample.downscale(crop.hr, 4), 0.0, 1.0)
+        np.testing.assert_array_equal(crop.lr, np.round(lr * 255.0).astype(np.float32) / 255.0)
 
 
 def test_jpeg_rows_give_the_model_the_lr_as_a_4_2_0_jpeg_and_keep_the_hr(tmp_path: Path) -> None:

@@ -7,17 +7,21 @@ warns that such a graph may hold this CPU's own kernels, so the key holds everyt
 the model file (path, size, modification and change times, inode), the onnxruntime version and the CPU
 (its architecture and, on Linux, its feature flags). Only CPU sessions of the model folders' files are
 cached: an accelerator's graph may hold nodes of its provider, and a file elsewhere (a candidate on its
-test run) leaves nothing behind. A cache file that fails to load is removed and rebuilt;
+test run) leaves nothing behind. A cache file that fails to load is removed and rebuilt. Each load marks its
+graph used (its modification time); saving a graph drops those unused for ``STALE_DAYS`` (a model deleted,
+moved or replaced by an update, whose graph nothing reads again);
 ``SR3_ORT_CACHE=0`` turns the cache off. It lives in ``folders.cache_dir()``: the platform's user cache
 folder, or ``SR3_DESKTOP_DATA_DIR/cache`` when that is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import threading
+import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -28,6 +32,8 @@ from sr3_desktop.core.model_files import folders
 
 CACHE_ENV = "SR3_ORT_CACHE"
 CPU_ONLY = ["CPUExecutionProvider"]
+STALE_DAYS = 30
+"""A cached graph unused this long is dropped when another is saved (each is as large as its model)."""
 
 
 def cache_dir() -> Path:
@@ -54,7 +60,9 @@ def cached_session(path: Path, options: Callable[[], ort.SessionOptions]) -> ort
         optimised = options()
         optimised.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
-            return ort.InferenceSession(str(target), sess_options=optimised, providers=providers)
+            session = ort.InferenceSession(str(target), sess_options=optimised, providers=providers)
+            _mark_used(target)
+            return session
         except Exception:  # a damaged or foreign cache file: rebuild it from the model
             target.unlink(missing_ok=True)
     try:
@@ -97,12 +105,23 @@ def cache_path(model: Path, level: str) -> Path:
     return cache_dir() / f"{resolved.stem}-{place}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
 
 
+def _mark_used(graph: Path) -> None:
+    """Set the graph's modification time to now: the cache's record of its last use."""
+    with contextlib.suppress(OSError):  # a read-only cache still serves its graphs
+        os.utime(graph)
+
+
 def _store(scratch: Path, target: Path) -> None:
-    """Move a written graph into place atomically, and drop the older graphs of the same model file."""
+    """Move a written graph into place atomically, and drop the older graphs of the same model file and every
+    graph unused for ``STALE_DAYS``."""
     if not scratch.is_file():
         return
     os.replace(scratch, target)
     same_file = target.name.rsplit("-", 1)[0]
+    stale_before = time.time() - STALE_DAYS * 86400.0
     for old in target.parent.glob("*.onnx"):
-        if old != target and old.name.rsplit("-", 1)[0] == same_file:
-            old.unlink(missing_ok=True)
+        try:
+            if old != target and (old.name.rsplit("-", 1)[0] == same_file or old.stat().st_mtime < stale_before):
+                old.unlink()
+        except OSError:  # gone already, or not ours to remove
+            pass

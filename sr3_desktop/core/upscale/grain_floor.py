@@ -33,6 +33,10 @@ WHITE_NOISE_READING = 0.5946
 """What ``flat_immerkaer`` reads on unit white noise (512 x 512, seed 0; the flattest share of pure noise is its
 quieter part). A constant, so that no process pays 50 ms to measure it; tests/core/test_grain_floor.py measures
 it again."""
+QUANTIZATION_NOISE = float(np.sqrt(65.481**2 + 128.553**2 + 24.966**2) / 219.0 / np.sqrt(12.0) / 255.0)
+"""8-bit rounding's own noise as ``noise_amplitude`` reads it (0.193 of a step): each channel's rounding error is
+uniform over one step (sigma 1 / sqrt(12)), independent across R, G, B, and carried into luma by BT.601's
+weights. An 8-bit file of a photo cleaner than that would otherwise read as noisy (issue 19's worst crop)."""
 _IMMERKAER = np.array([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]])
 
 
@@ -41,9 +45,23 @@ def noise_amplitude(lr: np.ndarray) -> float:
     estimator (1996, "Fast noise variance estimation": sigma = sqrt(pi / 2) / 6 x mean |I * N|, N the difference
     of two Laplacians, blind to any f(x) + g(y)) over the ``FLAT_SHARE`` of pixels where N's locally averaged
     answer is lowest, so that edges and texture do not read as noise; divided by what that choice reads on
-    white noise, so that it reads white noise exactly. 0 for an input under 8 x 8 pixels."""
+    white noise, so that it reads white noise exactly. An input on the 8-bit grid (a decoded PNG or JPEG) has
+    ``QUANTIZATION_NOISE`` taken out in quadrature: rounding is not the photo's grain. 0 for an input under 8 x 8
+    pixels."""
     y = metrics.rgb_to_y(lr)  # float64
-    return flat_immerkaer(y) / WHITE_NOISE_READING / _LUMA_GAIN if min(y.shape) >= 8 else 0.0
+    if min(y.shape) < 8:
+        return 0.0
+    reading = flat_immerkaer(y) / WHITE_NOISE_READING / _LUMA_GAIN
+    if not on_8bit_grid(lr):
+        return reading
+    return float(np.sqrt(max(reading * reading - QUANTIZATION_NOISE * QUANTIZATION_NOISE, 0.0)))
+
+
+def on_8bit_grid(image: np.ndarray) -> bool:
+    """Whether every value of ``image`` ([0, 1]) is a multiple of 1/255 (to float32's precision): a decoded
+    8-bit file, not a 16-bit one or a computed image."""
+    steps = np.asarray(image, dtype=np.float64) * 255.0
+    return bool(np.max(np.abs(steps - np.rint(steps)), initial=0.0) < 1e-3)
 
 
 def flat_immerkaer(y: np.ndarray) -> float:
