@@ -60,8 +60,11 @@ def noise_amplitude(lr: np.ndarray) -> float:
 def on_8bit_grid(image: np.ndarray) -> bool:
     """Whether every value of ``image`` ([0, 1]) is a multiple of 1/255 (to float32's precision): a decoded
     8-bit file, not a 16-bit one or a computed image."""
-    steps = np.asarray(image, dtype=np.float64) * 255.0
-    return bool(np.max(np.abs(steps - np.rint(steps)), initial=0.0) < 1e-3)
+    for start in range(0, image.shape[0], GRAIN_BLOCK):  # by bands of rows: no full-size float64 copies
+        steps = np.asarray(image[start : start + GRAIN_BLOCK], dtype=np.float32) * np.float32(255.0)
+        if np.max(np.abs(steps - np.rint(steps)), initial=0.0) >= 1e-3:
+            return False
+    return True
 
 
 def flat_immerkaer(y: np.ndarray) -> float:
